@@ -1,0 +1,176 @@
+"""The one place that wires settings into a store, an embedder, a retriever and a composer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .chat import condense
+from .errors import ConfigError, IndexBusyError, QAError
+from .ingest import Ingestor, Progress
+from .prompts import EMPTY_QUESTION, NOT_FOUND
+from .reading import SourceText
+from .settings import Settings
+from .store import Store, open_client
+from .types import Answer, IngestReport, Status
+
+EMBED_DIM = 384
+MAX_QUESTION_CHARS = 2000
+
+
+class Assistant:
+    """Question answering over a folder of documents: `Assistant().ingest("seeds/")`, `.ask("...")`."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        from pydantic import ValidationError
+
+        try:
+            base = settings or Settings()
+            self.settings = Settings.model_validate({**base.model_dump(), **overrides}) if overrides else base
+        except ValidationError as e:
+            err = e.errors()[0]
+            name = ".".join(str(x) for x in err["loc"])
+            raise ConfigError(
+                f"Setting {name} (QA_{name.upper()}) = {err.get('input')!r}: {err['msg']}"
+            ) from None
+        self._embedder: Any = None
+        self._store: Store | None = None
+        self._retriever: Any = None
+        self._composer: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Assistant:
+        """Build from an explicit settings object."""
+        return cls(settings)
+
+    # --- parts, built on first use so that `qa status` never loads torch -----------------------
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from .embedding import load_embedder
+
+            self._embedder = load_embedder(self.settings.embed_model, self.settings.embed_batch_size)
+        return self._embedder
+
+    def store(self, create: bool = False) -> Store:
+        """The Chroma store; `create` makes a new index where none exists."""
+        if self._store is None:
+            s = self.settings
+            client = open_client(s.index_dir, s.chroma_url, create)
+            self._store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)
+        return self._store
+
+    @property
+    def backend(self) -> str:
+        """Which answer backend is in use."""
+        return self.settings.llm
+
+    def _lock(self) -> Any:
+        from filelock import FileLock, Timeout
+
+        lock_dir = Path(self.settings.index_dir)
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_dir / ".ingest.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise IndexBusyError(
+                f"Another qa ingest is writing to {lock_dir}; wait for it to finish and run again."
+            ) from None
+        return lock
+
+    def _ingestor(self) -> Ingestor:
+        from .embedding import token_counter
+        from .reading import make_splitter
+
+        s = self.settings
+
+        def models() -> tuple[Any, Any]:
+            return self.embedder, make_splitter(s.chunk_size, s.chunk_overlap, token_counter(self.embedder))
+
+        return Ingestor(self.store(create=True), models, max_file_bytes=int(s.max_file_mb * 1e6))
+
+    # --- public API ---------------------------------------------------------------------------
+    def ingest(self, *paths: str | Path, progress: Progress | None = None) -> IngestReport:
+        """Index files and folders (default `seeds/`); unchanged files are not re-embedded."""
+        targets = [Path(p) for p in paths] or [Path("seeds")]
+        lock = self._lock()
+        try:
+            return self._ingestor().ingest_paths(targets, progress)
+        finally:
+            lock.release()
+
+    def ingest_texts(self, texts: list[SourceText], progress: Progress | None = None) -> IngestReport:
+        """Index ready-made texts keyed by their `path` (used by `qa eval`)."""
+        lock = self._lock()
+        try:
+            return self._ingestor().ingest_texts(texts, len(texts), progress)
+        finally:
+            lock.release()
+
+    def retriever(self) -> Any:
+        """The hybrid retriever over the store."""
+        if self._retriever is None:
+            from .retrieval import Retriever
+
+            s = self.settings
+            cache = Path(s.index_dir) / "bm25" / s.collection
+            self._retriever = Retriever(self.store(), self.embedder, s.retrieval, s.dense_weight, cache)
+        return self._retriever
+
+    def composer(self) -> Any:
+        """The extractive answer composer."""
+        if self._composer is None:
+            from .answering import ExtractiveComposer
+
+            s = self.settings
+            self._composer = ExtractiveComposer(self.embedder, s.max_sentences, s.min_support)
+        return self._composer
+
+    def ask(self, question: str, top_k: int | None = None, history: Sequence[str] = ()) -> Answer:
+        """Answer a question from the indexed documents, citing exact spans."""
+        final: Answer | None = None
+        for final in self.stream(question, top_k, history):
+            pass
+        assert final is not None
+        return final
+
+    def stream(self, question: str, top_k: int | None = None, history: Sequence[str] = ()) -> Iterator[Answer]:
+        """Yields the answer as it grows, one cited sentence at a time; the last yield is final.
+
+        `history` holds the earlier questions of a conversation, so follow-ups are understood.
+        """
+        started = time.perf_counter()
+        q = " ".join(question.split())[:MAX_QUESTION_CHARS]
+        if not q:
+            yield Answer(question=question, answer=EMPTY_QUESTION, answered=False, backend=self.backend)
+            return
+        query = condense(q, history)
+        passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k))
+        text, citations = "", []
+        for sentence, citation in self.composer().stream(q, list(passages)):
+            text = f"{text} {sentence}" if text else sentence
+            citations.append(citation)
+            yield Answer(question=question, answer=text, answered=True, citations=tuple(citations),
+                         related=passages, backend=self.backend, seconds=time.perf_counter() - started)
+        if not citations:
+            yield Answer(question=question, answer=NOT_FOUND, answered=False, related=passages,
+                         backend=self.backend, seconds=time.perf_counter() - started)
+
+    def document_text(self, source: str) -> str:
+        """The extracted text of an indexed document, which citation offsets index."""
+        doc = self.store().document(source)
+        if doc is None:
+            raise QAError(f"{source} is not in the index. Run: qa ingest {source}")
+        return doc[0]
+
+    def status(self) -> Status:
+        """Index location, size and contents."""
+        s = self.settings
+        store = self.store()
+        size = sum(f.stat().st_size for f in Path(s.index_dir).rglob("*") if f.is_file()) if not s.chroma_url else 0
+        return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(store.records()),
+                      chunks=store.count(), embed_model=s.embed_model, size_bytes=size,
+                      backend=self.backend, chroma_url=s.chroma_url)

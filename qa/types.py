@@ -1,0 +1,108 @@
+"""Plain frozen dataclasses returned by the public API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One numbered source of an answer: an exact span of a document's extracted text."""
+
+    id: int
+    source: str
+    start: int
+    end: int
+    text: str
+    score: float
+    passage_start: int = 0
+    passage_end: int = 0
+    passage: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk: what the answer composer and the UI work from."""
+
+    source: str
+    start: int
+    end: int
+    text: str
+    score: float
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The reply to one question, with the citations its markers point at."""
+
+    question: str
+    answer: str
+    answered: bool
+    citations: tuple[Citation, ...] = ()
+    related: tuple[Passage, ...] = ()
+    backend: str = "extractive"
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape printed by `qa ask --json`."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "answered": self.answered,
+            "citations": [
+                {k: c[k] for k in ("id", "source", "start", "end", "text", "score")}
+                for c in (asdict(c) for c in self.citations)
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What ingest did with one file."""
+
+    path: str
+    status: str  # added | updated | unchanged | removed | failed
+    chunks: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """Summary of one ingest run."""
+
+    files: tuple[FileResult, ...] = field(default_factory=tuple)
+    chunks_total: int = 0
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        """How many files ended with this status."""
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def chunks_embedded(self) -> int:
+        """Chunks embedded in this run (0 when nothing changed)."""
+        return sum(f.chunks for f in self.files if f.status in ("added", "updated"))
+
+    def summary(self) -> str:
+        """The one-line summary the CLI prints."""
+        parts = [f"{self.count(s)} {s}" for s in ("added", "updated", "unchanged", "removed", "failed")]
+        return (
+            f"{', '.join(parts)}; {self.chunks_embedded} chunks embedded, "
+            f"{self.chunks_total} in index; {self.seconds:.1f}s"
+        )
+
+
+@dataclass(frozen=True)
+class Status:
+    """What `qa status` shows."""
+
+    index_dir: str
+    documents: int
+    chunks: int
+    embed_model: str
+    size_bytes: int
+    backend: str
+    chroma_url: str | None = None
