@@ -21,6 +21,7 @@ __all__ = [
     "ConfigError",
     "EmbeddingMismatchError",
     "FileResult",
+    "IngestReport",
     "IndexBusyError",
     "IndexMissingError",
     "IngestError",

@@ -13,7 +13,7 @@ from .ingest import Ingestor, Progress
 from .prompts import EMPTY_QUESTION, NOT_FOUND
 from .reading import SourceText
 from .settings import Settings
-from .store import Store, open_client
+from .store import Store, open_client, prepare_index_dir
 from .types import Answer, IngestReport, Status
 
 EMBED_DIM = 384
@@ -71,7 +71,7 @@ class Assistant:
         from filelock import FileLock, Timeout
 
         lock_dir = Path(self.settings.index_dir)
-        lock_dir.mkdir(parents=True, exist_ok=True)
+        prepare_index_dir(lock_dir)
         lock = FileLock(str(lock_dir / ".ingest.lock"), timeout=0)
         try:
             lock.acquire()
@@ -131,10 +131,7 @@ class Assistant:
 
     def ask(self, question: str, top_k: int | None = None, history: Sequence[str] = ()) -> Answer:
         """Answer a question from the indexed documents, citing exact spans."""
-        final: Answer | None = None
-        for final in self.stream(question, top_k, history):
-            pass
-        assert final is not None
+        *_, final = self.stream(question, top_k, history)
         return final
 
     def stream(self, question: str, top_k: int | None = None, history: Sequence[str] = ()) -> Iterator[Answer]:

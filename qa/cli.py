@@ -51,12 +51,12 @@ def _assistant(args: argparse.Namespace, **extra: Any) -> Any:
     return Assistant(**overrides)
 
 
-def _progress_bar(quiet: bool) -> Any:
+def _progress_bar(quiet: bool, desc: str = "Indexing") -> Any:
     if quiet:
         return None, None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="file", desc="Indexing", file=sys.stderr, disable=False, leave=False)
+    bar = tqdm(total=0, unit="item", desc=desc, file=sys.stderr, disable=False, leave=False)
 
     def update(done: int, total: int, item: str) -> None:
         bar.total = total
@@ -126,7 +126,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, format_report
 
-    report = evaluate(_assistant(args), Path(args.dir), k=args.k, limit=args.limit, answers=args.answers)
+    update, bar = _progress_bar(False)
+    try:
+        report = evaluate(_assistant(args), Path(args.dir), k=args.k, limit=args.limit,
+                          answers=args.answers, progress=update)
+    finally:
+        bar.close()
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 
@@ -134,6 +139,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `qa` command."""
     args = _parser().parse_args(argv)
+    import logging
+
+    # Libraries log per-file parser warnings and model loading; qa reports failures itself.
+    logging.basicConfig(level=logging.ERROR, force=True)
     handler = {"ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
                "serve": cmd_serve, "eval": cmd_eval}[args.command]
     try:

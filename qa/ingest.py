@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,6 @@ class _Pending:
     source: SourceText
     chunks: list[Chunk]
     status: str
-    written: int = 0
-    results: list[FileResult] = field(default_factory=list)
 
 
 def _under(source: str, roots: list[Path]) -> bool:
@@ -106,23 +104,20 @@ class Ingestor:
 
         def flush() -> None:
             nonlocal queued_chunks, changed
-            # Embed all queued chunks in full batches, then commit the files they complete.
-            flat = [(p, c) for p in queue for c in p.chunks[p.written:]]
-            for i in range(0, len(flat), self.batch_size):
-                part = flat[i:i + self.batch_size]
-                vectors = encode(self.embedder, [c.text for _, c in part])
-                by_doc: dict[int, list[int]] = {}
-                for j, (p, _) in enumerate(part):
-                    by_doc.setdefault(id(p), []).append(j)
-                for p in queue:
-                    idx = by_doc.get(id(p))
-                    if idx:
-                        self.store.add_chunks(p.source, [part[j][1] for j in idx], vectors[idx])
-                        p.written += len(idx)
+            # Embed all queued chunks in full batches, write them, then commit their files at once.
+            if not queue:
+                return
+            flat = [c.text for p in queue for c in p.chunks]
+            vectors = encode(self.embedder, flat)
+            batch, pos = [], 0
             for p in queue:
-                self.store.commit(p.source, len(p.chunks))
-                results.append(FileResult(p.source.path, p.status, chunks=len(p.chunks)))
-                changed = True
+                batch.append((p.source, p.chunks, vectors[pos:pos + len(p.chunks)]))
+                pos += len(p.chunks)
+            self.store.add_chunks(batch)
+            self.store.commit([(p.source, len(p.chunks)) for p in queue],
+                              [p.source for p in queue if p.status == "updated"])
+            results.extend(FileResult(p.source.path, p.status, chunks=len(p.chunks)) for p in queue)
+            changed = True
             queue.clear()
             queued_chunks = 0
 

@@ -144,6 +144,9 @@ def load(path: Path, digest: str | None = None) -> SourceText:
     except PermissionError:
         raise UnreadableFile("permission denied; make it readable (chmod +r) or remove it") from None
     except Exception as e:  # readers raise anything from struct errors to KeyError on bad files
+        last = getattr(e, "last_attempt", None)  # LlamaIndex's PDF reader retries via tenacity
+        if last is not None and last.exception() is not None:
+            e = last.exception()
         first = (str(e).splitlines() or [""])[0][:200]
         raise UnreadableFile(f"cannot parse {path.suffix} file ({type(e).__name__}: {first})") from None
     if not text.strip():

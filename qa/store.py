@@ -58,13 +58,23 @@ def open_client(index_dir: Path, chroma_url: str | None, create: bool) -> Any:
         return client
     if not create and not (index_dir / "chroma.sqlite3").exists():
         raise IndexMissingError(f"No index at {index_dir}. Run: qa ingest seeds/")
+    prepare_index_dir(index_dir)
+    return chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
+
+
+def prepare_index_dir(index_dir: Path) -> None:
+    """Create the index folder, or say in one line why it cannot be used."""
     if index_dir.exists() and not index_dir.is_dir():
         raise ConfigError(f"QA_INDEX_DIR={index_dir} is a file, not a folder; point it at a folder.")
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
-    except PermissionError:
-        raise ConfigError(f"Cannot write to index folder {index_dir}; choose another QA_INDEX_DIR.") from None
+        probe = index_dir / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"Cannot write to index folder {index_dir} ({e.strerror}); choose another QA_INDEX_DIR."
+        ) from None
 
 
 class Store:
@@ -119,29 +129,35 @@ class Store:
         return got["documents"][0], tuple(json.loads(got["metadatas"][0].get("pages", "[]")))
 
     # --- writing ----------------------------------------------------------------------------------
-    def add_chunks(self, source: SourceText, chunks: list[Chunk], embeddings: Any) -> None:
-        """Write chunks of a document; they count only once `commit` records the document."""
+    def add_chunks(self, batch: list[tuple[SourceText, list[Chunk], Any]]) -> None:
+        """Write chunks of documents; they count only once `commit` records their documents."""
         from llama_index.core.schema import TextNode
 
         nodes = []
-        for c, emb in zip(chunks, embeddings):
-            meta = {"source": c.source, "digest": source.digest, "index": c.index,
-                    "start": c.start, "end": c.end, "location": location(source, c.start)}
-            nodes.append(TextNode(
-                id_=chunk_id(c.source, source.digest, c.index), text=c.text, metadata=meta,
-                embedding=[float(x) for x in emb],
-                excluded_embed_metadata_keys=_META_KEYS, excluded_llm_metadata_keys=_META_KEYS,
-            ))
-        for i in range(0, len(nodes), 2000):  # Chroma caps a single write's batch size
-            self.vector_store.add(nodes[i:i + 2000])
+        for source, chunks, embeddings in batch:
+            for c, emb in zip(chunks, embeddings):
+                meta = {"source": c.source, "digest": source.digest, "index": c.index,
+                        "start": c.start, "end": c.end, "location": location(source, c.start)}
+                nodes.append(TextNode(
+                    id_=chunk_id(c.source, source.digest, c.index), text=c.text, metadata=meta,
+                    embedding=emb.tolist() if hasattr(emb, "tolist") else list(emb),
+                    excluded_embed_metadata_keys=_META_KEYS, excluded_llm_metadata_keys=_META_KEYS,
+                ))
+        # One write per few thousand chunks: each Chroma write is a transaction (~50 ms).
+        for i in range(0, len(nodes), 4000):
+            self.vector_store.add(nodes[i:i + 4000])
 
-    def commit(self, source: SourceText, n_chunks: int) -> None:
-        """Record a fully written document (the commit point), then drop its older versions."""
-        self.files.upsert(
-            ids=[source.path], documents=[source.text], embeddings=[[0.0]],
-            metadatas=[{"digest": source.digest, "chunks": n_chunks, "pages": json.dumps(list(source.pages))}],
-        )
-        self.chunks.delete(where={"$and": [{"source": source.path}, {"digest": {"$ne": source.digest}}]})
+    def commit(self, docs: list[tuple[SourceText, int]], replaced: list[SourceText]) -> None:
+        """Record fully written documents (the commit point), then drop replaced versions."""
+        for i in range(0, len(docs), 1000):
+            part = docs[i:i + 1000]
+            self.files.upsert(
+                ids=[d.path for d, _ in part], documents=[d.text for d, _ in part],
+                embeddings=[[0.0]] * len(part),
+                metadatas=[{"digest": d.digest, "chunks": n, "pages": json.dumps(list(d.pages))} for d, n in part],
+            )
+        for d in replaced:
+            self.chunks.delete(where={"$and": [{"source": d.path}, {"digest": {"$ne": d.digest}}]})
 
     def remove(self, source: str) -> None:
         """Forget a file: its record first, so a crash in between leaves only orphans to repair."""

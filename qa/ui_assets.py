@@ -1,0 +1,91 @@
+"""CSS and the one small script of the chat UI (kept apart so qa/ui.py reads as layout and handlers)."""
+
+CSS = """
+.gradio-container { max-width: 1280px !important; margin: 0 auto; }
+footer { display: none !important; }
+#qa-title h1 { font-size: 1.35rem; margin: 0; }
+#qa-title p { margin: 0; color: var(--body-text-color-subdued); font-size: .9rem; }
+.qa-status { font-size: .85rem; color: var(--body-text-color-subdued); line-height: 1.5; }
+.qa-status b { color: var(--body-text-color); font-weight: 600; }
+.qa-status .qa-path { display: block; font-size: .78rem; color: var(--body-text-color-subdued);
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.qa-answer, .qa-question { white-space: pre-wrap; line-height: 1.55; }
+a.qa-cite { font-size: .75em; font-weight: 700; vertical-align: super; line-height: 0; padding: 0 .15em;
+  text-decoration: none !important; color: var(--color-accent) !important; cursor: pointer; border-radius: 3px; }
+a.qa-cite:hover, a.qa-cite:focus-visible { background: var(--color-accent-soft); outline: none; }
+.qa-notfound { color: #92400e; }
+.dark .qa-notfound { color: #fbbf24; }
+.qa-notfound::before { content: "\\26A0\\FE0E  "; }
+.qa-hint { display: block; font-size: .85em; color: var(--body-text-color-subdued); margin-top: .25em; }
+.qa-error { color: var(--error-text-color); }
+.qa-pending { color: var(--body-text-color-subdued); font-style: italic; }
+.qa-sources { max-height: 72vh; overflow-y: auto; padding-right: 2px; }
+.qa-sources .qa-turn { display: none; }
+.qa-sources .qa-turn:last-child { display: block; }
+.qa-sources.qa-pinned .qa-turn { display: none; }
+.qa-sources.qa-pinned .qa-turn.qa-active { display: block; }
+.qa-turn h3 { font-size: .95rem; margin: 0 0 .15rem 0; }
+.qa-turn .qa-q { font-size: .8rem; color: var(--body-text-color-subdued); margin: 0 0 .6rem 0; }
+.qa-empty { color: var(--body-text-color-subdued); font-size: .9rem; padding: .5rem 0; }
+.qa-src { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .55rem .7rem;
+  margin-bottom: .6rem; background: var(--background-fill-primary); scroll-margin: 1rem;
+  transition: box-shadow .3s, border-color .3s; }
+.qa-src header { display: flex; gap: .5rem; align-items: baseline; font-size: .82rem; margin-bottom: .3rem;
+  flex-wrap: wrap; }
+.qa-src .qa-n { font-weight: 700; color: var(--color-accent); }
+.qa-src .qa-file { font-weight: 600; word-break: break-all; }
+.qa-src .qa-loc, .qa-src .qa-score { color: var(--body-text-color-subdued); }
+.qa-src .qa-score { margin-left: auto; }
+.qa-passage { white-space: pre-wrap; font-size: .85rem; line-height: 1.5; margin: 0;
+  color: var(--body-text-color-subdued); overflow-wrap: anywhere; }
+.qa-passage mark { background: #fef08a; color: #111; padding: 0 .1em; border-radius: 2px; }
+.qa-related { border-style: dashed; opacity: .9; }
+.qa-turn-notfound h3 { color: #92400e; }
+.dark .qa-turn-notfound h3 { color: #fbbf24; }
+.qa-src.qa-hover { border-color: var(--color-accent); }
+.qa-src.qa-target { border-color: var(--color-accent); box-shadow: 0 0 0 3px var(--color-accent-soft); }
+.qa-files { list-style: none; padding: 0; margin: .25rem 0; font-size: .85rem; }
+.qa-files li { padding: .15rem 0; overflow-wrap: anywhere; }
+.qa-badge { display: inline-block; min-width: 5.5em; text-align: center; border-radius: 9px; font-size: .75rem;
+  font-weight: 600; padding: 0 .5em; margin-right: .4em; background: #e5e7eb; color: #374151; }
+.qa-badge.added, .qa-badge.updated { background: #dcfce7; color: #166534; }
+.qa-badge.failed { background: #fee2e2; color: #991b1b; }
+.qa-reason { color: var(--body-text-color-subdued); }
+"""
+
+# Markers in answers are links to "#qa-src-<turn>-<n>"; the panel hides all turns but the last, so a
+# click shows the marker's own turn, scrolls its passage into view and outlines it. Hover outlines too.
+HEAD = """
+<style>
+/* Here, not in CSS: Gradio scopes media queries in custom CSS to its inner container. */
+@media (max-width: 640px) {
+  .gradio-container .main.app { padding-left: 8px !important; padding-right: 8px !important; }
+  .qa-sources { max-height: none !important; }
+}
+</style>
+<script>
+(() => {
+  const target = (a) => document.getElementById((a.getAttribute('href') || '').slice(1));
+  const cite = (ev) => ev.target instanceof Element ? ev.target.closest('a.qa-cite') : null;
+  document.addEventListener('click', (ev) => {
+    const a = cite(ev); if (!a) return;
+    ev.preventDefault(); ev.stopPropagation();
+    const el = target(a); if (!el) return;
+    const panel = el.closest('.qa-sources'), turn = el.closest('.qa-turn');
+    if (panel && turn) {
+      panel.classList.add('qa-pinned');
+      panel.querySelectorAll('.qa-turn').forEach((t) => t.classList.toggle('qa-active', t === turn));
+    }
+    document.querySelectorAll('.qa-src.qa-target').forEach((e) => e.classList.remove('qa-target'));
+    el.classList.add('qa-target');
+    el.scrollIntoView({behavior: 'smooth', block: 'nearest'});
+  }, true);
+  document.addEventListener('mouseover', (ev) => {
+    const a = cite(ev); const el = a && target(a); if (el) el.classList.add('qa-hover');
+  });
+  document.addEventListener('mouseout', (ev) => {
+    const a = cite(ev); const el = a && target(a); if (el) el.classList.remove('qa-hover');
+  });
+})();
+</script>
+"""

@@ -1,0 +1,93 @@
+"""Answers about the seed article: the fact is in the answer and in an exact cited span."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.answering import split_sentences, with_marker
+from qa.prompts import NOT_FOUND
+from qa.types import Passage
+
+from .conftest import SEED_FILE
+
+# (question, a fact the answer and one of its cited spans must contain)
+SEED_QUESTIONS = [
+    ("Where will Putin travel after North Korea?", "Vietnam"),
+    ("Who denied the arms transfers?", "Moscow and Pyongyang"),
+    ("How many containers of munitions did North Korea allegedly provide to Russia?", "11,000"),
+    ("Who is Putin's adviser on foreign policy?", "Yuri Ushakov"),
+    ("Since when has North Korea been under U.N. sanctions?", "2006"),
+    ("When did Russia and China veto the U.S.-led initiative for more sanctions?", "May 2022"),
+    ("Who is the spokesperson of the U.S. State Department?", "Matthew Miller"),
+    ("When did Putin last visit North Korea?", "24 years"),
+    ("Who is the Russian Defence Minister?", "Andrei Belousov"),
+    ("What did commercial satellite images show North Korea preparing for?", "military parade"),
+    ("Which news agency described the programme of the visit?", "Interfax"),
+    ("What did Victor Cha say the summit poses?", "greatest threat"),
+]
+UNANSWERABLE = [
+    "What is the capital of France?",
+    "Who won the 2018 FIFA World Cup?",
+    "How do I bake sourdough bread?",
+]
+
+
+@pytest.mark.parametrize("question,fact", SEED_QUESTIONS)
+def test_seed_questions_are_answered_with_exact_citations(seeded, question: str, fact: str) -> None:
+    ans = seeded.ask(question)
+    document = SEED_FILE.read_text(encoding="utf-8")
+    assert ans.answered, question
+    assert fact in ans.answer
+    assert any(fact in c.text for c in ans.citations)
+    for c in ans.citations:
+        source_text = open(c.source, encoding="utf-8").read()
+        assert source_text == document
+        assert source_text[c.start:c.end] == c.text
+        assert c.passage[c.start - c.passage_start:c.end - c.passage_start] == c.text
+    # Markers are numbered 1..n in order of first use and each maps to a citation.
+    assert [c.id for c in ans.citations] == list(range(1, len(ans.citations) + 1))
+    for c in ans.citations:
+        assert f"[{c.id}]" in ans.answer
+
+
+@pytest.mark.parametrize("question", UNANSWERABLE)
+def test_unanswerable_questions_say_so(seeded, question: str) -> None:
+    ans = seeded.ask(question)
+    assert not ans.answered
+    assert ans.answer == NOT_FOUND and ans.citations == ()
+    assert ans.related, "the closest passages are still offered as related"
+
+
+def test_follow_up_uses_the_conversation(seeded) -> None:
+    history = ["Who is Victor Cha?"]
+    ans = seeded.ask("What did he urge Washington to do?", history=history)
+    assert ans.answered and "Europe" in ans.answer
+
+
+def test_stream_grows_one_cited_sentence_at_a_time(seeded) -> None:
+    parts = list(seeded.stream("When did Putin last visit North Korea?"))
+    assert parts and parts[-1].answered
+    for before, after in zip(parts, parts[1:]):
+        assert after.answer.startswith(before.answer) and len(after.citations) == len(before.citations) + 1
+
+
+def test_empty_and_huge_questions(seeded) -> None:
+    assert not seeded.ask("   ").answered
+    ans = seeded.ask("Where will Putin travel after North Korea? " + "x" * 100_000)
+    assert ans.question.startswith("Where")
+
+
+def test_sentence_split_keeps_abbreviations_and_offsets() -> None:
+    text = "Mr. Smith met U.S. officials on Monday. They talked for hours.\nA new line starts here."
+    p = Passage(source="s", start=100, end=100 + len(text), text=text, score=1.0)
+    sents = split_sentences(p)
+    assert [s.text for s in sents] == ["Mr. Smith met U.S. officials on Monday.", "They talked for hours.",
+                                       "A new line starts here."]
+    for s in sents:
+        assert text[s.start - 100:s.end - 100] == s.text
+
+
+def test_marker_goes_before_closing_punctuation() -> None:
+    assert with_marker("It rained.", 1) == "It rained [1]."
+    assert with_marker("He said “no.”", 2) == "He said “no [2].”"
+    assert with_marker("No punctuation", 3) == "No punctuation [3]"

@@ -1,0 +1,96 @@
+"""Reading and chunking: every chunk's offsets index the document's extracted text exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qa.reading import UnreadableFile, discover, load, split
+
+from .conftest import SEED_FILE
+
+
+@pytest.fixture(scope="module")
+def splitter():
+    from qa.embedding import load_embedder, token_counter
+    from qa.reading import make_splitter
+
+    return make_splitter(120, 20, token_counter(load_embedder("all-MiniLM-L6-v2")))
+
+
+def _check_offsets(path: Path, splitter) -> list:
+    source = load(path)
+    chunks = split(source, splitter)
+    assert chunks, f"no chunks from {path.name}"
+    for c in chunks:
+        assert source.text[c.start:c.end] == c.text
+    return chunks
+
+
+def test_seed_article_chunks_match_file_text(splitter) -> None:
+    chunks = _check_offsets(SEED_FILE, splitter)
+    text = SEED_FILE.read_text(encoding="utf-8")
+    assert len(chunks) > 3
+    for c in chunks:
+        assert text[c.start:c.end] == c.text
+    # Together the chunks cover every sentence of the article.
+    covered = " ".join(c.text for c in chunks)
+    assert "Vietnam on June 19-20" in covered and "Vladimir Putin, in a letter" in covered
+
+
+def test_markdown_html_docx_pdf(tmp_path: Path, splitter) -> None:
+    (tmp_path / "a.md").write_text("# Title\n\nThe **quick** fox jumps over the lazy dog.\n", encoding="utf-8")
+    (tmp_path / "b.html").write_text(
+        "<html><body><h1>Report</h1><p>The river Zorn floods every spring.</p><script>x=1</script></body></html>",
+        encoding="utf-8")
+    import docx
+
+    d = docx.Document()
+    d.add_paragraph("The lighthouse at Korsvik was built in 1891.")
+    d.save(tmp_path / "c.docx")
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(tmp_path / "d.pdf"))
+    c.drawString(72, 720, "Page one says the bridge opened in 1932.")
+    c.showPage()
+    c.drawString(72, 720, "Page two says the tunnel opened in 1955.")
+    c.save()
+    for name, fact in [("a.md", "quick"), ("b.html", "Zorn"), ("c.docx", "Korsvik"), ("d.pdf", "tunnel")]:
+        chunks = _check_offsets(tmp_path / name, splitter)
+        assert any(fact in ch.text for ch in chunks), name
+    pdf = load(tmp_path / "d.pdf")
+    assert len(pdf.pages) == 2 and "tunnel" in pdf.text[pdf.pages[1]:]
+
+
+def test_encodings(tmp_path: Path) -> None:
+    (tmp_path / "latin1.txt").write_bytes("Café crème in Zürich.".encode("latin-1"))
+    (tmp_path / "utf16.txt").write_bytes("Ünïcode in UTF-16 text.".encode("utf-16"))
+    (tmp_path / "crlf.txt").write_bytes(b"line one\r\nline two\r\n")
+    assert load(tmp_path / "latin1.txt").text == "Café crème in Zürich."
+    assert load(tmp_path / "utf16.txt").text == "Ünïcode in UTF-16 text."
+    assert load(tmp_path / "crlf.txt").text == open(tmp_path / "crlf.txt", encoding="utf-8").read()
+
+
+@pytest.mark.parametrize("name,data,reason", [
+    ("empty.txt", b"", "no text"),
+    ("blank.md", b"  \n\n ", "no text"),
+    ("binary.txt", b"\x00\x01\x02ELF\x00" * 100, "binary"),
+    ("broken.pdf", b"%PDF-1.4\n1 0 obj <<", "cannot parse"),
+])
+def test_bad_files_have_one_line_reasons(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(UnreadableFile) as e:
+        load(tmp_path / name)
+    assert reason in str(e.value) and "\n" not in str(e.value)
+
+
+def test_discover_recurses_and_skips_unsupported(tmp_path: Path) -> None:
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "sub" / "deeper" / "x.txt").write_text("hello there world")
+    (tmp_path / "y.md").write_text("hello")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    files, skipped = discover([tmp_path, tmp_path / "missing"])
+    assert [f.name for f in files] == ["x.txt", "y.md"]
+    assert any("no such file" in r for _, r in skipped)

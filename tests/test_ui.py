@@ -1,0 +1,369 @@
+"""The chat UI: fast tests of the HTML it renders; slow tests drive `qa serve` in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qa.errors import ConfigError
+from qa.types import Answer, Citation, FileResult, Passage
+from qa.ui import (
+    esc,
+    exposure_warning,
+    highlight,
+    parse_auth,
+    render_answer,
+    render_ingest,
+    render_panel,
+    render_sources,
+    safe_name,
+    save_uploads,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+EVIL = '<img src=x onerror=alert(1)><script>window.__pwned=1</script>'
+
+
+def _citation(passage: str, span: str, n: int = 1, offset: int = 100, **kw: Any) -> Citation:
+    a = passage.index(span)
+    return Citation(id=n, source="/docs/report.txt", start=offset + a, end=offset + a + len(span), text=span,
+                    score=0.7, passage_start=offset, passage_end=offset + len(passage), passage=passage, **kw)
+
+
+# --- fast: rendering --------------------------------------------------------------------------------
+def test_esc_neutralises_markup_and_templates() -> None:
+    out = esc(EVIL + " ${x} {{y}} \"'")
+    assert "<" not in out and ">" not in out and "{" not in out and "$" not in out and '"' not in out
+    assert "&lt;script&gt;" in out
+
+
+def test_answer_markers_link_their_passages_and_document_text_is_escaped() -> None:
+    c = _citation(f"Before. It rained {EVIL} in Hanoi. After.", f"It rained {EVIL} in Hanoi.")
+    ans = Answer("q", f"It rained {EVIL} in Hanoi [1]. See [7].", True, citations=(c,))
+    out = render_answer(ans, turn=3)
+    assert '<a class="qa-cite" href="#qa-src-3-1"' in out and ">[1]</a>" in out
+    assert "See [7]" in out  # a bracket that is not one of the citations stays text
+    assert "<script" not in out and "<img" not in out and "&lt;script&gt;" in out
+    assert 'title="It rained &lt;img src=x onerror=alert(1)&gt;' in out
+
+
+def test_sources_show_only_cited_passages_with_the_span_marked() -> None:
+    passage = f"Intro {EVIL}. Putin will travel to Vietnam on June 19. Outro."
+    c = _citation(passage, "Putin will travel to Vietnam on June 19.", location="page 2")
+    unrelated = Passage("/docs/other.txt", 0, 9, "unrelated", 0.1)
+    out = render_sources(Answer("Where?", "x [1].", True, citations=(c,), related=(unrelated,)), turn=1)
+    assert '<mark>Putin will travel to Vietnam on June 19.</mark>' in out
+    assert 'id="qa-src-1-1"' in out and "report.txt" in out and "page 2" in out
+    assert "other.txt" not in out and "Related" not in out
+    assert "<script" not in out and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in out
+
+
+def test_highlight_falls_back_to_the_span_when_offsets_disagree() -> None:
+    c = Citation(1, "/d.txt", 5, 9, "<b>", 0.5, passage_start=0, passage_end=3, passage="abc")
+    assert highlight(c) == "<mark>&lt;b&gt;</mark>"
+
+
+def test_not_found_is_styled_and_lists_related_not_cited() -> None:
+    related = (Passage("/docs/a.txt", 0, 20, f"closest {EVIL}", 0.3),)
+    ans = Answer("Who won?", "Not found in the documents.", False, related=related)
+    assert "qa-notfound" in render_answer(ans, 2) and "related, not cited" in render_answer(ans, 2)
+    out = render_sources(ans, 2)
+    assert "Related, not cited" in out and "qa-related" in out and "<mark>" not in out and "<img" not in out
+    bare = Answer("Who won?", "Not found in the documents.", False)
+    assert "related" not in render_answer(bare, 1) and "No passages" in render_sources(bare, 1)
+
+
+def test_panel_marks_busy_and_empty_states() -> None:
+    assert "qa-busy" in render_panel(["<section></section>"], busy=True)
+    assert "qa-done" in render_panel([]) and "Ask a question" in render_panel([])
+
+
+def test_ingest_results_escape_names_and_reasons() -> None:
+    out = render_ingest([FileResult("/up/<b>.txt", "failed", reason="bad <i>"), FileResult("/up/a.md", "added", 3)])
+    assert "&lt;b&gt;.txt" in out and "bad &lt;i&gt;" in out and "<b>" not in out
+    assert 'class="qa-badge added"' in out and "3 chunks" in out
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("notes.txt", "notes.txt"), ("../../etc/passwd", "passwd"), ("..\\..\\win.ini", "win.ini"),
+    ("/abs/path/x.md", "x.md"), ("..", "upload"), ("", "upload"), ("a\x00b\n.txt", "ab.txt"),
+])
+def test_safe_name_keeps_only_the_base_name(name: str, expected: str) -> None:
+    assert safe_name(name) == expected
+
+
+def test_save_uploads_refuses_big_files_and_stays_in_its_folder(tmp_path: Path) -> None:
+    small, big = tmp_path / "in" / "small.txt", tmp_path / "in" / "big.txt"
+    small.parent.mkdir()
+    small.write_text("hello")
+    big.write_bytes(b"x" * 3000)
+    saved, refused = save_uploads([small, big], tmp_path / "up", max_mb=0.002)
+    assert saved == [tmp_path / "up" / "small.txt"] and saved[0].read_text() == "hello"
+    assert [(r.path, r.status) for r in refused] == [("big.txt", "failed")] and "limit" in refused[0].reason
+
+
+def test_open_host_without_login_warns() -> None:
+    assert "WARNING" in exposure_warning("0.0.0.0", None) and "--auth" in exposure_warning("0.0.0.0", None)
+    assert exposure_warning("127.0.0.1", None) == "" and exposure_warning("0.0.0.0", ("a", "b")) == ""
+
+
+def test_parse_auth() -> None:
+    assert parse_auth(None) is None and parse_auth("") is None
+    assert parse_auth("ann:pa:ss") == ("ann", "pa:ss")
+    with pytest.raises(ConfigError, match="user:password"):
+        parse_auth("nopassword")
+
+
+def test_build_app_without_an_index(tmp_path: Path) -> None:
+    from qa import Assistant
+    from qa.ui import answer_modes, build_app
+
+    app = build_app(Assistant(index_dir=tmp_path / "none"))
+    ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}
+    assert {"qa-chat", "qa-question", "qa-sources", "qa-upload", "qa-topk", "qa-mode"} <= ids
+    assert "extractive" in answer_modes()
+
+
+# --- slow: the real server in a real browser ----------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(index: Path, log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, "QA_INDEX_DIR": str(index), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--port", str(port), *extra], cwd=ROOT, env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"qa serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return proc, url
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail(f"qa serve did not answer within 120 s:\n{log.read_text()}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(seeded_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`qa serve` over a private copy of the seeded index: (url, index folder)."""
+    index = tmp_path_factory.mktemp("ui") / "index"
+    shutil.copytree(seeded_index, index)
+    proc, url = _start(index, index.parent / "serve.log")
+    yield url, index
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page that records any JavaScript dialog (none may ever open)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield pg
+    ctx.close()
+
+
+def _open(page: Any, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("#qa-question textarea")
+
+
+def _ask(page: Any, question: str) -> Any:
+    """Type a question, press Enter, wait until its answer has finished streaming; the answer element."""
+    turn = page.locator(".qa-sources .qa-turn").count() + 1
+    box = page.locator("#qa-question textarea")
+    box.fill(question)
+    box.press("Enter")
+    page.wait_for_selector(f".qa-sources.qa-done #qa-turn-{turn}")
+    return page.locator("#qa-chat .qa-answer").last
+
+
+def _documents(page: Any) -> int:
+    page.wait_for_function("document.querySelector('#qa-status').innerText.includes('document')")
+    return int(page.locator("#qa-status b").first.inner_text())
+
+
+def _upload(page: Any, name: str, text: str, expect: str = "added") -> Any:
+    """Drop one text file on the upload area; wait for its per-file result showing `expect`."""
+    page.locator("#qa-upload input[type=file]").set_input_files(
+        files=[{"name": name, "mimeType": "text/plain", "buffer": text.encode()}])
+    page.locator("#qa-ingest li").filter(has_text=expect).wait_for()
+    return page.locator("#qa-ingest")
+
+
+@pytest.mark.slow
+def test_answer_streams_with_citations_and_sources(server: tuple[str, Path], page: Any) -> None:
+    _open(page, server[0])
+    answer = _ask(page, "Where will Putin travel after North Korea?")
+    assert "Vietnam" in answer.inner_text()
+    marker = answer.locator("a.qa-cite").first
+    assert marker.inner_text() == "[1]"
+    assert "Vietnam" in page.locator("#qa-sources .qa-turn mark").first.inner_text()
+    assert "putin-north-korea-letter.txt" in page.locator("#qa-sources .qa-file").first.inner_text()
+    marker.hover()
+    page.wait_for_selector("#qa-src-1-1.qa-hover")
+    assert "Vietnam" in (marker.get_attribute("title") or "")
+    marker.click()
+    page.wait_for_selector("#qa-src-1-1.qa-target")
+    assert "document" in page.locator("#qa-status").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "answer-with-sources.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_follow_up_uses_the_conversation(server: tuple[str, Path], page: Any) -> None:
+    _open(page, server[0])
+    assert "Cha" in _ask(page, "Who is Victor Cha?").inner_text()
+    text = _ask(page, "What did he urge Washington to do?").inner_text()
+    assert "Europe" in text or "pressure" in text
+    # A marker of the first turn shows that turn's sources again.
+    page.locator("#qa-chat a.qa-cite[href^='#qa-src-1-']").first.click()
+    page.wait_for_selector("#qa-turn-1 .qa-src.qa-target")
+    assert page.locator("#qa-turn-1").is_visible() and not page.locator("#qa-turn-2").is_visible()
+
+
+@pytest.mark.slow
+def test_not_found_is_marked_and_shows_related_passages(server: tuple[str, Path], page: Any) -> None:
+    _open(page, server[0])
+    answer = _ask(page, "Who won the 2018 World Cup?")
+    assert "Not found in the documents" in answer.inner_text()
+    assert "qa-notfound" in (answer.get_attribute("class") or "")
+    panel = page.locator("#qa-sources .qa-turn-notfound")
+    assert "Related, not cited" in panel.inner_text() and panel.locator(".qa-related").count() >= 1
+    assert panel.locator("mark").count() == 0 and panel.locator(".qa-related").count() == 5  # QA_TOP_K
+    page.screenshot(path=str(ARTIFACTS / "not-found.png"), full_page=True)
+    # Settings: fewer passages retrieved.
+    page.locator("#qa-settings").get_by_text("Settings").click()
+    top_k = page.locator("#qa-topk input[type=number]")
+    top_k.fill("2")
+    top_k.press("Enter")
+    page.wait_for_function("document.querySelector('#qa-topk input[type=range]').value === '2'")
+    _ask(page, "Who won the 2018 World Cup?")
+    assert page.locator("#qa-turn-2 .qa-related").count() == 2
+
+
+@pytest.mark.slow
+def test_upload_adds_a_document_that_answers(server: tuple[str, Path], page: Any) -> None:
+    url, index = server
+    _open(page, url)
+    before = _documents(page)
+    fact = "The lighthouse keeper of Port Quillon feeds his parrot Bartholomew mango every morning."
+    results = _upload(page, "lighthouse-notes.txt", f"Harbour notes.\n\n{fact}\n")
+    assert "added" in results.inner_text() and "lighthouse-notes.txt" in results.inner_text()
+    assert (index / "uploads" / "lighthouse-notes.txt").read_text().strip().endswith(fact)
+    page.wait_for_function(f"document.querySelector('#qa-status').innerText.includes('{before + 1} documents')")
+    page.screenshot(path=str(ARTIFACTS / "upload-result.png"), full_page=True)
+    assert "Bartholomew" in _ask(page, "What is the name of the lighthouse keeper's parrot?").inner_text()
+    again = _upload(page, "lighthouse-notes.txt", f"Harbour notes.\n\n{fact}\n", expect="unchanged")
+    assert "unchanged" in again.inner_text()
+
+
+@pytest.mark.slow
+def test_document_markup_renders_as_inert_text(server: tuple[str, Path], page: Any) -> None:
+    _open(page, server[0])
+    doc = (f"Customs bulletin {EVIL}.\n\nThe customs seal of Velmora harbour is stamped with {EVIL} a green heron "
+           "emblem. ![x](javascript:alert(2)) ${window.__pwned=2} {{constructor.constructor('alert(3)')()}}\n")
+    results = _upload(page, "<img src=x onerror=alert(4)>.txt", doc)
+    assert "added" in results.inner_text() and "onerror" in results.inner_text()
+    answer = _ask(page, "What emblem is the customs seal of Velmora harbour stamped with?")
+    assert "heron" in answer.inner_text()
+    passage = page.locator("#qa-sources .qa-turn .qa-passage").first.inner_text()
+    assert "<script>window.__pwned=1</script>" in passage and "<img src=x onerror=alert(1)>" in passage
+    assert "<script>" in answer.inner_text()
+    assert page.locator("#qa-chat img, #qa-sources img, #qa-ingest img, #qa-chat script, #qa-sources script").count() == 0
+    page.wait_for_timeout(500)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.dialogs == []
+    page.screenshot(path=str(ARTIFACTS / "inert-markup.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_phone_width_layout_and_marker_scrolls_to_its_passage(server: tuple[str, Path], page: Any) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    _open(page, server[0])
+    answer = _ask(page, "Where will Putin travel after North Korea?")
+    page.evaluate("window.scrollTo(0, 0)")
+    answer.locator("a.qa-cite").first.click()
+    page.wait_for_selector("#qa-src-1-1.qa-target")
+    page.wait_for_function("""() => { const r = document.querySelector('#qa-src-1-1').getBoundingClientRect();
+                                      return r.top >= 0 && r.bottom <= window.innerHeight; }""")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "phone-390.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_login_and_missing_index_error(browser: Any, tmp_path: Path) -> None:
+    proc, url = _start(tmp_path / "empty-index", tmp_path / "serve.log", "--auth", "ann:s3cret")
+    try:
+        with urllib.request.urlopen(url + "config") as r:
+            pytest.fail(f"config served without login: {r.status}")
+    except urllib.error.HTTPError as e:
+        assert e.code in (401, 403)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        pg.goto(url)
+        pg.locator("input[type=text]").first.fill("ann")
+        pg.locator("input[type=password]").fill("s3cret")
+        pg.keyboard.press("Enter")
+        pg.wait_for_selector("#qa-question textarea")
+        assert "No index yet" in pg.locator("#qa-status").inner_text()
+        box = pg.locator("#qa-question textarea")
+        box.fill("Anything there?")
+        box.press("Enter")
+        pg.locator(".toast-body").filter(has_text="No index").first.wait_for()
+        assert "No index" in pg.locator("#qa-chat .qa-error").inner_text()  # the chat stays usable
+        assert "Traceback" not in pg.content() and "add files under Documents" in pg.content()
+        pg.screenshot(path=str(ARTIFACTS / "no-index-error.png"))
+        # The first upload creates the index, and questions work from then on.
+        _upload(pg, "first.md", "# Orchard\n\nThe orchard behind the mill grows forty quince trees.\n")
+        assert "1 document" in pg.locator("#qa-status").inner_text()
+        assert (tmp_path / "empty-index" / "uploads" / "first.md").exists()
+        assert "quince" in _ask(pg, "How many quince trees grow in the orchard?").inner_text()
+    finally:
+        ctx.close()
+        _stop(proc)
