@@ -10,6 +10,7 @@ from typing import Any
 from .chat import condense
 from .errors import ConfigError, IndexBusyError, QAError
 from .ingest import Ingestor, Progress
+from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NOT_FOUND
 from .reading import SourceText
 from .settings import Settings
@@ -117,16 +118,15 @@ class Assistant:
 
             s = self.settings
             cache = Path(s.index_dir) / "bm25" / s.collection
-            self._retriever = Retriever(self.store(), self.embedder, s.retrieval, s.dense_weight, cache)
+            self._retriever = Retriever(self.store(), self.embedder, s.retrieval, s.dense_weight, cache, s.fusion)
         return self._retriever
 
     def composer(self) -> Any:
-        """The extractive answer composer."""
+        """The answer composer `settings.llm` chooses: extractive, or a model with verified citations."""
         if self._composer is None:
-            from .answering import ExtractiveComposer
+            from .generation import make_composer
 
-            s = self.settings
-            self._composer = ExtractiveComposer(self.embedder, s.max_sentences, s.min_support)
+            self._composer = make_composer(self.settings, self.embedder)
         return self._composer
 
     def ask(self, question: str, top_k: int | None = None, history: Sequence[str] = ()) -> Answer:
@@ -146,12 +146,20 @@ class Assistant:
             return
         query = condense(q, history)
         passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k))
+        composer = self.composer()
+        if getattr(composer, "generative", False):
+            for d in composer.drafts(q, passages, history):
+                yield Answer(question=question, answer=d.text, answered=d.answered, citations=d.citations,
+                             related=passages, backend=self.backend, seconds=time.perf_counter() - started,
+                             verified_sentences=d.verified, total_sentences=d.total)
+            return
         text, citations = "", []
-        for sentence, citation in self.composer().stream(q, list(passages)):
+        for sentence, citation in composer.stream(q, list(passages)):
             text = f"{text} {sentence}" if text else sentence
             citations.append(citation)
             yield Answer(question=question, answer=text, answered=True, citations=tuple(citations),
-                         related=passages, backend=self.backend, seconds=time.perf_counter() - started)
+                         related=passages, backend=self.backend, seconds=time.perf_counter() - started,
+                         verified_sentences=len(citations), total_sentences=len(citations))
         if not citations:
             yield Answer(question=question, answer=NOT_FOUND, answered=False, related=passages,
                          backend=self.backend, seconds=time.perf_counter() - started)
@@ -170,4 +178,4 @@ class Assistant:
         size = sum(f.stat().st_size for f in Path(s.index_dir).rglob("*") if f.is_file()) if not s.chroma_url else 0
         return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(store.records()),
                       chunks=store.count(), embed_model=s.embed_model, size_bytes=size,
-                      backend=self.backend, chroma_url=s.chroma_url)
+                      backend=describe_backend(s), chroma_url=s.chroma_url)

@@ -10,6 +10,10 @@ from typing import Any
 
 from .errors import QAError
 
+LLM_CHOICES = ("extractive", "local", "openai")
+LLM_HELP = ("answer backend (QA_LLM): extractive (no model), local (bundled SmolLM2), openai (OPENAI_API_KEY, "
+            "QA_OPENAI_MODEL, QA_OPENAI_BASE_URL); default openai when OPENAI_API_KEY is set, else extractive")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qa", description="Answers from your documents, with cited passages.")
@@ -26,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--top-k", type=int, help="passages to retrieve (QA_TOP_K)")
+    ask.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
 
     sub.add_parser("status", help="what the index holds")
 
@@ -33,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=7860)
     srv.add_argument("--auth", help="user:password required to log in (QA_AUTH)")
+    srv.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
 
     ev = sub.add_parser("eval", help="measure retrieval (and answers) on a BEIR-layout folder")
     ev.add_argument("dir", help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv")
@@ -93,13 +99,14 @@ def format_answer(ans: Any) -> str:
         lines.append("\nSources:")
         for c in ans.citations:
             where = f"{c.location}, " if c.location else ""
-            lines.append(f"[{c.id}] {c.source} ({where}chars {c.start}-{c.end}, score {c.score:.2f})")
+            flag = "" if c.verified else ", NOT verified"
+            lines.append(f"[{c.id}] {c.source} ({where}chars {c.start}-{c.end}, score {c.score:.2f}{flag})")
             lines.append(f"    {c.text}")
     return "\n".join(lines)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    ans = _assistant(args, top_k=args.top_k).ask(args.question)
+    ans = _assistant(args, top_k=args.top_k, llm=args.llm).ask(args.question)
     print(json.dumps(ans.to_dict(), ensure_ascii=False) if args.json else format_answer(ans))
     return 0
 
@@ -119,7 +126,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ui import serve
 
-    serve(_assistant(args), host=args.host, port=args.port, auth=args.auth)
+    serve(_assistant(args, llm=args.llm), host=args.host, port=args.port, auth=args.auth)
     return 0
 
 

@@ -92,7 +92,7 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
 
     queries = bench.queries[:limit] if limit else bench.queries
     m: dict[str, list[float]] = {n: [] for n in ("ndcg", "r1", "r5", "rk", "mrr", "ms", "ans5",
-                                                 "acc", "cprec", "answered", "ask_s")}
+                                                 "acc", "cprec", "answered", "ask_s", "vsent", "tsent")}
     has_answers = any(ans for _, _, ans in queries)
     wide = max(k * 3, 30)
     for n, (qid, text, gold) in enumerate(queries, 1):
@@ -115,6 +115,8 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
             ans = a.ask(text)
             m["ask_s"].append(time.perf_counter() - t0)
             m["answered"].append(float(ans.answered))
+            m["vsent"].append(ans.verified_sentences)
+            m["tsent"].append(ans.total_sentences)
             m["acc"].append(float(ans.answered and _contains(ans.answer, gold)) if gold else 0.0)
             m["cprec"].extend(float((bool(gold) and _contains(c.text, gold)) or c.source in rel)
                               for c in ans.citations)
@@ -138,6 +140,8 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
         report.update({
             "answer_accuracy": mean(m["acc"]) if has_answers else None,
             "citation_precision": mean(m["cprec"]), "answered_rate": mean(m["answered"]),
+            # share of the sentences the backend wrote that a retrieved passage supports
+            "verified_rate": round(sum(m["vsent"]) / max(1, sum(m["tsent"])), 4),
             "seconds_per_question": round(sum(m["ask_s"]) / max(1, len(m["ask_s"])), 3),
             "backend": a.backend,
         })

@@ -5,3 +5,14 @@ NOT_FOUND_DETAIL = (
     "Not found in the documents. The closest passages are listed below as related, not cited."
 )
 EMPTY_QUESTION = "Ask a question about your documents."
+
+# Generative backends: the passages are numbered so that the model can cite them as [n].
+ANSWER_SYSTEM = (
+    "You answer questions using only the numbered passages you are given, never outside knowledge. "
+    "Answer in one to three short sentences. End each sentence with the number of the passage it comes "
+    "from in square brackets, like this: Paris is the capital of France [2]. "
+    f"If the passages do not contain the answer, reply exactly: {NOT_FOUND}"
+)
+ANSWER_PASSAGE = "[{n}] {text}"
+ANSWER_HISTORY = "Earlier questions in this conversation: {questions}\n\n"
+ANSWER_USER = "Passages:\n{passages}\n\n{history}Question: {question}"

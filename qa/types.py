@@ -20,6 +20,7 @@ class Citation:
     passage_end: int = 0
     passage: str = ""
     location: str = ""
+    verified: bool = True  # a passage supports the cited sentence (extractive: by construction)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class Answer:
     related: tuple[Passage, ...] = ()
     backend: str = "extractive"
     seconds: float = 0.0
+    # Of the sentences the backend wrote (generative: including dropped ones), how many a passage supports.
+    verified_sentences: int = 0
+    total_sentences: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape printed by `qa ask --json`."""
@@ -53,9 +57,11 @@ class Answer:
             "answer": self.answer,
             "answered": self.answered,
             "citations": [
-                {k: c[k] for k in ("id", "source", "start", "end", "text", "score")}
+                {k: c[k] for k in ("id", "source", "start", "end", "text", "score", "verified")}
                 for c in (asdict(c) for c in self.citations)
             ],
+            "verified_sentences": self.verified_sentences,
+            "total_sentences": self.total_sentences,
         }
 
 

@@ -56,8 +56,10 @@ def render_answer(ans: Answer, turn: int) -> str:
         c = cited.get(int(m.group(1)))
         if c is None:
             return m.group(0)
-        return (f'<a class="qa-cite" href="#{source_id(turn, c.id)}" title="{esc(c.text)}" '
-                f'aria-label="Source {c.id}">[{c.id}]</a>')
+        # A generative backend may keep a sentence no passage supports (QA_KEEP_UNVERIFIED).
+        tip = c.text if c.verified else f"Not verified by the passage: {c.text}"
+        return (f'<a class="qa-cite{"" if c.verified else " qa-unverified"}" href="#{source_id(turn, c.id)}" '
+                f'title="{esc(tip)}" aria-label="Source {c.id}">[{c.id}]</a>')
 
     return f'<div class="qa-answer">{_MARKER.sub(link, esc(ans.answer))}</div>'
 
@@ -73,6 +75,8 @@ def highlight(c: Citation) -> str:
 
 def _card(n: int | None, item: Citation | Passage, body: str, elem_id: str, extra: str = "") -> str:
     loc = f'<span class="qa-loc">{esc(item.location)}</span>' if item.location else ""
+    if isinstance(item, Citation) and not item.verified:
+        loc += '<span class="qa-flag">not verified</span>'
     num = f'<span class="qa-n">[{n}]</span>' if n is not None else ""
     return (f'<article class="qa-src{extra}" id="{elem_id}"><header>{num}'
             f'<span class="qa-file" title="{esc(item.source)}">{esc(Path(item.source).name)}</span>{loc}'
@@ -82,7 +86,9 @@ def _card(n: int | None, item: Citation | Passage, body: str, elem_id: str, extr
 
 def render_sources(ans: Answer, turn: int) -> str:
     """One turn's section of the sources panel: only the cited passages, or related ones if not found."""
-    q = f'<p class="qa-q">for “{esc(ans.question)}” · {ans.seconds:.1f} s</p>'
+    total, ok = ans.total_sentences, ans.verified_sentences
+    checked = f" · {ok} of {total} generated sentences verified against the passages" if total > ok else ""
+    q = f'<p class="qa-q">for “{esc(ans.question)}” · {ans.seconds:.1f} s{checked}</p>'
     if ans.answered:
         cards = "".join(_card(c.id, c, highlight(c), source_id(turn, c.id)) for c in ans.citations)
         return f'<section class="qa-turn" id="qa-turn-{turn}"><h3>Sources</h3>{q}{cards}</section>'
@@ -253,9 +259,13 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                 progress((done, total), desc=f"Indexing {Path(item).name}")
 
             try:
-                results += assistant.ingest(*saved, progress=step).files
+                report = assistant.ingest(*saved, progress=step)
             except QAError as e:
                 return render_ingest(results), status_html(), None, str(e)
+            results += report.files
+            for r in report.files:  # keep only what the index holds
+                if r.status == "failed" and Path(r.path) in saved:
+                    Path(r.path).unlink(missing_ok=True)
         failed = [r for r in results if r.status == "failed"]
         if failed:
             gr.Warning(f"{len(failed)} of {len(results)} files could not be indexed; see the list for why.")

@@ -13,6 +13,8 @@ footer { display: none !important; }
 a.qa-cite { font-size: .75em; font-weight: 700; vertical-align: super; line-height: 0; padding: 0 .15em;
   text-decoration: none !important; color: var(--color-accent) !important; cursor: pointer; border-radius: 3px; }
 a.qa-cite:hover, a.qa-cite:focus-visible { background: var(--color-accent-soft); outline: none; }
+a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text-decoration: underline dotted !important; }
+.qa-flag { font-size: .72rem; font-weight: 600; color: #92400e; background: #fef3c7; border-radius: 9px; padding: 0 .45em; }
 .qa-notfound { color: #92400e; }
 .dark .qa-notfound { color: #fbbf24; }
 .qa-notfound::before { content: "\\26A0\\FE0E  "; }

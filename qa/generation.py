@@ -1,0 +1,195 @@
+"""Generative answers: a model writes from numbered passages; only sentences a passage supports stay.
+
+Each finished sentence is checked against the passage its [n] marker names (or, without a usable
+marker, against every passage); a supported sentence is cited to its best-supporting sentence span
+and shown at once, an unsupported one is dropped (or kept and flagged, with `keep_unverified`).
+When nothing the model wrote holds, the extractive answer is given instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any
+
+from .answering import ExtractiveComposer
+from .llm import ChatModel, Messages, load_model
+from .prompts import ANSWER_HISTORY, ANSWER_PASSAGE, ANSWER_SYSTEM, ANSWER_USER, NOT_FOUND
+from .settings import Settings
+from .types import Citation, Passage
+from .verify import Support, Verifier, parse_markers, split_claims
+
+MAX_CLAIMS = 6  # sentences read from the model; small models ramble or repeat after that
+CHARS_PER_TOKEN = 3  # conservative, to keep a local model's prompt inside its context window
+_NOT_FOUND_REPLY = re.compile(
+    r"^\W*(not found|the (passages|documents|context) (do not|don't|does not) (contain|mention|say|answer))",
+    re.IGNORECASE,
+)
+_MARK_AT = re.compile(r"[.!?]+[\"'”’)]*$")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The answer so far; the last one of a stream is `final`."""
+
+    text: str
+    citations: tuple[Citation, ...] = ()
+    answered: bool = True
+    verified: int = 0  # sentences of the model a passage supports
+    total: int = 0  # sentences the model wrote
+    final: bool = False
+
+
+def build_messages(question: str, passages: Sequence[Passage], history: Sequence[str] = ()) -> Messages:
+    """The chat messages: the numbered passages, earlier questions, the question."""
+    numbered = "\n".join(ANSWER_PASSAGE.format(n=n, text=" ".join(p.text.split()))
+                         for n, p in enumerate(passages, 1))
+    earlier = ANSWER_HISTORY.format(questions=" / ".join(history)) if history else ""
+    return [{"role": "system", "content": ANSWER_SYSTEM},
+            {"role": "user", "content": ANSWER_USER.format(passages=numbered, history=earlier, question=question)}]
+
+
+def with_markers(sentence: str, ids: Sequence[int]) -> str:
+    """Markers before the closing punctuation: 'It rained [1][2].'"""
+    marks = "".join(f"[{i}]" for i in ids)
+    if not marks:
+        return sentence
+    m = _MARK_AT.search(sentence)
+    return f"{sentence[:m.start()]} {marks}{sentence[m.start():]}" if m else f"{sentence} {marks}"
+
+
+class GenerativeComposer:
+    """Answers with a chat model, keeping the sentences the passages support, each cited."""
+
+    generative = True
+
+    def __init__(self, model: ChatModel, verifier: Verifier, fallback: ExtractiveComposer,
+                 max_tokens: int = 160, keep_unverified: bool = False, context_chars: int | None = None) -> None:
+        self.model = model
+        self.verifier = verifier
+        self.fallback = fallback
+        self.max_tokens = max_tokens
+        self.keep_unverified = keep_unverified
+        self.context_chars = context_chars
+
+    def shown(self, passages: Sequence[Passage]) -> list[Passage]:
+        """The passages the prompt numbers: best first, as many as the context allows (at least one)."""
+        if self.context_chars is None:
+            return list(passages)
+        out, used = [], 0
+        for p in passages:
+            used += len(p.text) + 8
+            if out and used > self.context_chars:
+                break
+            out.append(p)
+        return out
+
+    def drafts(self, question: str, passages: Sequence[Passage], history: Sequence[str] = ()) -> Iterator[Draft]:
+        """Yields the answer each time a supported sentence is added; the last draft is final."""
+        shown = self.shown(passages)
+        evidence = self.verifier.evidence(passages, question)
+        state = _Answer(self.keep_unverified, self.fallback.min_support)
+        buffer, done, not_found = "", 0, False
+        with closing(self.model.stream(build_messages(question, shown, history), self.max_tokens)) as pieces:
+            for piece in pieces:
+                buffer += piece
+                finished = split_claims(buffer)[:-1]  # the last may go on (or still get its marker)
+                for claim in finished[done:]:
+                    outcome = state.add(claim, evidence, len(shown))
+                    if outcome == "not_found":
+                        not_found = True
+                    elif outcome == "added":
+                        yield state.draft()
+                done = len(finished)
+                if not_found or state.stop:
+                    break
+            else:
+                for claim in split_claims(buffer)[done:]:
+                    if state.add(claim, evidence, len(shown)) == "not_found":
+                        not_found = True
+        if state.kept:
+            yield state.draft(final=True)
+        elif not_found:
+            yield Draft(NOT_FOUND, answered=False, total=state.total, final=True)
+        else:
+            text, citations = self.fallback.compose(question, list(passages))
+            yield Draft(text, tuple(citations), answered=bool(citations), total=state.total, final=True)
+
+
+class _Answer:
+    """The sentences kept so far and their citations, numbered in order of first use."""
+
+    def __init__(self, keep_unverified: bool, min_relevance: float) -> None:
+        self.keep_unverified = keep_unverified
+        self.min_relevance = min_relevance
+        self.kept: list[tuple[str, list[int]]] = []
+        self._kept_words: set[str] = set()
+        self.citations: list[Citation] = []
+        self._ids: dict[tuple[str, int, int, bool], int] = {}
+        self._seen: set[str] = set()
+        self.total = self.verified = 0
+        self.stop = False
+
+    def add(self, claim: str, evidence: Any, shown: int) -> str:
+        """Check one sentence of the model: 'added', 'dropped', 'skipped' or 'not_found'."""
+        text, marks = parse_markers(claim)
+        key = " ".join(text.lower().split())
+        words = evidence.verifier.words(text)
+        if not words or text.endswith((":", "?")) or words <= evidence.question_words:
+            return "skipped"  # a label ("Answer:"), a bare marker, the question echoed
+        if key in self._seen or words <= self._kept_words:
+            self.stop = key in self._seen  # the model is repeating itself
+            return "skipped"
+        self._seen.add(key)
+        if self.total == 0 and _NOT_FOUND_REPLY.search(text):
+            return "not_found"
+        self.total += 1
+        self.stop = self.total >= MAX_CLAIMS
+        cited = [m - 1 for m in marks if 1 <= m <= shown]  # markers pointing at nothing are dropped
+        supports = evidence.supports(text, cited) if cited else []
+        chosen = [s for s in supports if s.verified]
+        if not chosen:
+            best = evidence.supports(text)
+            chosen = best[:1] if best and best[0].verified else []
+        if chosen:
+            self.verified += 1
+        elif self.keep_unverified and (supports or (supports := evidence.supports(text))):
+            chosen = supports[:1]
+        else:
+            return "dropped"
+        # Supported is not enough: small models copy true but unrelated sentences from the passages.
+        if max(evidence.relevance(text), evidence.relevance(chosen[0].sentence.text)) < self.min_relevance:
+            return "dropped"
+        self.kept.append((text, [self._cite(s) for s in chosen]))
+        self._kept_words |= words
+        return "added"
+
+    def _cite(self, s: Support) -> int:
+        sent, p = s.sentence, s.sentence.passage
+        key = (p.source, sent.start, sent.end, s.verified)  # the same span never both verified and not
+        if key not in self._ids:
+            self._ids[key] = len(self._ids) + 1
+            self.citations.append(Citation(
+                id=self._ids[key], source=p.source, start=sent.start, end=sent.end, text=sent.text,
+                score=round(s.score, 4), passage_start=p.start, passage_end=p.end, passage=p.text,
+                location=p.location, verified=s.verified,
+            ))
+        return self._ids[key]
+
+    def draft(self, final: bool = False) -> Draft:
+        text = " ".join(with_markers(t, ids) for t, ids in self.kept)
+        return Draft(text, tuple(self.citations), True, self.verified, self.total, final)
+
+
+def make_composer(settings: Settings, embedder: Any) -> Any:
+    """The composer the settings choose: extractive, or a chat model whose sentences are verified."""
+    fallback = ExtractiveComposer(embedder, settings.max_sentences, settings.min_support)
+    if settings.llm == "extractive":
+        return fallback
+    context = None
+    if settings.llm == "local":  # the prompt must leave room for the reply in a small window
+        context = max(1000, (settings.llm_context - settings.max_tokens - 200) * CHARS_PER_TOKEN)
+    return GenerativeComposer(load_model(settings), Verifier(embedder), fallback, settings.max_tokens,
+                              settings.keep_unverified, context)

