@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         0.5, ge=0.0, le=1.0, description="Weight of the dense side in hybrid fusion (BM25 gets the rest)."
     )
     fusion: Literal["relative_score", "dist_based_score", "reciprocal_rerank"] = Field(
-        "relative_score", description="How hybrid retrieval fuses the two rankings (LlamaIndex fusion modes)."
+        "dist_based_score", description="How hybrid retrieval fuses the two rankings (LlamaIndex fusion modes)."
     )
     top_k: int = Field(5, ge=1, le=50, description="Passages retrieved for each question.")
     openai_api_key: SecretStr | None = Field(

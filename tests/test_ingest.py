@@ -94,3 +94,24 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
     with FileLock(str(Path(a.settings.index_dir) / ".ingest.lock")):
         with pytest.raises(IndexBusyError, match="Another qa ingest"):
             Assistant().ingest(SEED_FILE)
+
+
+def test_bm25_side_persists_and_follows_incremental_ingest(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The zeppelin Graf Quokka flew over Lake Wobble in 1931.")
+    (docs / "b.txt").write_text("Marmalade is made from Seville oranges and sugar.")
+    a = Assistant(retrieval="bm25")
+    a.ingest(docs)
+    assert "Quokka" in a.retriever().retrieve("zeppelin Quokka", 1)[0].text
+    cache = Path(a.settings.index_dir) / "bm25" / a.settings.collection
+    assert (cache / "generation.json").exists()
+
+    (docs / "a.txt").write_text("The airship Graf Wombat landed at Port Ferret in 1933.")
+    (docs / "b.txt").unlink()
+    (docs / "c.txt").write_text("Quince jelly needs long, slow boiling.")
+    a.ingest(docs)
+    fresh = Assistant(retrieval="bm25")  # a new process loads the persisted BM25 index
+    texts = [p.text for p in fresh.retriever().retrieve("zeppelin Quokka Wombat marmalade quince", 10)]
+    assert any("Wombat" in t for t in texts) and any("Quince" in t for t in texts)
+    assert not any("Quokka" in t or "Marmalade" in t for t in texts)
