@@ -1,6 +1,9 @@
 """qa: answers from your documents, with every sentence cited to its exact passage."""
 
-from .assistant import Assistant
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     BackendError,
     ConfigError,
@@ -10,8 +13,24 @@ from .errors import (
     IngestError,
     QAError,
 )
-from .settings import Settings
 from .types import Answer, Citation, FileResult, IngestReport, Passage, Status
+
+if TYPE_CHECKING:
+    from .assistant import Assistant
+    from .settings import Settings
+
+# Loaded on first use: pydantic-settings alone takes ~0.3 s, and `import qa` / `qa --help` stay fast.
+_LAZY = {"Assistant": ".assistant", "Settings": ".settings"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Answer",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
 BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+SMALL_INPUT = 64  # texts: fewer than this (a question, an answer's sentences) are encoded on one thread
 
 
 def resolve_model_path(name: str) -> Path:
@@ -64,9 +67,27 @@ def token_counter(embedder: Any) -> Any:
     return encode
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread: for small inputs, whose ops are too short to gain from a second.
+
+    Every op ends with a sync of torch's threads; on a busy machine that waits for the other
+    thread to be scheduled, so a question encoded on 2 threads took 5x as long as on 1.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def encode(embedder: Any, texts: list[str]) -> Any:
     """Normalized embeddings of many texts as a numpy array, batched by the model."""
-    return embedder._model.encode(
-        texts, batch_size=embedder.embed_batch_size, normalize_embeddings=True,
-        convert_to_numpy=True, show_progress_bar=False,
-    )
+    with one_thread() if len(texts) < SMALL_INPUT else nullcontext():
+        return embedder._model.encode(
+            texts, batch_size=embedder.embed_batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=False,
+        )

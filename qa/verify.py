@@ -65,8 +65,8 @@ def numbers_in(text: str) -> set[str]:
 
 
 def names_in(text: str) -> set[str]:
-    """Capitalised words (lower-cased), sentence-opening function words aside: the claim's names."""
-    return {w.lower() for w in _NAME.findall(text)} - STOPWORDS
+    """Capitalised words (lower-cased) but the first, which any sentence capitalises: the claim's names."""
+    return {m.group().lower() for m in _NAME.finditer(text) if m.start() > 0} - STOPWORDS
 
 
 def names_found(names: set[str], words: set[str]) -> bool:

@@ -33,10 +33,10 @@ def test_ingest_ask_status_and_reingest(tmp_path: Path) -> None:
     r = qa("ask", "--json", "Where will Putin travel after North Korea?")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert set(out) == {"question", "answer", "answered", "citations"}
+    assert set(out) == {"question", "answer", "answered", "citations", "verified_sentences", "total_sentences"}
     assert out["answered"] and "Vietnam" in out["answer"]
     cite = out["citations"][0]
-    assert set(cite) == {"id", "source", "start", "end", "text", "score"}
+    assert set(cite) == {"id", "source", "start", "end", "text", "score", "verified"} and cite["verified"]
     assert Path(cite["source"]).read_text(encoding="utf-8")[cite["start"]:cite["end"]] == cite["text"]
 
     r = qa("ask", "Who won the 2018 FIFA World Cup?")

@@ -1,0 +1,72 @@
+"""Ingest throughput: chunks/second of `Assistant.ingest_texts` against the bare model on the same chunks.
+
+    python -m benchmarks ingest [--dataset scifact-train] [--limit 1000]
+
+The bare side is the physical limit: `SentenceTransformer.encode` of exactly the chunks our ingest
+writes, in batches of `embed_batch_size`, in the same process, with no splitting and no store.
+Both sides use the already loaded model (start-up is measured separately); the bare side runs
+before and after ours and its mean is used, so a load change during the run is averaged out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from qa import Assistant
+from qa.embedding import token_counter
+from qa.reading import make_splitter, split
+
+from .common import row, scratch, texts
+
+TARGET = 0.85
+
+
+def bare(embedder: Any, chunks: list[str]) -> float:
+    """Seconds for the bare SentenceTransformer to encode `chunks`, nothing else going on."""
+    t0 = time.perf_counter()
+    embedder._model.encode(chunks, batch_size=embedder.embed_batch_size, normalize_embeddings=True,
+                           convert_to_numpy=True, show_progress_bar=False)
+    return time.perf_counter() - t0
+
+
+def measure(dataset: str, limit: int | None) -> dict[str, float]:
+    """Chunks, bare and ingest seconds for the first `limit` documents of `dataset`."""
+    docs = texts(dataset, limit)
+    with scratch() as tmp:
+        a = Assistant(index_dir=tmp / "index")
+        s = a.settings
+        splitter = make_splitter(s.chunk_size, s.chunk_overlap, token_counter(a.embedder))
+        chunks = [c.text for d in docs for c in split(d, splitter)]
+        bare(a.embedder, chunks[:128])  # warm-up: first calls allocate
+        before = bare(a.embedder, chunks)
+        t0 = time.perf_counter()
+        report = a.ingest_texts(docs)
+        ours = time.perf_counter() - t0
+        after = bare(a.embedder, chunks)
+    assert report.chunks_embedded == len(chunks), (report.chunks_embedded, len(chunks))
+    return {"docs": len(docs), "chunks": len(chunks), "bare_s": (before + after) / 2, "ours_s": ours,
+            "bare_before_s": before, "bare_after_s": after}
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks ingest", description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", action="append", help="BEIR folder under ../shared/data (repeatable)")
+    ap.add_argument("--limit", type=int, default=1000, help="first N documents of each (0: all)")
+    args = ap.parse_args(argv)
+    rows = []
+    for dataset in args.dataset or ["scifact-train", "squad-dev"]:
+        m = measure(dataset, args.limit or None)
+        ours, raw = m["chunks"] / m["ours_s"], m["chunks"] / m["bare_s"]
+        print(f"{dataset}: {m['docs']} docs, {m['chunks']} chunks; ingest {m['ours_s']:.1f}s, bare encode "
+              f"{m['bare_before_s']:.1f}s before / {m['bare_after_s']:.1f}s after", flush=True)
+        rows.append(row(f"ingest {dataset} ({m['docs']} docs, {m['chunks']} chunks)",
+                        f"{ours:.1f} chunks/s vs bare encode {raw:.1f} chunks/s = **{ours / raw:.2f}**",
+                        f"≥ {TARGET}"))
+        print(rows[-1], flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Start-up: `import qa` and `qa --help` wall time, a cold `qa ask`, and `qa serve` until it answers.
+
+    python -m benchmarks startup [--runs 15]
+
+`import qa` and `qa --help` use hyperfine when it is installed (`apt-get install hyperfine`), else a
+loop of subprocess runs; both report the median and the best. `qa ask` is timed as a whole process
+on an index of seeds/ built first; `qa serve` from launch until its page answers HTTP 200 (the UI
+then loads the models in the background), and until a first question is answered through its API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .common import ROOT, free_port, row, scratch
+
+TARGET_S = 0.5
+QUESTION = "Where will Putin travel after North Korea?"
+BIN = Path(sys.executable).parent
+
+
+def wall(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(median, best) seconds of a command, by hyperfine if present."""
+    hyperfine = shutil.which("hyperfine")
+    if hyperfine and env is None:
+        with scratch() as tmp:
+            out = tmp / "h.json"
+            subprocess.run([hyperfine, "-N", "--warmup", "2", "--runs", str(runs), "--export-json", str(out),
+                            "--style", "none", shlex.join(cmd)], check=True, stdout=subprocess.DEVNULL)
+            times = json.loads(out.read_text())["results"][0]["times"]
+    else:
+        subprocess.run(cmd, check=True, capture_output=True, env=env)  # warm-up
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, env=env)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times)
+
+
+def serve_times(env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from `qa serve` launch to HTTP 200, and to its first answer through the Gradio API."""
+    from gradio_client import Client
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(BIN / "qa"), "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        up = wait_http(url, proc, t0)
+        client = Client(url, verbose=False)
+        client.predict(QUESTION, [], 5, "extractive", api_name="/ask")
+        return up, time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], t0: float, timeout: float = 300) -> float:
+    """Poll until `url` answers 200; seconds since t0."""
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"qa serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return time.perf_counter() - t0
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks startup", description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--asks", type=int, default=3, help="cold `qa ask` runs (median)")
+    args = ap.parse_args(argv)
+    rows = []
+    for label, cmd in (("`python -c \"import qa\"`", [sys.executable, "-c", "import qa"]),
+                       ("`qa --help`", [str(BIN / "qa"), "--help"])):
+        med, best = wall(cmd, args.runs)
+        rows.append(row(f"start-up {label}", f"median **{med:.2f} s**, best {best:.2f} s", f"< {TARGET_S} s"))
+        print(rows[-1], flush=True)
+    with scratch() as tmp:
+        env = {**os.environ, "QA_INDEX_DIR": str(tmp / "index")}
+        env.pop("QA_CHROMA_URL", None)
+        subprocess.run([str(BIN / "qa"), "ingest", str(ROOT / "seeds"), "--quiet"], env=env, check=True,
+                       capture_output=True)
+        med, best = wall([str(BIN / "qa"), "ask", QUESTION], args.asks, env)
+        rows.append(row("cold `qa ask` on seeds/ (whole process)", f"median {med:.1f} s, best {best:.1f} s", "—"))
+        print(rows[-1], flush=True)
+        up, answered = serve_times(env)
+        rows.append(row("`qa serve` start-up", f"page up (HTTP 200) {up:.1f} s, first answer {answered:.1f} s",
+                        "—"))
+        print(rows[-1], flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
