@@ -16,10 +16,9 @@ import pytest
 
 from qa import Assistant
 
-from .conftest import DATA, ROOT
+from .conftest import DATA, ROOT, needs_data
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (DATA / "squad-dev").exists(), reason=f"no evaluation data at {DATA}")]
+pytestmark = [pytest.mark.slow, needs_data]
 
 
 def corpus_as_files(folder: Path, n: int) -> Path:

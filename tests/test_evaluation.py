@@ -8,13 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from qa.evaluation import ndcg, percentile
 
-from .conftest import DATA, ROOT
-
-needs_data = pytest.mark.skipif(not (DATA / "squad-dev").exists(), reason=f"no evaluation data at {DATA}")
+from .conftest import DATA, ROOT, needs_data
 
 
 def make_slice(src: Path, dst: Path, queries: int, distractors: int) -> Path:
