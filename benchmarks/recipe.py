@@ -37,6 +37,13 @@ def recipe_index(docs: list[Any], folder: str, embed_model: Any) -> Any:
         documents, storage_context=StorageContext.from_defaults(vector_store=vector_store), embed_model=embed_model)
 
 
+def timed(fn: Any) -> tuple[tuple[float, float], Any]:
+    """((wall, CPU) seconds, result) of fn()."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return (time.perf_counter() - t0, time.process_time() - c0), out
+
+
 def quality(search: Any, queries: list[tuple[str, str, list[str]]], qrels: dict[str, dict[str, int]]) -> str:
     """recall@5 / nDCG@10 of `search(question) -> ranked document ids`."""
     r5 = nd = 0.0
@@ -67,17 +74,17 @@ def main(argv: list[str] | None = None) -> list[str]:
         ours = Assistant(index_dir=tmp / "ours")
         ours.embedder  # noqa: B018 - load the model before timing
         theirs = HuggingFaceEmbedding(model_name=str(resolve_model_path(ours.settings.embed_model)), device="cpu")
-        t0 = time.perf_counter()
-        report = ours.ingest_texts(docs)
-        ours_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        index = recipe_index(docs, str(tmp / "recipe"), theirs)
-        recipe_s = time.perf_counter() - t0
-        print(f"{args.dataset}: {len(docs)} docs; ours {ours_s:.1f}s ({report.chunks_embedded} chunks), "
-              f"recipe {recipe_s:.1f}s", flush=True)
+        # Ours runs before and after the recipe (into a second index) and its mean is used.
+        (ours_s, ours_cpu), report = timed(lambda: ours.ingest_texts(docs))
+        (recipe_s, recipe_cpu), index = timed(lambda: recipe_index(docs, str(tmp / "recipe"), theirs))
+        (again_s, again_cpu), _ = timed(lambda: Assistant(ours.settings, index_dir=tmp / "again").ingest_texts(docs))
+        print(f"{args.dataset}: {len(docs)} docs; ours {ours_s:.1f}s then {again_s:.1f}s "
+              f"({report.chunks_embedded} chunks), recipe {recipe_s:.1f}s ({index.vector_store._collection.count()} "
+              f"chunks); CPU ours {ours_cpu:.1f}s/{again_cpu:.1f}s, recipe {recipe_cpu:.1f}s", flush=True)
+        ours_s, ours_cpu = (ours_s + again_s) / 2, (ours_cpu + again_cpu) / 2
         rows = [row(f"ingest vs LlamaIndex recipe, {args.dataset} ({len(docs)} docs)",
                     f"ours {len(docs) / ours_s:.1f} docs/s, recipe {len(docs) / recipe_s:.1f} docs/s = "
-                    f"**{recipe_s / ours_s:.2f}x**", f"≥ {TARGET}x")]
+                    f"**{recipe_s / ours_s:.2f}x** (CPU time {recipe_cpu / ours_cpu:.2f}x)", f"≥ {TARGET}x")]
         if queries:
             dense = index.as_retriever(similarity_top_k=30)
             ours_q = quality(lambda q: [p.source for p in ours.retriever().retrieve(q, 30)], queries, bench.qrels)

@@ -11,7 +11,7 @@ from typing import Any
 from .errors import ConfigError
 
 BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
-SMALL_INPUT = 64  # texts: fewer than this (a question, an answer's sentences) are encoded on one thread
+SMALL_INPUT = 64  # texts: fewer (an answer's sentences) go on one thread when the machine is busy
 
 
 def resolve_model_path(name: str) -> Path:
@@ -84,9 +84,20 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+def busy() -> bool:
+    """Whether other work wants the CPU: the 1-minute load average is over the cores by one or more."""
+    try:
+        return os.getloadavg()[0] >= (os.cpu_count() or 1) + 1
+    except OSError:
+        return False
+
+
 def encode(embedder: Any, texts: list[str]) -> Any:
     """Normalized embeddings of many texts as a numpy array, batched by the model."""
-    with one_thread() if len(texts) < SMALL_INPUT else nullcontext():
+    # One text never gains from a second thread. A few dozen gain 1.6x on an idle machine but lose
+    # 2-4x on a busy one; full batches (ingest) lose only ~30% there, so they keep torch's threads.
+    small = len(texts) == 1 or (len(texts) < SMALL_INPUT and busy())
+    with one_thread() if small else nullcontext():
         return embedder._model.encode(
             texts, batch_size=embedder.embed_batch_size, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=False,
