@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> list[str]:
         root = args.keep or tmp
         base = base_index(root / "x1", args.dataset)
         for n in (int(x) for x in args.sizes.split(",")):
-            copies(base, root / f"x{n}", n) if n > 1 else None
-            a = Assistant(index_dir=root / f"x{n}")
+            a = copies(base, root / f"x{n}", n) if n > 1 else Assistant(index_dir=root / "x1")
             chunks = a.store().count()
             t0 = time.perf_counter()
             a.retriever().retrieve(questions[0], 5)

@@ -1,6 +1,6 @@
 """Ours against the plain LlamaIndex recipe a user would write, on the same documents: speed and quality.
 
-    python -m benchmarks recipe [--dataset squad-dev] [--limit 0] [--queries 200]
+    python -m benchmarks recipe [--dataset squad-dev] [--limit 1000] [--queries 200]
 
 The recipe: `VectorStoreIndex.from_documents(docs, storage_context=StorageContext.from_defaults(
 vector_store=ChromaVectorStore(...)), embed_model=HuggingFaceEmbedding(model_name=<bundled path>))`,
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> list[str]:
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks recipe", description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="squad-dev")
-    ap.add_argument("--limit", type=int, default=0, help="first N documents (0: all)")
+    ap.add_argument("--limit", type=int, default=1000, help="first N documents (0: all)")
     ap.add_argument("--queries", type=int, default=200, help="queries scored for quality (0: none)")
     args = ap.parse_args(argv)
     docs = texts(args.dataset, args.limit or None)

@@ -85,9 +85,9 @@ def one_thread() -> Iterator[None]:
 
 
 def busy() -> bool:
-    """Whether other work wants the CPU: the 1-minute load average is over the cores by one or more."""
+    """Whether the CPUs are all in demand: the 1-minute load average is at least the number of cores."""
     try:
-        return os.getloadavg()[0] >= (os.cpu_count() or 1) + 1
+        return os.getloadavg()[0] >= (os.cpu_count() or 1)
     except OSError:
         return False
 
