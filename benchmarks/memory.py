@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from .common import free_port, row, scratch, texts
-from .startup import wait_http
+from .common import row, scratch, texts
+from .startup import start_serve, wait_http
 
 BIN = Path(sys.executable).parent
 
@@ -68,11 +68,7 @@ def main(argv: list[str] | None = None) -> list[str]:
                         f"**{mb:.0f} MB** ({time.perf_counter() - t0:.0f} s)", "—"))
         print(rows[-1], flush=True)
         questions = [t for _, t, _ in load_benchmark(DATA / args.dataset).queries[: args.questions]]
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/"
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([str(BIN / "qa"), "serve", "--port", str(port)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc, url, t0 = start_serve(env)
         try:
             wait_http(url, proc, t0)
             client = Client(url, verbose=False)

@@ -52,11 +52,7 @@ def serve_times(env: dict[str, str]) -> tuple[float, float]:
     """Seconds from `qa serve` launch to HTTP 200, and to its first answer through the Gradio API."""
     from gradio_client import Client
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([str(BIN / "qa"), "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url, t0 = start_serve(env)
     try:
         up = wait_http(url, proc, t0)
         client = Client(url, verbose=False)
@@ -65,6 +61,15 @@ def serve_times(env: dict[str, str]) -> tuple[float, float]:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def start_serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Launch `qa serve` on a free loopback port: the process, its URL and the launch time."""
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(BIN / "qa"), "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"http://127.0.0.1:{port}/", t0
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], t0: float, timeout: float = 300) -> float:
