@@ -310,11 +310,13 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     results = gr.HTML("", elem_id="qa-ingest", js_on_load=None)
 
         outs = [chat, sources, turns, box, problem]
-        for trigger in (box.submit, send.click):
+        # One named API endpoint per action ("/ask", "/upload"), for scripts and load tests.
+        for trigger, api in ((send.click, "ask"), (box.submit, False)):
             trigger(ask, [box, chat, turns, top_k, mode], outs, concurrency_id="engine",
-                    show_progress="minimal").then(complain, problem, None)
-        files.upload(upload, [files], [results, status, files, problem], concurrency_id="engine").then(
-            complain, problem, None)
+                    show_progress="minimal", api_name=api).then(complain, problem, None, api_name=False)
+        files.upload(upload, [files], [results, status, files, problem], concurrency_id="engine",
+                     api_name="upload").then(
+            complain, problem, None, api_name=False)
         chat.clear(lambda: ([], render_panel([]), [], "", ""), None, outs, queue=False)
         app.load(status_html, None, status)
         app.load(warm, None, None, concurrency_id="engine", show_progress="hidden")
