@@ -63,12 +63,17 @@ def serve_times(env: dict[str, str]) -> tuple[float, float]:
         proc.wait(30)
 
 
-def start_serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, float]:
-    """Launch `qa serve` on a free loopback port: the process, its URL and the launch time."""
+def start_serve(env: dict[str, str], log: Path | None = None) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Launch `qa serve` on a free loopback port (output to `log`, if given): the process, its URL, the launch time."""
     port = free_port()
+    out = log.open("wb") if log else None
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(BIN / "qa"), "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc = subprocess.Popen([str(BIN / "qa"), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                stdout=out or subprocess.DEVNULL, stderr=subprocess.STDOUT if out else subprocess.DEVNULL)
+    finally:
+        if out:
+            out.close()
     return proc, f"http://127.0.0.1:{port}/", t0
 
 

@@ -1,0 +1,26 @@
+"""The UI under load: 20 chat sessions at once against one `qa serve` all get correct, cited answers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks.load import conversation, run_load, serving, warm_up
+
+SESSIONS = 20
+
+
+@pytest.mark.slow
+def test_concurrent_sessions_all_get_correct_cited_answers(seeded_index: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    index = tmp_path / "served-index"
+    shutil.copytree(seeded_index, index)
+    with serving(index, tmp_path / "serve.log") as url:
+        first = warm_up(url)  # what a visitor's page load does: load the models
+        report = run_load(url, sessions=SESSIONS, timeout=240)
+    with capsys.disabled():  # the figures belong in the output; speed is judged in benchmarks/README.md
+        print(f"\nload: first answer {first:.1f} s; {report.summary()}")
+    assert report.errors == [], report.error_lines()
+    assert report.answered == report.planned == sum(len(conversation(i)) for i in range(SESSIONS))
