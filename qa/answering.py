@@ -30,6 +30,17 @@ having do does did doing i me my we our you your he him his she her it its they 
 which who whom this that these those am would could also as per whose one many much""".split())
 
 W_DENSE, W_LEXICAL, W_RANK = 0.55, 0.35, 0.10
+# Orders to an AI assistant planted in a document (prompt injection): such sentences are data, never an
+# answer. They are not quoted, not cited and not shown to a model. A heuristic for the common English forms.
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+|your\s+)*(previous|prior|above|earlier|"
+    r"preceding|former|system|original)\s+(instructions?|prompts?|rules|directions|guidelines|messages)"
+    r"|\b(print|reveal|show|repeat|output|display|leak|tell\s+me)\s+(me\s+)?(the\s+|your\s+)*(system|initial|"
+    r"hidden|original)\s+(prompt|instructions|message)"
+    r"|\b(answer|reply|respond)\s+(to\s+)?(every|all|any|each)\s+(of\s+the\s+|the\s+)?(questions?|queries|messages)"
+    r"\s+with\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,11 @@ def split_sentences(passage: Passage, rank: int = 0) -> list[Sentence]:
     return out
 
 
+def is_instruction(text: str) -> bool:
+    """Whether a sentence gives orders to an AI assistant ("ignore previous instructions ...")."""
+    return bool(_INSTRUCTION.search(text))
+
+
 def content_words(text: str, stem: Any) -> set[str]:
     """Lower-cased, stemmed words that carry meaning."""
     return {stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
@@ -89,7 +105,7 @@ class ExtractiveComposer:
         """Every sentence of the passages with its support score, best first."""
         from .embedding import encode
 
-        sentences = [s for r, p in enumerate(passages) for s in split_sentences(p, r)]
+        sentences = [s for r, p in enumerate(passages) for s in split_sentences(p, r) if not is_instruction(s.text)]
         seen: set[tuple[str, int]] = set()
         sentences = [s for s in sentences if (k := (s.passage.source, s.start)) not in seen and not seen.add(k)]
         if not sentences:

@@ -14,7 +14,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from .answering import ExtractiveComposer
+from .answering import ExtractiveComposer, is_instruction, split_sentences
 from .llm import ChatModel, Messages, load_model
 from .prompts import ANSWER_HISTORY, ANSWER_PASSAGE, ANSWER_SYSTEM, ANSWER_USER, NOT_FOUND
 from .settings import Settings
@@ -42,10 +42,18 @@ class Draft:
     final: bool = False
 
 
+def prompt_text(p: Passage) -> str:
+    """The passage as the model reads it: without sentences that give the model orders (prompt injection)."""
+    text = p.text
+    for s in reversed(split_sentences(p)):
+        if is_instruction(s.text):
+            text = text[:s.start - p.start] + text[s.end - p.start:]
+    return " ".join(text.split())
+
+
 def build_messages(question: str, passages: Sequence[Passage], history: Sequence[str] = ()) -> Messages:
     """The chat messages: the numbered passages, earlier questions, the question."""
-    numbered = "\n".join(ANSWER_PASSAGE.format(n=n, text=" ".join(p.text.split()))
-                         for n, p in enumerate(passages, 1))
+    numbered = "\n".join(ANSWER_PASSAGE.format(n=n, text=prompt_text(p)) for n, p in enumerate(passages, 1))
     earlier = ANSWER_HISTORY.format(questions=" / ".join(history)) if history else ""
     return [{"role": "system", "content": ANSWER_SYSTEM},
             {"role": "user", "content": ANSWER_USER.format(passages=numbered, history=earlier, question=question)}]

@@ -6,11 +6,11 @@ message says what to fix and never contains the API key.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import BackendError
 from .settings import Settings
@@ -56,11 +56,16 @@ def disable_repacking() -> None:
 
 
 def public_url(url: str) -> str:
-    """The URL without any user:password part, fit for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """The URL without any user:password part, query or fragment, fit for messages; never raises."""
+    base = re.split(r"[?#]", url, maxsplit=1)[0]
+    scheme, sep, rest = base.partition("://")
+    # Up to the last "@", so that a password holding an unescaped "/" or "@" is cut off too.
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else base.rpartition("@")[2]
+
+
+def has_login(url: str) -> bool:
+    """Whether the URL carries a user:password part."""
+    return public_url(url) != re.split(r"[?#]", url, maxsplit=1)[0]
 
 
 def describe_backend(settings: Settings) -> str:
@@ -158,6 +163,10 @@ class OpenAIModel:
         elif isinstance(e, openai.APIConnectionError | httpx.TransportError):
             msg = (f"Cannot reach the model server at {url}. Start it, or fix QA_OPENAI_BASE_URL "
                    "(or OPENAI_BASE_URL).")
+        elif isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError) and has_login(self.url):
+            # httpx sends the URL's user:password as Basic auth, in place of the key's Bearer header.
+            msg = (f"{url} rejected the login (HTTP {status}): the user:password in QA_OPENAI_BASE_URL is sent "
+                   "instead of the API key. Check both.")
         elif isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
             msg = f"{url} rejected the API key (HTTP {status}). Check OPENAI_API_KEY."
         elif isinstance(e, openai.RateLimitError):

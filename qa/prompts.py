@@ -2,6 +2,8 @@
 
 NOT_FOUND = "Not found in the documents."
 EMPTY_QUESTION = "Ask a question about your documents."
+QUESTION_TOO_LONG = ("Your question is {length:,} characters long; the limit is {limit:,}. "
+                     "Ask a shorter question: a question cut short could be answered wrongly.")
 
 # Generative backends: the passages are numbered so that the model can cite them as [n].
 ANSWER_SYSTEM = (

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .answering import _ABBREV, _BOUNDARY, STOPWORDS, Sentence, content_words, split_sentences
+from .answering import _ABBREV, _BOUNDARY, STOPWORDS, Sentence, content_words, is_instruction, split_sentences
 from .types import Passage
 
 W_COVERAGE, W_DENSE = 0.5, 0.5
@@ -102,7 +102,8 @@ class Evidence:
 
         self.verifier = verifier
         self.passages = list(passages)
-        self.sentences = [split_sentences(p, r) or [_whole(p, r)] for r, p in enumerate(self.passages)]
+        self.sentences = [[s for s in split_sentences(p, r) or [_whole(p, r)] if not is_instruction(s.text)]
+                          for r, p in enumerate(self.passages)]  # an injected order supports nothing
         flat = [s.text for ss in self.sentences for s in ss]
         vecs = encode(verifier.embedder, [question, *flat])
         self.question, self.question_words = vecs[0], verifier.words(question)
@@ -116,7 +117,8 @@ class Evidence:
         """Support of the claim by each passage in `among` (default all), best first."""
         from .embedding import encode
 
-        indices = [i for i in (range(len(self.passages)) if among is None else among) if 0 <= i < len(self.passages)]
+        indices = [i for i in (range(len(self.passages)) if among is None else among)
+                   if 0 <= i < len(self.passages) and self.sentences[i]]
         claim_words = self.verifier.words(claim)
         if not indices or not claim_words:
             return []

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +26,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 needs_data = pytest.mark.skipif(not (DATA / "squad-dev").exists() and not os.environ.get("CI"),
                                 reason=f"no evaluation data at {DATA} (set QA_DATA_DIR)")
 
+# The key of the test model server: distinctive, so that tests can search every output for it.
+API_KEY = f"sk-qa-test-{secrets.token_hex(8)}"
+LLM_THREADS = os.environ.get("QA_TEST_LLM_THREADS", "1")  # the machine is shared; one thread is steadier
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -26,7 +38,8 @@ def _isolated_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test touches the user's ./index: QA_INDEX_DIR points into the test's tmp folder."""
     index = tmp_path / "index"
     monkeypatch.setenv("QA_INDEX_DIR", str(index))
-    for var in ("QA_CHROMA_URL", "QA_LLM", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    for var in ("QA_CHROMA_URL", "QA_LLM", "OPENAI_API_KEY", "OPENAI_BASE_URL", "QA_OPENAI_API_KEY",
+                "QA_OPENAI_BASE_URL", "QA_OPENAI_MODEL", "QA_LLM_TIMEOUT", "QA_AUTH"):
         monkeypatch.delenv(var, raising=False)
     return index
 
@@ -50,3 +63,52 @@ def seeded(seeded_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     shutil.copytree(seeded_index, index)
     monkeypatch.setenv("QA_INDEX_DIR", str(index))
     return Assistant(index_dir=index)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m qa.llm_server` with the bundled GGUF and API_KEY; yields its /v1 URL; killed at the end."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llm-server") / "server.log"
+    cmd = [sys.executable, "-m", "qa.llm_server", "--model_alias", "smollm2", "--host", "127.0.0.1",
+           "--port", str(port), "--n_threads", LLM_THREADS, "--n_ctx", "2048", "--api_key", API_KEY]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"qa.llm_server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {API_KEY}"})
+                with urllib.request.urlopen(req, timeout=2) as r:
+                    if json.load(r)["data"]:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"qa.llm_server did not answer /v1/models:\n{log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def local_model():
+    """One in-process SmolLM2 shared by the local-backend tests (loading it per test is slow)."""
+    from qa.llm import LocalModel
+
+    return LocalModel(None, threads=int(LLM_THREADS))

@@ -5,17 +5,12 @@ SmolLM2-135M is weak: it never writes [n] markers and sometimes invents facts, s
 what it answers reliably and check the guarantees (exact, verified citations; clear errors), not
 its prose. Note: llama.cpp's server answers with its one model whatever model name is asked for,
 so a wrong QA_OPENAI_MODEL is only caught by servers that check it (OpenAI answers HTTP 404).
+The server and the in-process model are fixtures in conftest.py; test_security.py runs the CLI and
+`qa serve` against the server (keys never shown) and plants prompt injections for both backends.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,57 +19,9 @@ from qa import Assistant, BackendError, Settings
 from qa.llm import OpenAIModel
 from qa.prompts import NOT_FOUND
 
-from .conftest import ROOT, SEED_FILE
+from .conftest import API_KEY, SEED_FILE, free_port
 
-API_KEY = "test-key-5f1c2a"  # the server's key; real keys never appear in messages either
 DOC = SEED_FILE.read_text(encoding="utf-8")
-THREADS = os.environ.get("QA_TEST_LLM_THREADS", "1")  # the machine is shared; one thread is steadier
-
-
-@pytest.fixture(autouse=True)
-def _no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("QA_OPENAI_BASE_URL", "QA_OPENAI_MODEL", "QA_OPENAI_API_KEY", "QA_LLM_TIMEOUT"):
-        monkeypatch.delenv(var, raising=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def llm_server(tmp_path_factory: pytest.TempPathFactory):
-    """`python -m qa.llm_server` with the bundled GGUF; yields its /v1 URL; killed at the end."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("llm-server") / "server.log"
-    cmd = [sys.executable, "-m", "qa.llm_server", "--model_alias", "smollm2", "--host", "127.0.0.1",
-           "--port", str(port), "--n_threads", THREADS, "--n_ctx", "2048", "--api_key", API_KEY]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"qa.llm_server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {API_KEY}"})
-                with urllib.request.urlopen(req, timeout=2) as r:
-                    if json.load(r)["data"]:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"qa.llm_server did not answer /v1/models:\n{log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture()
@@ -178,7 +125,7 @@ def test_llama_cpp_server_ignores_the_model_name(remote: Assistant) -> None:
 ])
 def test_server_errors_are_one_clear_line(remote: Assistant, llm_server: str, change: dict, expected: str) -> None:
     root = llm_server.removesuffix("/v1")
-    change = {k: v.format(free=_free_port(), root=root) if isinstance(v, str) else v for k, v in change.items()}
+    change = {k: v.format(free=free_port(), root=root) if isinstance(v, str) else v for k, v in change.items()}
     with pytest.raises(BackendError) as err:
         _variant(remote, **change).ask("Which news agency described the programme of the visit?")
     msg = str(err.value)
@@ -186,36 +133,7 @@ def test_server_errors_are_one_clear_line(remote: Assistant, llm_server: str, ch
     assert API_KEY not in msg and "sk-wrong-key-0042" not in msg
 
 
-@pytest.mark.slow
-def test_cli_ask_status_and_errors_with_the_server(seeded, llm_server: str) -> None:
-    env = {**os.environ, "QA_INDEX_DIR": str(seeded.settings.index_dir), "OPENAI_API_KEY": API_KEY,
-           "QA_OPENAI_BASE_URL": llm_server, "QA_OPENAI_MODEL": "smollm2", "QA_LLM_TIMEOUT": "300"}
-    qa = [sys.executable, "-m", "qa"]
-    r = subprocess.run([*qa, "status"], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0 and f"openai (smollm2 at {llm_server})" in r.stdout and API_KEY not in r.stdout
-    r = subprocess.run([*qa, "ask", "--json", "Who is Putin's adviser on foreign policy?"], env=env,
-                       capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    assert out["answered"] and all(c["verified"] for c in out["citations"])
-    r = subprocess.run([*qa, "ask", "--llm", "extractive", "Who is Putin's adviser on foreign policy?"], env=env,
-                       capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0 and "Ushakov" in r.stdout
-    env["OPENAI_API_KEY"] = "sk-wrong-key-0042"
-    r = subprocess.run([*qa, "ask", "Who is Putin's adviser?"], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
-    assert "sk-wrong-key-0042" not in r.stderr + r.stdout and "Traceback" not in r.stderr
-
-
 # --- the local backend, in-process ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def local_model():
-    """One in-process SmolLM2 shared by the local tests (loading it per test is slow)."""
-    from qa.llm import LocalModel
-
-    return LocalModel(None, threads=int(THREADS))
-
-
 @pytest.fixture()
 def local(seeded, local_model) -> Assistant:
     a = Assistant(seeded.settings, llm="local")
