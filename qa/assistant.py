@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from .chat import condense
 from .errors import ConfigError, IndexBusyError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
-from .prompts import EMPTY_QUESTION, NOT_FOUND
+from .prompts import EMPTY_QUESTION, NOT_FOUND, QUESTION_TOO_LONG
 from .reading import SourceText
 from .settings import Settings
 from .store import Store, open_client, prepare_index_dir
@@ -33,9 +34,10 @@ class Assistant:
         except ValidationError as e:
             err = e.errors()[0]
             name = ".".join(str(x) for x in err["loc"])
-            raise ConfigError(
-                f"Setting {name} (QA_{name.upper()}) = {err.get('input')!r}: {err['msg']}"
-            ) from None
+            # The value is not repeated for a key, or for an unknown name (it may be a key under a wrong name).
+            secret = "key" in name or err["type"] == "extra_forbidden"
+            value = "" if secret else f" = {err.get('input')!r}"
+            raise ConfigError(f"Setting {name} (QA_{name.upper()}){value}: {err['msg']}") from None
         self._embedder: Any = None
         self._store: Store | None = None
         self._retriever: Any = None
@@ -68,10 +70,13 @@ class Assistant:
         """Which answer backend is in use."""
         return self.settings.llm
 
-    def _lock(self) -> Any:
+    @contextmanager
+    def _writing(self) -> Iterator[Store]:
+        """Hold the right to write: a file lock for this index folder, a lease in the collection."""
         from filelock import FileLock, Timeout
 
-        lock_dir = Path(self.settings.index_dir)
+        s = self.settings
+        lock_dir = Path(s.index_dir)
         prepare_index_dir(lock_dir)
         lock = FileLock(str(lock_dir / ".ingest.lock"), timeout=0)
         try:
@@ -80,7 +85,17 @@ class Assistant:
             raise IndexBusyError(
                 f"Another qa ingest is writing to {lock_dir}; wait for it to finish and run again."
             ) from None
-        return lock
+        try:
+            # The lease also stops writers that do not share this folder: other hosts and replicas
+            # of a Chroma server, whose repair of "interrupted" work would delete each other's chunks.
+            store = self.store(create=True)
+            store.acquire_writer(f"collection {s.collection!r} at {s.chroma_url or lock_dir}")
+            try:
+                yield store
+            finally:
+                store.release_writer()
+        finally:
+            lock.release()
 
     def _ingestor(self) -> Ingestor:
         from .embedding import token_counter
@@ -97,19 +112,13 @@ class Assistant:
     def ingest(self, *paths: str | Path, progress: Progress | None = None) -> IngestReport:
         """Index files and folders (default `seeds/`); unchanged files are not re-embedded."""
         targets = [Path(p) for p in paths] or [Path("seeds")]
-        lock = self._lock()
-        try:
+        with self._writing():
             return self._ingestor().ingest_paths(targets, progress)
-        finally:
-            lock.release()
 
     def ingest_texts(self, texts: list[SourceText], progress: Progress | None = None) -> IngestReport:
         """Index ready-made texts keyed by their `path` (used by `qa eval`)."""
-        lock = self._lock()
-        try:
+        with self._writing():
             return self._ingestor().ingest_texts(texts, len(texts), progress)
-        finally:
-            lock.release()
 
     def retriever(self) -> Any:
         """The hybrid retriever over the store."""
@@ -140,10 +149,13 @@ class Assistant:
         `history` holds the earlier questions of a conversation, so follow-ups are understood.
         """
         started = time.perf_counter()
-        q = " ".join(question.split())[:MAX_QUESTION_CHARS]
-        if not q:
-            yield Answer(question=question, answer=EMPTY_QUESTION, answered=False, backend=self.backend)
+        q = " ".join(question.split())
+        if not q or len(q) > MAX_QUESTION_CHARS:  # answering the first part of a question would be guessing
+            text = QUESTION_TOO_LONG.format(length=len(q), limit=MAX_QUESTION_CHARS) if q else EMPTY_QUESTION
+            yield Answer(question=question, answer=text, answered=False, backend=self.backend)
             return
+        # Earlier questions refused as too long would flood the retrieval query and the model's prompt.
+        history = [h for h in history if len(" ".join(h.split())) <= MAX_QUESTION_CHARS]
         query = condense(q, history)
         passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k))
         composer = self.composer()

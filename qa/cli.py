@@ -62,12 +62,14 @@ def _progress_bar(quiet: bool, desc: str = "Indexing") -> Any:
         return None, None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="item", desc=desc, file=sys.stderr, disable=False, leave=False)
+    bar = tqdm(total=0, desc=desc, file=sys.stderr, disable=False, leave=False,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
 
-    def update(done: int, total: int, item: str) -> None:
+    def update(done: float, total: int, item: str) -> None:
+        # `done` grows by fractions while one big file streams through, so the bar never stalls.
         bar.total = total
         bar.n = done
-        bar.set_postfix_str(Path(item).name[:40], refresh=False)
+        bar.set_postfix_str(f"{int(done)}/{total} {Path(item).name[:40]}", refresh=False)
         bar.refresh()
 
     return update, bar

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,12 @@ def token_counter(embedder: Any) -> Any:
     """Tokenize with the embedding model's own tokenizer, so chunk sizes match what it sees."""
     tokenizer = embedder._model.tokenizer
 
-    def encode(text: str) -> list[int]:
-        return tokenizer.encode(text, add_special_tokens=False)
+    # The splitter measures every sentence, often more than once, and boilerplate (page headers,
+    # repeated lines) recurs: remembering recent counts makes splitting such files several times faster.
+    # The splitter only takes len() of the result, so a range of that length stands in for the ids.
+    @lru_cache(maxsize=1 << 14)
+    def encode(text: str) -> range:
+        return range(len(tokenizer.encode(text, add_special_tokens=False)))
 
     return encode
 

@@ -1,29 +1,36 @@
 """Ingest: discover files, extract and split them, embed in batches, write to the store.
 
-Work is batched across files (the embedding model is fastest on full batches) but committed per
-file, so an interrupted run loses at most the files in flight, and `Store.repair` cleans those up.
+Work is batched across files (the embedding model is fastest on full batches) and streamed within
+a file (a 50 MB file never exists as chunks all at once), but committed per file: a file counts
+only once its catalogue record follows its last chunk, so an interrupted run leaves at most
+uncommitted chunks, which readers ignore and `Store.repair` deletes.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .embedding import encode
-from .reading import Chunk, SourceText, UnreadableFile, discover, file_digest, load, split
+from .reading import Chunk, SourceText, UnreadableFile, discover, file_digest, iter_chunks, load
 from .store import Store
 from .types import FileResult, IngestReport
 
-Progress = Callable[[int, int, str], None]  # (done, total, current item)
+# (files done, fractional while a big file streams through; total files; current file)
+Progress = Callable[[float, int, str], None]
+
+
+RECENT_VECTORS = 20_000  # vectors kept to skip re-embedding repeated chunk texts (~30 MB)
 
 
 @dataclass
 class _Pending:
     source: SourceText
-    chunks: list[Chunk]
+    chunks: int
     status: str
 
 
@@ -40,8 +47,9 @@ class Ingestor:
         self._models = models  # (embedder, splitter), loaded only when a file needs embedding
         self.embedder: Any = None
         self.splitter: Any = None
-        self.batch_size = batch_size
+        self.flush_chunks = batch_size * 4  # chunks embedded and written per round
         self.max_file_bytes = max_file_bytes
+        self._recent: OrderedDict[str, Any] = OrderedDict()
 
     def ingest_paths(self, paths: list[Path], progress: Progress | None = None) -> IngestReport:
         """Index files and folders; drop indexed files under them that no longer exist."""
@@ -70,6 +78,9 @@ class Ingestor:
                     yield load(p, digest)
                 except UnreadableFile as e:
                     yield FileResult(str(p), "failed", reason=str(e))
+                except PermissionError:
+                    yield FileResult(str(p), "failed", reason="permission denied; make it readable "
+                                     "(chmod +r) or remove it")
                 except OSError as e:
                     yield FileResult(str(p), "failed", reason=f"cannot read: {e.strerror or e}")
 
@@ -98,47 +109,61 @@ class Ingestor:
         self.store.set_state(state["generation"], dirty=True)
         results: list[FileResult] = []
         changed = False
-        done = 0
-        queue: list[_Pending] = []
-        queued_chunks = 0
+        queue: list[tuple[SourceText, list[Chunk]]] = []  # chunks waiting to be embedded and written
+        finished: list[_Pending] = []  # files whose every chunk is queued or written: commit next flush
+        queued = 0
 
         def flush() -> None:
-            nonlocal queued_chunks, changed
-            # Embed all queued chunks in full batches, write them, then commit their files at once.
-            if not queue:
-                return
-            flat = [c.text for p in queue for c in p.chunks]
-            vectors = encode(self.embedder, flat)
-            batch, pos = [], 0
-            for p in queue:
-                batch.append((p.source, p.chunks, vectors[pos:pos + len(p.chunks)]))
-                pos += len(p.chunks)
-            self.store.add_chunks(batch)
-            self.store.commit([(p.source, len(p.chunks)) for p in queue],
-                              [p.source for p in queue if p.status == "updated"])
-            results.extend(FileResult(p.source.path, p.status, chunks=len(p.chunks)) for p in queue)
-            changed = True
+            nonlocal queued, changed
+            # Embed the queued chunks in full batches and write them; then commit the files they finish.
+            self.store.renew_writer()
+            if queue:
+                vectors = self._encode([c.text for _, cs in queue for c in cs])
+                batch, pos = [], 0
+                for source, cs in queue:
+                    batch.append((source, cs, vectors[pos:pos + len(cs)]))
+                    pos += len(cs)
+                self.store.add_chunks(batch)
+            if finished:
+                self.store.commit([(p.source, p.chunks) for p in finished],
+                                  [p.source for p in finished if p.status == "updated"])
+                results.extend(FileResult(p.source.path, p.status, chunks=p.chunks) for p in finished)
+                changed = True
             queue.clear()
-            queued_chunks = 0
+            finished.clear()
+            queued = 0
 
-        for item in items:
-            done += 1
+        for done, item in enumerate(items):
+            self.store.renew_writer()
             if isinstance(item, FileResult):
                 results.append(item)
             else:
                 if self.splitter is None:
                     self.embedder, self.splitter = self._models()
-                chunks = split(item, self.splitter)
-                if not chunks:
+                # A big file streams through in windows: its chunks are written as they are embedded,
+                # and its catalogue record (the commit point) follows the last of them.
+                current: list[Chunk] = []
+                count = 0
+                for chunk in iter_chunks(item, self.splitter):
+                    current.append(chunk)
+                    count += 1
+                    queued += 1
+                    if queued >= self.flush_chunks:
+                        queue.append((item, current))
+                        current = []
+                        flush()
+                        if progress:
+                            progress(done + chunk.end / len(item.text), total, item.path)
+                if current:
+                    queue.append((item, current))
+                if count == 0:
                     results.append(FileResult(item.path, "failed", reason="no text could be chunked"))
                 else:
-                    status = "updated" if item.path in records else "added"
-                    queue.append(_Pending(item, chunks, status))
-                    queued_chunks += len(chunks)
-                    if queued_chunks >= self.batch_size * 4:
+                    finished.append(_Pending(item, count, "updated" if item.path in records else "added"))
+                    if queued >= self.flush_chunks:
                         flush()
             if progress:
-                progress(done, total, item.path)
+                progress(done + 1, total, item.path)
         flush()
         for source in gone:
             self.store.remove(source)
@@ -146,3 +171,15 @@ class Ingestor:
             changed = True
         self.store.set_state(state["generation"] + int(changed), dirty=False)
         return results
+
+    def _encode(self, texts: list[str]) -> Any:
+        """Vectors for texts; a text already embedded in this run (repeated boilerplate) is not redone."""
+        import numpy as np
+
+        todo = list(dict.fromkeys(t for t in texts if t not in self._recent))
+        if todo:
+            for t, v in zip(todo, encode(self.embedder, todo)):
+                self._recent[t] = v
+            while len(self._recent) > RECENT_VECTORS:
+                self._recent.popitem(last=False)
+        return np.stack([self._recent[t] for t in texts])

@@ -53,15 +53,19 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     skipped: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for root in paths:
+        if root.is_symlink() and not root.exists():
+            skipped.append((root, _broken_link(root)))
+            continue
         if not root.exists():
             skipped.append((root, "no such file or folder"))
             continue
-        if root.is_file():
-            candidates: Iterator[Path] = iter([root])
-        else:
-            candidates = _walk(root, skipped)
+        candidates = iter([root]) if root.is_file() else _walk(root, skipped)
         for p in candidates:
-            real = p.resolve()
+            try:
+                real = p.resolve(strict=True)
+            except (OSError, RuntimeError):
+                skipped.append((p, _broken_link(p)))
+                continue
             if real in seen:
                 continue
             seen.add(real)
@@ -73,11 +77,42 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     return sorted(found), skipped
 
 
+def _broken_link(path: Path) -> str:
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:
+        return "symlink loop; fix or remove the link"
+    except OSError as e:
+        if e.errno == 40:  # ELOOP
+            return "symlink loop; fix or remove the link"
+    return f"broken symlink to {os.readlink(path)}; fix or remove the link"
+
+
 def _walk(root: Path, skipped: list[tuple[Path, str]]) -> Iterator[Path]:
-    # followlinks=False: a symlinked folder loop cannot make the walk run forever.
-    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: skipped.append(
+    # Symlinked folders are followed (people link folders into their docs), each real folder once,
+    # so a link back to a parent is reported as a loop instead of walked forever.
+    visited = {root.resolve()}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: skipped.append(
             (Path(e.filename or root), f"cannot list folder: {e.strerror}"))):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        here = Path(dirpath).resolve()
+        # Real folders before links, so a file is listed under its real path when both lead to it.
+        for d in sorted(dirnames, key=lambda d: ((Path(dirpath) / d).is_symlink(), d)):
+            sub = Path(dirpath) / d
+            if d.startswith("."):
+                continue
+            try:
+                real = sub.resolve(strict=True)
+            except (OSError, RuntimeError):
+                skipped.append((sub, _broken_link(sub)))
+                continue
+            if real in visited:
+                if real == here or real in here.parents:
+                    skipped.append((sub, f"symlink loop (back to {real}); skipped"))
+                continue  # another link to a folder already walked
+            visited.add(real)
+            keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath) / name
@@ -127,6 +162,8 @@ def _load_with_llamaindex(path: Path) -> list[Any]:
 def load(path: Path, digest: str | None = None) -> SourceText:
     """Extract a file's text; raises UnreadableFile with a one-line reason."""
     try:
+        if path.stat().st_size == 0:
+            raise UnreadableFile("empty file (0 bytes); nothing to index")
         digest = digest or file_digest(path)
         if path.suffix.lower() in (".pdf", ".docx", ".html", ".htm"):
             docs = _load_with_llamaindex(path)
@@ -167,24 +204,46 @@ def make_splitter(chunk_size: int, chunk_overlap: int, tokenizer: Callable[[str]
     )
 
 
-def split(source: SourceText, splitter: Any) -> list[Chunk]:
-    """Split a document into chunks whose offsets index its text exactly."""
+WINDOW_CHARS = 1 << 16  # text handed to the splitter at a time: memory stays flat for any file size
+_CUTS = ("\n\n", "\n", ". ", " ")  # where a window may end, best first
+
+
+def _window_end(text: str, start: int, size: int) -> int:
+    """Where the window starting at `start` ends: at a paragraph, line, sentence or word break."""
+    limit = start + size
+    if limit >= len(text):
+        return len(text)
+    for sep in _CUTS:
+        cut = text.rfind(sep, start + size // 2, limit)
+        if cut >= 0:
+            return cut + len(sep)
+    return limit  # one huge token (a base64 blob, a minified line): cut it anyway
+
+
+def iter_chunks(source: SourceText, splitter: Any, window: int = WINDOW_CHARS) -> Iterator[Chunk]:
+    """Chunks of a document, split a window at a time; offsets index its text exactly."""
     from llama_index.core import Document
 
-    doc = Document(text=source.text, id_=source.path)
-    chunks: list[Chunk] = []
-    search_from = 0
-    for node in splitter.get_nodes_from_documents([doc]):
-        piece = node.get_content()
-        start = node.start_char_idx
-        if start is None or source.text[start:start + len(piece)] != piece:
-            start = source.text.find(piece, search_from)
-        if start < 0:
-            # Never store a chunk we cannot point back into the document with.
-            continue
-        chunks.append(Chunk(source.path, len(chunks), start, start + len(piece), piece))
-        search_from = start + 1
-    return chunks
+    text, index, pos = source.text, 0, 0
+    while pos < len(text):
+        end = _window_end(text, pos, window)
+        part, search_from = text[pos:end], 0
+        for node in splitter.get_nodes_from_documents([Document(text=part, id_=source.path)]):
+            piece = node.get_content()
+            start = node.start_char_idx
+            if start is None or part[start:start + len(piece)] != piece:
+                start = part.find(piece, search_from)
+            if start < 0:
+                continue  # never store a chunk we cannot point back into the document with
+            yield Chunk(source.path, index, pos + start, pos + start + len(piece), piece)
+            index += 1
+            search_from = start + 1
+        pos = end
+
+
+def split(source: SourceText, splitter: Any) -> list[Chunk]:
+    """All chunks of a document (see `iter_chunks`)."""
+    return list(iter_chunks(source, splitter))
 
 
 def location(source: SourceText | tuple[int, ...], offset: int) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+import uuid
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from .store import Store
 from .types import Passage
 
 CANDIDATES_PER_SIDE = 4  # each side returns top_k * this before fusion
+COMMITTED_TTL = 2.0  # seconds: how stale the list of fully indexed files may get on a miss
 
 
 @cache
@@ -53,28 +56,29 @@ class BM25Side:
         self.store = store
         self.cache_dir = cache_dir
         self._retriever: Any = None
-        self._generation = -1
+        self._stamp: dict[str, Any] = {}
 
     def get(self, top_k: int) -> Any:
         """The BM25 retriever for the store's current generation."""
-        generation = self.store.state()["generation"]
-        if self._retriever is None or generation != self._generation:
-            self._retriever = self._load(generation) or self._build(generation)
-            self._generation = generation
+        # The collection's id as well: generations are small counters, so another collection of the
+        # same name (a Chroma server after the embedded index, a re-created server) repeats them.
+        stamp = {"collection": str(self.store.chunks.id), "generation": self.store.state()["generation"]}
+        if self._retriever is None or stamp != self._stamp:
+            self._retriever = self._load(stamp) or self._build(stamp)
+            self._stamp = stamp
         n = int(self._retriever.bm25.scores.get("num_docs", 0))
         self._retriever.similarity_top_k = max(1, min(top_k, n))
         return self._retriever
 
-    def _load(self, generation: int) -> Any:
-        stamp = self.cache_dir / "generation.json"
+    def _load(self, stamp: dict[str, Any]) -> Any:
         try:
-            if json.loads(stamp.read_text())["generation"] == generation:
+            if json.loads((self.cache_dir / "generation.json").read_text()) == stamp:
                 return _bm25_class().from_persist_dir(str(self.cache_dir), show_progress=False)
         except (OSError, ValueError, KeyError):
             pass
         return None
 
-    def _build(self, generation: int) -> Any:
+    def _build(self, stamp: dict[str, Any]) -> Any:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
         rows = self.store.all_chunks()
@@ -84,16 +88,21 @@ class BM25Side:
         # sides (it matches nodes by hash) and adds up its scores.
         nodes = [metadata_dict_to_node(m, text=t) for _, t, m in rows]
         retriever = _bm25_class().from_defaults(nodes=nodes, similarity_top_k=1)
+        tmp: Path | None = None
         try:
-            tmp = self.cache_dir.with_name(self.cache_dir.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
+            # A folder of its own: two processes on one index folder (replicas, `qa ask` beside
+            # `qa serve`) may rebuild at once, and must not write into each other's copy.
+            tmp = self.cache_dir.with_name(f".{self.cache_dir.name}-{uuid.uuid4().hex}")
             tmp.mkdir(parents=True)
             retriever.persist(str(tmp), show_progress=False)
-            (tmp / "generation.json").write_text(json.dumps({"generation": generation}))
+            (tmp / "generation.json").write_text(json.dumps(stamp))
             shutil.rmtree(self.cache_dir, ignore_errors=True)
             tmp.rename(self.cache_dir)
         except OSError:
             pass  # a read-only index still answers; it rebuilds BM25 in memory each start
+        finally:
+            if tmp is not None and tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
         return retriever
 
 
@@ -110,6 +119,16 @@ class Retriever:
         self.fusion = fusion
         self.index = VectorStoreIndex.from_vector_store(store.vector_store, embed_model=embedder)
         self.bm25 = BM25Side(store, cache_dir)
+        self._committed: dict[str, str] = {}  # source -> digest of every fully indexed file
+        self._committed_at = -COMMITTED_TTL
+
+    def _is_committed(self, meta: dict[str, Any]) -> bool:
+        """Whether a chunk belongs to a fully indexed file, not one still streaming in or left by a crash."""
+        source, digest = meta.get("source", ""), meta.get("digest")
+        if self._committed.get(source) != digest and time.monotonic() - self._committed_at > COMMITTED_TTL:
+            self._committed = {s: r.digest for s, r in self.store.records().items()}
+            self._committed_at = time.monotonic()
+        return self._committed.get(source) == digest
 
     def retrieve(self, question: str, top_k: int) -> list[Passage]:
         """The best `top_k` passages, best first."""
@@ -139,6 +158,8 @@ class Retriever:
                 continue
             seen.add(r.node.node_id)
             m = r.node.metadata
+            if not self._is_committed(m):
+                continue
             passages.append(Passage(source=m["source"], start=int(m["start"]), end=int(m["end"]),
                                     text=r.node.get_content(), score=float(r.score or 0.0),
                                     location=m.get("location", "")))

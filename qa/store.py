@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, EmbeddingMismatchError, IndexMissingError
+from .errors import ConfigError, EmbeddingMismatchError, IndexBusyError, IndexMissingError
 from .reading import Chunk, SourceText, location
 
 STATE_ID = "\x00state"
+WRITER_ID = "\x00writer"  # the lease of the one process allowed to write (Chroma server mode)
+LEASE_SECONDS = 300  # a writer that has not renewed its lease for this long is presumed dead
+RENEW_SECONDS = 30
+# A document's text is stored in pieces of this many characters: Chroma full-text-indexes every
+# stored text, and writing one 20 MB text took 300 MB of memory at once.
+TEXT_PIECE = 1 << 20
 _META_KEYS = ["source", "digest", "index", "start", "end", "location"]
 
 
@@ -98,6 +108,9 @@ class Store:
                 f"Set QA_EMBED_MODEL={built_with}, or use a new QA_INDEX_DIR and re-ingest."
             )
         self.files = client.get_or_create_collection(f"{name}_files")
+        self.texts = client.get_or_create_collection(f"{name}_texts")
+        self._writer: dict[str, Any] | None = None
+        self._renewed = 0.0
         self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
 
     # --- the state record: a generation counter and an "ingest in progress" flag -----------------
@@ -112,13 +125,66 @@ class Store:
         self.files.upsert(ids=[STATE_ID], documents=[""], embeddings=[[0.0]],
                           metadatas=[{"generation": generation, "dirty": dirty}])
 
+    # --- the writer lease: one ingest per collection, across processes and hosts ------------------
+    def acquire_writer(self, where: str) -> None:
+        """Become the only writer of this collection, or raise IndexBusyError naming the current one.
+
+        Chroma's `add` ignores an id that exists, so add-then-read-back is an atomic claim. A lease
+        not renewed for LEASE_SECONDS, or held by a dead process on this host, is taken over.
+        """
+        me = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
+        for _ in range(2):
+            got = self.files.get(ids=[WRITER_ID], include=["metadatas"])
+            if got["ids"]:
+                held = got["metadatas"][0]
+                age = time.time() - float(held.get("renewed", 0))
+                if age < LEASE_SECONDS and not self._dead(held):
+                    raise IndexBusyError(
+                        f"Another qa ingest (pid {held.get('pid')} on {held.get('host')}) is writing to "
+                        f"{where}, last seen {age:.0f} s ago; wait for it to finish and run again "
+                        f"(if it died, its claim lapses after {LEASE_SECONDS} s).")
+                self.files.delete(ids=[WRITER_ID], where={"owner": held["owner"]})  # stale: free it
+            self.files.add(ids=[WRITER_ID], documents=[""], embeddings=[[0.0]],
+                           metadatas=[{**me, "renewed": time.time()}])
+            got = self.files.get(ids=[WRITER_ID], include=["metadatas"])
+            if got["ids"] and got["metadatas"][0]["owner"] == me["owner"]:
+                self._writer, self._renewed = me, time.time()
+                return
+        raise IndexBusyError(f"Another qa ingest just started writing to {where}; wait for it and run again.")
+
+    @staticmethod
+    def _dead(held: dict[str, Any]) -> bool:
+        if held.get("host") != socket.gethostname():
+            return False
+        try:
+            os.kill(int(held.get("pid", 0)), 0)
+        except ProcessLookupError:
+            return True
+        except (OSError, ValueError):
+            return False
+        return False
+
+    def renew_writer(self) -> None:
+        """Keep the lease fresh during a long ingest (cheap: at most one write per RENEW_SECONDS)."""
+        me = self._writer
+        if me and time.time() - self._renewed > RENEW_SECONDS:
+            self.files.upsert(ids=[WRITER_ID], documents=[""], embeddings=[[0.0]],
+                              metadatas=[{**me, "renewed": time.time()}])
+            self._renewed = time.time()
+
+    def release_writer(self) -> None:
+        """Give up the lease (only our own: a lease taken over from us is left alone)."""
+        me = self._writer
+        if me:
+            self.files.delete(ids=[WRITER_ID], where={"owner": me["owner"]})
+            self._writer = None
+
     # --- catalogue --------------------------------------------------------------------------------
     def records(self) -> dict[str, FileRecord]:
         """Every completely indexed file."""
-        got = self.files.get(include=["metadatas"])
         return {
             i: FileRecord(i, m["digest"], int(m["chunks"]))
-            for i, m in zip(got["ids"], got["metadatas"]) if i != STATE_ID
+            for i, _, m in _get_all(self.files, ["metadatas"]) if i not in (STATE_ID, WRITER_ID)
         }
 
     def document(self, source: str) -> tuple[str, tuple[int, ...]] | None:
@@ -126,7 +192,14 @@ class Store:
         got = self.files.get(ids=[source], include=["documents", "metadatas"])
         if not got["ids"]:
             return None
-        return got["documents"][0], tuple(json.loads(got["metadatas"][0].get("pages", "[]")))
+        meta = got["metadatas"][0]
+        pages = tuple(json.loads(meta.get("pages", "[]")))
+        if "pieces" not in meta:  # indexes written before texts were stored in pieces
+            return got["documents"][0], pages
+        pieces = self.texts.get(where={"$and": [{"source": source}, {"digest": meta["digest"]}]},
+                                include=["documents", "metadatas"])
+        ordered = sorted(zip(pieces["metadatas"], pieces["documents"]), key=lambda x: int(x[0]["piece"]))
+        return "".join(t for _, t in ordered), pages
 
     # --- writing ----------------------------------------------------------------------------------
     def add_chunks(self, batch: list[tuple[SourceText, list[Chunk], Any]]) -> None:
@@ -149,32 +222,59 @@ class Store:
 
     def commit(self, docs: list[tuple[SourceText, int]], replaced: list[SourceText]) -> None:
         """Record fully written documents (the commit point), then drop replaced versions."""
+        self._write_texts([d for d, _ in docs])
         for i in range(0, len(docs), 1000):
             part = docs[i:i + 1000]
             self.files.upsert(
-                ids=[d.path for d, _ in part], documents=[d.text for d, _ in part],
-                embeddings=[[0.0]] * len(part),
-                metadatas=[{"digest": d.digest, "chunks": n, "pages": json.dumps(list(d.pages))} for d, n in part],
+                ids=[d.path for d, _ in part], documents=[""] * len(part), embeddings=[[0.0]] * len(part),
+                metadatas=[{"digest": d.digest, "chunks": n, "pages": json.dumps(list(d.pages)),
+                            "pieces": _pieces(d.text)} for d, n in part],
             )
         for d in replaced:
-            self.chunks.delete(where={"$and": [{"source": d.path}, {"digest": {"$ne": d.digest}}]})
+            old = {"$and": [{"source": d.path}, {"digest": {"$ne": d.digest}}]}
+            self.chunks.delete(where=old)
+            self.texts.delete(where=old)
+
+    def _write_texts(self, docs: list[SourceText]) -> None:
+        """Store documents' text in pieces, about 1 MB per write, before their records vouch for them."""
+        rows: list[tuple[str, str, dict[str, Any]]] = []
+        size = 0
+        for d in docs:
+            for n in range(_pieces(d.text)):
+                piece = d.text[n * TEXT_PIECE:(n + 1) * TEXT_PIECE]
+                rows.append((f"{chunk_id(d.path, d.digest, -1)}:{n}", piece,
+                             {"source": d.path, "digest": d.digest, "piece": n}))
+                size += len(piece)
+                if size >= TEXT_PIECE:
+                    self._upsert_texts(rows)
+                    rows, size = [], 0
+        self._upsert_texts(rows)
+
+    def _upsert_texts(self, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        if rows:
+            self.texts.upsert(ids=[r[0] for r in rows], documents=[r[1] for r in rows],
+                              embeddings=[[0.0]] * len(rows), metadatas=[r[2] for r in rows])
 
     def remove(self, source: str) -> None:
         """Forget a file: its record first, so a crash in between leaves only orphans to repair."""
         self.files.delete(ids=[source])
         self.chunks.delete(where={"source": source})
+        self.texts.delete(where={"source": source})
 
     def repair(self) -> int:
         """Delete chunks no catalogue record vouches for; returns how many."""
         records = self.records()
-        got = self.chunks.get(include=["metadatas"])
         orphans = [
-            i for i, m in zip(got["ids"], got["metadatas"])
+            i for i, _, m in _get_all(self.chunks, ["metadatas"])
             if (r := records.get(m.get("source", ""))) is None or r.digest != m.get("digest")
             or int(m.get("index", -1)) >= r.chunks
         ]
         for i in range(0, len(orphans), 5000):
             self.chunks.delete(ids=orphans[i:i + 5000])
+        stray = [i for i, _, m in _get_all(self.texts, ["metadatas"])
+                 if (r := records.get(m.get("source", ""))) is None or r.digest != m.get("digest")]
+        for i in range(0, len(stray), 5000):
+            self.texts.delete(ids=stray[i:i + 5000])
         return len(orphans)
 
     # --- reading ----------------------------------------------------------------------------------
@@ -182,11 +282,23 @@ class Store:
         """Chunks in the index."""
         return self.chunks.count()
 
-    def all_chunks(self, batch: int = 5000) -> list[tuple[str, str, dict[str, Any]]]:
-        """(id, text, metadata) of every chunk, paged so huge indexes do not time out."""
-        out: list[tuple[str, str, dict[str, Any]]] = []
-        total = self.chunks.count()
-        for offset in range(0, total, batch):
-            got = self.chunks.get(include=["documents", "metadatas"], limit=batch, offset=offset)
-            out.extend(zip(got["ids"], got["documents"], got["metadatas"]))
-        return out
+    def all_chunks(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(id, text, metadata) of every chunk."""
+        return _get_all(self.chunks, ["documents", "metadatas"])
+
+
+def _pieces(text: str) -> int:
+    return max(1, -(-len(text) // TEXT_PIECE))
+
+
+def _get_all(collection: Any, include: list[str], batch: int = 5000) -> list[tuple[str, Any, dict[str, Any]]]:
+    """Every record of a collection, paged: one unpaged get fails past ~30k records (SQL variables)."""
+    out: list[tuple[str, Any, dict[str, Any]]] = []
+    offset = 0
+    while True:
+        got = collection.get(include=include, limit=batch, offset=offset)
+        docs = got.get("documents") or [None] * len(got["ids"])
+        out.extend(zip(got["ids"], docs, got["metadatas"]))
+        if len(got["ids"]) < batch:
+            return out
+        offset += batch

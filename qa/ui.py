@@ -255,8 +255,8 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         if saved:
             progress(0, desc="Indexing")
 
-            def step(done: int, total: int, item: str) -> None:
-                progress((done, total), desc=f"Indexing {Path(item).name}")
+            def step(done: float, total: int, item: str) -> None:
+                progress(done / max(total, 1), desc=f"Indexing {Path(item).name} ({int(done)}/{total})")
 
             try:
                 report = assistant.ingest(*saved, progress=step)
@@ -310,16 +310,16 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     results = gr.HTML("", elem_id="qa-ingest", js_on_load=None)
 
         outs = [chat, sources, turns, box, problem]
-        # One named API endpoint per action ("/ask", "/upload"), for scripts and load tests.
+        # Named API endpoints: "/ask" and "/upload" (scripts, load tests), and "/status_html" (the status line).
         for trigger, api in ((send.click, "ask"), (box.submit, False)):
             trigger(ask, [box, chat, turns, top_k, mode], outs, concurrency_id="engine",
                     show_progress="minimal", api_name=api).then(complain, problem, None, api_name=False)
         files.upload(upload, [files], [results, status, files, problem], concurrency_id="engine",
                      api_name="upload").then(
             complain, problem, None, api_name=False)
-        chat.clear(lambda: ([], render_panel([]), [], "", ""), None, outs, queue=False)
-        app.load(status_html, None, status)
-        app.load(warm, None, None, concurrency_id="engine", show_progress="hidden")
+        chat.clear(lambda: ([], render_panel([]), [], "", ""), None, outs, queue=False, api_name=False)
+        app.load(status_html, None, status, api_name=False)
+        app.load(warm, None, None, concurrency_id="engine", show_progress="hidden", api_name=False)
     return app
 
 

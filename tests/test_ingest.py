@@ -115,3 +115,33 @@ def test_bm25_side_persists_and_follows_incremental_ingest(tmp_path: Path) -> No
     texts = [p.text for p in fresh.retriever().retrieve("zeppelin Quokka Wombat marmalade quince", 10)]
     assert any("Wombat" in t for t in texts) and any("Quince" in t for t in texts)
     assert not any("Quokka" in t or "Marmalade" in t for t in texts)
+
+
+def test_writer_lease_stops_a_second_writer_of_the_collection(tmp_path: Path) -> None:
+    """Writers that do not share a folder (other hosts, server replicas) are stopped by a lease in Chroma."""
+    import time
+
+    from qa.store import LEASE_SECONDS, WRITER_ID
+
+    a = Assistant()
+    a.ingest(SEED_FILE)
+    first, second = a.store(), Assistant().store()  # two handles on one collection, as two hosts have
+    first.acquire_writer("the test collection")
+    with pytest.raises(IndexBusyError, match=r"Another qa ingest \(pid \d+ on .*\) is writing to the test"):
+        second.acquire_writer("the test collection")
+    assert a.status().documents == 1  # the lease is not a document
+    first.release_writer()
+    second.acquire_writer("the test collection")
+    second.release_writer()
+
+    # A lease whose holder stopped renewing it (a crashed host) lapses and is taken over.
+    stale = {"owner": "gone", "host": "another-host", "pid": 1, "renewed": time.time() - LEASE_SECONDS - 1}
+    first.files.upsert(ids=[WRITER_ID], documents=[""], embeddings=[[0.0]], metadatas=[stale])
+    second.acquire_writer("the test collection")
+    second.release_writer()
+    # A fresh lease of a process that died on this host is taken over at once.
+    dead = {**stale, "host": __import__("socket").gethostname(), "pid": 2**22 + 1, "renewed": time.time()}
+    first.files.upsert(ids=[WRITER_ID], documents=[""], embeddings=[[0.0]], metadatas=[dead])
+    r = Assistant().ingest(SEED_FILE)
+    assert r.count("unchanged") == 1
+    assert not first.files.get(ids=[WRITER_ID])["ids"]  # released after the ingest

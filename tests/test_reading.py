@@ -73,7 +73,7 @@ def test_encodings(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name,data,reason", [
-    ("empty.txt", b"", "no text"),
+    ("empty.txt", b"", "empty file"),
     ("blank.md", b"  \n\n ", "no text"),
     ("binary.txt", b"\x00\x01\x02ELF\x00" * 100, "binary"),
     ("broken.pdf", b"%PDF-1.4\n1 0 obj <<", "cannot parse"),
