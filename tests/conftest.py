@@ -112,3 +112,12 @@ def local_model():
     from qa.llm import LocalModel
 
     return LocalModel(None, threads=int(LLM_THREADS))
+
+
+@pytest.fixture()
+def say(capsys: pytest.CaptureFixture[str]):
+    """Print a figure to the terminal even under `pytest -q` (crash, load and big-file tests report theirs)."""
+    def _say(line: str) -> None:
+        with capsys.disabled():
+            print(line, flush=True)
+    return _say

@@ -119,15 +119,15 @@ def messy() -> Iterator[tuple[Path, Path, subprocess.CompletedProcess[str], int]
     _messy_folder(docs)
     started = time.perf_counter()
     result, peak = _ingest(docs, index)
-    print(f"\nmessy folder: 50 MB + 5 MB-line files ingested in {time.perf_counter() - started:.0f} s, "
-          f"peak RSS {peak / 1e6:.0f} MB")
-    yield docs, index, result, peak
+    yield docs, index, result, peak, time.perf_counter() - started
     (docs / "secret.txt").chmod(0o600)
     shutil.rmtree(root, ignore_errors=True)
 
 
-def test_every_good_file_indexed_every_bad_one_reported(messy) -> None:
-    docs, index, r, _ = messy
+def test_every_good_file_indexed_every_bad_one_reported(messy, say) -> None:
+    docs, index, r, peak, seconds = messy
+    say(f"\nmessy folder (50 MB file, 5 MB line, 7 bad files): ingested in {seconds:.0f} s, "
+        f"peak RSS {peak / 1e6:.0f} MB")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     failures = {Path(line.split(": ", 2)[1]).name: line for line in r.stderr.splitlines()
@@ -138,8 +138,8 @@ def test_every_good_file_indexed_every_bad_one_reported(messy) -> None:
     assert all(len(line) < 300 for line in r.stderr.splitlines())
 
 
-def test_nothing_partial_and_offsets_exact(messy) -> None:
-    docs, index, _, _ = messy
+def test_nothing_partial_and_offsets_exact(messy, say) -> None:
+    docs, index, *_ = messy
     store = Assistant(index_dir=index).store()
     records = store.records()
     assert sorted(Path(s).name for s in records) == sorted([*GOOD, "big.txt", "one-line.txt"])
@@ -152,11 +152,11 @@ def test_nothing_partial_and_offsets_exact(messy) -> None:
         text = store.document(source)[0]
         assert all(text[a:b] == t for _, a, b, t in rows), source
     big = records[str(docs / "big.txt")]
-    print(f"big.txt: {big.chunks} chunks; one-line.txt: {records[str(docs / 'one-line.txt')].chunks} chunks")
+    say(f"big.txt: {big.chunks} chunks; one-line.txt: {records[str(docs / 'one-line.txt')].chunks} chunks")
 
 
 def test_questions_reach_every_good_file(messy) -> None:
-    docs, index, _, _ = messy
+    docs, index, *_ = messy
     a = Assistant(index_dir=index)
     cases = [(q, word, name) for name, (_, q, word) in GOOD.items()]
     cases += [("How many reels of silent film does the vault Quillmoor-7 store?", "4,812", "big.txt"),
@@ -167,8 +167,8 @@ def test_questions_reach_every_good_file(messy) -> None:
         assert any(Path(c.source).name == name for c in ans.citations), (question, ans.citations)
 
 
-def test_memory_stays_bounded_and_strict_fails(messy) -> None:
-    docs, index, _, peak = messy
+def test_memory_stays_bounded_and_strict_fails(messy, say) -> None:
+    docs, index, _, peak, _ = messy
     small = Path(tempfile.mkdtemp(prefix="qa-small-"))
     small.chmod(0o777)
     try:
@@ -179,9 +179,11 @@ def test_memory_stays_bounded_and_strict_fails(messy) -> None:
         assert r.returncode == 0, r.stderr
     finally:
         shutil.rmtree(small, ignore_errors=True)
-    print(f"peak RSS: 4 small files {baseline / 1e6:.0f} MB, messy folder with 50 MB + 5 MB files "
+    say(f"peak RSS: 4 small files {baseline / 1e6:.0f} MB, messy folder with 50 MB + 5 MB files "
           f"{peak / 1e6:.0f} MB (+{(peak - baseline) / 1e6:.0f} MB)")
-    # Streaming holds one window of chunks at a time; the extracted text itself (50 MB) is kept.
-    assert peak - baseline < 600e6
+    # Streaming holds one window of chunks at a time. What grows is the extracted text (50 MB), full
+    # embedding batches and Chroma's index of ~69k chunks: +476 to +525 MB measured. Writing the text
+    # as one Chroma record had cost +1,005 MB; splitting the whole file at once, GBs.
+    assert peak - baseline < 750e6
     again, _ = _ingest(docs, index, "--strict")
     assert again.returncode == 1 and f"{len(GOOD) + 2} unchanged" in again.stdout

@@ -44,7 +44,7 @@ def snapshot(index: Path) -> tuple[list[tuple], set[str]]:
     return rows, bm25_ids
 
 
-def test_kills_at_random_points_leave_a_repairable_index(tmp_path: Path) -> None:
+def test_kills_at_random_points_leave_a_repairable_index(tmp_path: Path, say) -> None:
     docs = corpus_as_files(tmp_path / "squad-docs", 400)
     clean = tmp_path / "clean"
     p = ingest(clean, docs)
@@ -66,7 +66,7 @@ def test_kills_at_random_points_leave_a_repairable_index(tmp_path: Path) -> None
     rows, bm25_ids = snapshot(crashed)
     a = Assistant(index_dir=crashed)
     ids = set(a.store().chunks.get(include=[])["ids"])
-    print(f"\ncrash test: {kills} SIGKILLs survived; clean run {len(clean_rows)} chunks, "
+    say(f"\ncrash test: {kills} SIGKILLs survived; clean run {len(clean_rows)} chunks, "
           f"after kills {len(rows)} chunks, identical={rows == clean_rows}, bm25 in sync={bm25_ids == ids}")
     assert kills >= 1
     assert rows == clean_rows  # no duplicates, no orphans, no missing chunks

@@ -182,7 +182,7 @@ def _ask(client: Any, question: str) -> str:
     return answer
 
 
-def test_two_serve_replicas_one_uploads_while_the_other_answers(chroma_url: str, tmp_path: Path) -> None:
+def test_two_serve_replicas_one_uploads_while_the_other_answers(chroma_url: str, tmp_path: Path, say) -> None:
     from gradio_client import handle_file
 
     shared = {"QA_CHROMA_URL": chroma_url, "QA_COLLECTION": "serve-replicas"}
@@ -214,7 +214,7 @@ def test_two_serve_replicas_one_uploads_while_the_other_answers(chroma_url: str,
             during_ingest += before and dense.store().state()["dirty"]
         results, status, _files = upload.result()
         assert "added" in results and doc.name in results and "2</b> documents" in status, results
-        print(f"\nB answered {answers} times during A's upload, {during_ingest} of them inside A's ingest")
+        say(f"\nB answered {answers} times during A's upload, {during_ingest} of them inside A's ingest")
         assert answers >= 2 and during_ingest >= 1, (answers, during_ingest)
         assert (tmp_path / "a" / "uploads" / doc.name).read_text() == doc.read_text()
 
