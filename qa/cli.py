@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Libraries log per-file parser warnings and model loading; qa reports failures itself.
     logging.basicConfig(level=logging.ERROR, force=True)
+    for h in logging.getLogger().handlers:  # also for libraries that set their own logger to DEBUG (bm25s)
+        h.setLevel(logging.ERROR)
     handler = {"ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
                "serve": cmd_serve, "eval": cmd_eval}[args.command]
     try:

@@ -26,11 +26,15 @@ def _bm25_class() -> Any:
     bm25s picks the top k of every chunk's score with np.argpartition, which is slow when most
     scores tie at 0: up to 20 ms a question at 100k chunks, more than the rest of the search.
     """
+    import logging
+
     import bm25s
     import numpy as np
     from llama_index.core.schema import NodeWithScore
     from llama_index.core.vector_stores.utils import metadata_dict_to_node
     from llama_index.retrievers.bm25 import BM25Retriever
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
 
     class MatchingBM25Retriever(BM25Retriever):
         def _retrieve(self, query_bundle: Any) -> list[Any]:
