@@ -62,11 +62,13 @@ class BM25Side:
         self._retriever: Any = None
         self._stamp: dict[str, Any] = {}
 
-    def get(self, top_k: int) -> Any:
-        """The BM25 retriever for the store's current generation."""
+    def get(self, top_k: int, generation: int | None = None) -> Any:
+        """The BM25 retriever for the store's current generation (read now unless given)."""
         # The collection's id as well: generations are small counters, so another collection of the
         # same name (a Chroma server after the embedded index, a re-created server) repeats them.
-        stamp = {"collection": str(self.store.chunks.id), "generation": self.store.state()["generation"]}
+        if generation is None:
+            generation = self.store.state()["generation"]
+        stamp = {"collection": str(self.store.chunks.id), "generation": generation}
         if self._retriever is None or stamp != self._stamp:
             self._retriever = self._load(stamp) or self._build(stamp)
             self._stamp = stamp
@@ -125,13 +127,18 @@ class Retriever:
         self.bm25 = BM25Side(store, cache_dir)
         self._committed: dict[str, str] = {}  # source -> digest of every fully indexed file
         self._committed_at = -COMMITTED_TTL
+        self._committed_generation = -1
 
-    def _is_committed(self, meta: dict[str, Any]) -> bool:
+    def _is_committed(self, meta: dict[str, Any], generation: int) -> bool:
         """Whether a chunk belongs to a fully indexed file, not one still streaming in or left by a crash."""
         source, digest = meta.get("source", ""), meta.get("digest")
-        if self._committed.get(source) != digest and time.monotonic() - self._committed_at > COMMITTED_TTL:
+        # On a miss, re-read the catalogue: at once after an ingest finished (the generation moved),
+        # at most every COMMITTED_TTL seconds while one is running (files commit as they finish).
+        if self._committed.get(source) != digest and (
+                generation != self._committed_generation or time.monotonic() - self._committed_at > COMMITTED_TTL):
             self._committed = {s: r.digest for s, r in self.store.records().items()}
             self._committed_at = time.monotonic()
+            self._committed_generation = generation
         return self._committed.get(source) == digest
 
     def retrieve(self, question: str, top_k: int) -> list[Passage]:
@@ -140,15 +147,16 @@ class Retriever:
         from llama_index.core.retrievers import QueryFusionRetriever
 
         wide = top_k * CANDIDATES_PER_SIDE
+        generation = self.store.state()["generation"]
         dense = self.index.as_retriever(similarity_top_k=wide)
         with one_thread():  # the question is one short text to embed
             if self.mode == "dense":
                 results = dense.retrieve(question)
             elif self.mode == "bm25":
-                results = self.bm25.get(wide).retrieve(question)
+                results = self.bm25.get(wide, generation).retrieve(question)
             else:
                 fusion = QueryFusionRetriever(
-                    [dense, self.bm25.get(wide)], llm=MockLLM(), mode=self.fusion, num_queries=1,
+                    [dense, self.bm25.get(wide, generation)], llm=MockLLM(), mode=self.fusion, num_queries=1,
                     use_async=False, similarity_top_k=wide,
                     retriever_weights=[self.dense_weight, 1.0 - self.dense_weight],
                 )
@@ -162,7 +170,7 @@ class Retriever:
                 continue
             seen.add(r.node.node_id)
             m = r.node.metadata
-            if not self._is_committed(m):
+            if not self._is_committed(m, generation):
                 continue
             passages.append(Passage(source=m["source"], start=int(m["start"]), end=int(m["end"]),
                                     text=r.node.get_content(), score=float(r.score or 0.0),

@@ -145,3 +145,15 @@ def test_writer_lease_stops_a_second_writer_of_the_collection(tmp_path: Path) ->
     r = Assistant().ingest(SEED_FILE)
     assert r.count("unchanged") == 1
     assert not first.files.get(ids=[WRITER_ID])["ids"]  # released after the ingest
+
+
+def test_a_document_is_answered_right_after_its_ingest(tmp_path: Path) -> None:
+    """The same Assistant (as in the UI: ask, upload, ask again at once) sees what it just indexed."""
+    a = Assistant()
+    a.ingest(SEED_FILE)
+    assert a.ask("Where will Putin travel after North Korea?").answered
+    note = tmp_path / "heron.txt"
+    note.write_text("The grey heron Aldous nests on the roof of the Vollsmose library every April.")
+    a.ingest(note)
+    ans = a.ask("Where does the grey heron Aldous nest?")
+    assert ans.answered and "Vollsmose" in ans.answer
