@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -53,20 +54,12 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     skipped: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for root in paths:
-        if root.is_symlink() and not root.exists():
-            skipped.append((root, _broken_link(root)))
-            continue
-        if not root.exists():
-            skipped.append((root, "no such file or folder"))
+        if _real(root, skipped) is None:
             continue
         candidates = iter([root]) if root.is_file() else _walk(root, skipped)
         for p in candidates:
-            try:
-                real = p.resolve(strict=True)
-            except (OSError, RuntimeError):
-                skipped.append((p, _broken_link(p)))
-                continue
-            if real in seen:
+            real = _real(p, skipped)
+            if real is None or real in seen:
                 continue
             seen.add(real)
             if p.suffix.lower() in SUPPORTED_SUFFIXES:
@@ -77,15 +70,21 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     return sorted(found), skipped
 
 
-def _broken_link(path: Path) -> str:
+def _real(path: Path, skipped: list[tuple[Path, str]]) -> Path | None:
+    """The path with its links resolved; None, with the reason added to `skipped`, if it leads nowhere."""
     try:
-        path.resolve(strict=True)
-    except RuntimeError:
-        return "symlink loop; fix or remove the link"
+        return path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11 reports a symlink loop this way
+        reason = "symlink loop; fix or remove the link"
     except OSError as e:
-        if e.errno == 40:  # ELOOP
-            return "symlink loop; fix or remove the link"
-    return f"broken symlink to {os.readlink(path)}; fix or remove the link"
+        if e.errno == errno.ELOOP:
+            reason = "symlink loop; fix or remove the link"
+        elif path.is_symlink():
+            reason = f"broken symlink to {os.readlink(path)}; fix or remove the link"
+        else:
+            reason = "no such file or folder" if isinstance(e, FileNotFoundError) else f"cannot read: {e.strerror}"
+    skipped.append((path, reason))
+    return None
 
 
 def _walk(root: Path, skipped: list[tuple[Path, str]]) -> Iterator[Path]:
@@ -101,10 +100,8 @@ def _walk(root: Path, skipped: list[tuple[Path, str]]) -> Iterator[Path]:
             sub = Path(dirpath) / d
             if d.startswith("."):
                 continue
-            try:
-                real = sub.resolve(strict=True)
-            except (OSError, RuntimeError):
-                skipped.append((sub, _broken_link(sub)))
+            real = _real(sub, skipped)
+            if real is None:
                 continue
             if real in visited:
                 if real == here or real in here.parents:

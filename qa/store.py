@@ -262,20 +262,20 @@ class Store:
         self.texts.delete(where={"source": source})
 
     def repair(self) -> int:
-        """Delete chunks no catalogue record vouches for; returns how many."""
+        """Delete chunks and text pieces no catalogue record vouches for; returns how many chunks."""
         records = self.records()
-        orphans = [
-            i for i, _, m in _get_all(self.chunks, ["metadatas"])
-            if (r := records.get(m.get("source", ""))) is None or r.digest != m.get("digest")
-            or int(m.get("index", -1)) >= r.chunks
-        ]
-        for i in range(0, len(orphans), 5000):
-            self.chunks.delete(ids=orphans[i:i + 5000])
-        stray = [i for i, _, m in _get_all(self.texts, ["metadatas"])
-                 if (r := records.get(m.get("source", ""))) is None or r.digest != m.get("digest")]
-        for i in range(0, len(stray), 5000):
-            self.texts.delete(ids=stray[i:i + 5000])
-        return len(orphans)
+
+        def stray(m: dict[str, Any]) -> bool:
+            r = records.get(m.get("source", ""))
+            return r is None or r.digest != m.get("digest") or int(m.get("index", -1)) >= r.chunks
+
+        deleted = []
+        for collection in (self.chunks, self.texts):  # text pieces have no index: -1 passes that check
+            ids = [i for i, _, m in _get_all(collection, ["metadatas"]) if stray(m)]
+            for i in range(0, len(ids), 5000):
+                collection.delete(ids=ids[i:i + 5000])
+            deleted.append(len(ids))
+        return deleted[0]
 
     # --- reading ----------------------------------------------------------------------------------
     def count(self) -> int:

@@ -17,16 +17,10 @@ import pytest
 
 from qa import Assistant, ConfigError, QAError
 
-from .conftest import ROOT, SEED_FILE
+from .conftest import ROOT, SEED_FILE, free_port
 
 pytestmark = pytest.mark.slow
 SEED_TEXT = SEED_FILE.read_text(encoding="utf-8")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
