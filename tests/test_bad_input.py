@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -78,13 +77,14 @@ def _messy_folder(docs: Path) -> None:
 
 
 def _as_user() -> list[str]:
-    """Root reads files without read permission, so as root the ingest runs as `nobody`."""
+    """Root reads files without read permission (CAP_DAC_OVERRIDE), so as root the ingest runs without
+    that capability: still root, so it reads the checkout wherever it is (a 0700 temp folder too)."""
     if os.geteuid() != 0:
         return []
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.fail("running as root needs setpriv (util-linux) to test an unreadable file")
-    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
 
 
 def _peak_rss(proc: subprocess.Popen[str], peak: list[int]) -> None:
@@ -99,7 +99,7 @@ def _peak_rss(proc: subprocess.Popen[str], peak: list[int]) -> None:
 
 
 def _ingest(docs: Path, index: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], int]:
-    env = {**os.environ, "QA_INDEX_DIR": str(index), "HOME": str(index.parent), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "QA_INDEX_DIR": str(index), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([*_as_user(), sys.executable, "-m", "qa", "ingest", "--quiet", *extra, str(docs)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
@@ -111,10 +111,8 @@ def _ingest(docs: Path, index: Path, *extra: str) -> tuple[subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def messy() -> Iterator[tuple[Path, Path, subprocess.CompletedProcess[str], int]]:
-    # Outside pytest's private tmp folder: the ingest may run as another user.
-    root = Path(tempfile.mkdtemp(prefix="qa-messy-"))
-    root.chmod(0o777)
+def messy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, subprocess.CompletedProcess[str], int]]:
+    root = tmp_path_factory.mktemp("messy")
     docs, index = root / "docs", root / "index"
     _messy_folder(docs)
     started = time.perf_counter()
@@ -167,18 +165,13 @@ def test_questions_reach_every_good_file(messy) -> None:
         assert any(Path(c.source).name == name for c in ans.citations), (question, ans.citations)
 
 
-def test_memory_stays_bounded_and_strict_fails(messy, say) -> None:
+def test_memory_stays_bounded_and_strict_fails(messy, say, tmp_path: Path) -> None:
     docs, index, _, peak, _ = messy
-    small = Path(tempfile.mkdtemp(prefix="qa-small-"))
-    small.chmod(0o777)
-    try:
-        (small / "docs").mkdir()
-        for name, (data, _, _) in GOOD.items():
-            (small / "docs" / name).write_bytes(data)
-        r, baseline = _ingest(small / "docs", small / "index")
-        assert r.returncode == 0, r.stderr
-    finally:
-        shutil.rmtree(small, ignore_errors=True)
+    (tmp_path / "docs").mkdir()
+    for name, (data, _, _) in GOOD.items():
+        (tmp_path / "docs" / name).write_bytes(data)
+    r, baseline = _ingest(tmp_path / "docs", tmp_path / "small-index")
+    assert r.returncode == 0, r.stderr
     say(f"peak RSS: 4 small files {baseline / 1e6:.0f} MB, messy folder with 50 MB + 5 MB files "
           f"{peak / 1e6:.0f} MB (+{(peak - baseline) / 1e6:.0f} MB)")
     # Streaming holds one window of chunks at a time. What grows is the extracted text (50 MB), full
