@@ -128,6 +128,10 @@ class QAQueryEngine(BaseQueryEngine):
     def _get_prompt_modules(self) -> PromptMixinType:
         return {}  # qa's prompts live in qa/prompts.py, not in LlamaIndex prompt templates
 
+    def retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        """The passages a query would be answered from (LlamaIndex evaluators call this)."""
+        return QARetriever(self.assistant, self.top_k, self.sources).retrieve(query_bundle)
+
     def _answers(self, question: str) -> Iterator[Answer]:
         return self.assistant.stream(question, self.top_k, **_scoped(self.assistant.stream, self.sources))
 

@@ -16,6 +16,7 @@ from llama_index.core.base.response.schema import AsyncStreamingResponse, Respon
 from llama_index.core.chat_engine.types import AgentChatResponse, BaseChatEngine, StreamingAgentChatResponse
 from llama_index.core.llms import MessageRole, MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.schema import QueryBundle
 from llama_index.core.tools import QueryEngineTool
 
 from qa.errors import ConfigError
@@ -118,6 +119,7 @@ def test_retriever_inside_llamaindex_retriever_query_engine(seeded) -> None:
     assert [n.node.node_id for n in response.source_nodes] == [n.node.node_id for n in nodes]
     assert "Vietnam" in str(response)
     assert asyncio.run(retriever.aretrieve(q))[0].node.node_id == nodes[0].node.node_id
+    assert seeded.as_query_engine(top_k=3).retrieve(QueryBundle(q)) == nodes
 
 
 def test_sources_scope_or_say_it_cannot(seeded) -> None:
@@ -160,6 +162,14 @@ def test_chat_engine_keeps_the_conversation(seeded) -> None:
     # A history passed in replaces the engine's own, as in LlamaIndex's chat engines.
     again = asyncio.run(chat.achat(follow_up, chat_history=chat.chat_history[:2]))
     assert again.response == expected.answer
+
+    async def astream() -> tuple[StreamingAgentChatResponse, str]:
+        r = await chat.astream_chat(follow_up, chat_history=chat.chat_history[:2])
+        return r, "".join([p async for p in r.async_response_gen()])
+
+    r, text = asyncio.run(astream())
+    assert text == expected.answer
+    _check_nodes(r.source_nodes, expected)
 
 
 def test_query_engine_tool_and_example(seeded) -> None:
