@@ -168,12 +168,13 @@ def first_steps(args: argparse.Namespace) -> str:
     from .settings import Settings
 
     s = Settings(**{k: v for k, v in {"index_dir": args.index_dir, "chroma_url": args.chroma_url}.items() if v})
+    where = s.index_dir if s.index_dir.is_absolute() else f"./{s.index_dir}"
     if s.chroma_url:
         step = "qa status  (what the Chroma server's index holds), then qa serve"
-    elif (Path(s.index_dir) / "chroma.sqlite3").exists():
-        step = f"qa serve  (the index at {s.index_dir} exists; add files with qa ingest PATH)"
+    elif (s.index_dir / "chroma.sqlite3").exists():
+        step = f"qa serve  (the index at {where} exists; add files with qa ingest PATH)"
     else:
-        step = f"qa ingest seeds/  (or your own folder; there is no index at {s.index_dir} yet), then qa serve"
+        step = f"qa ingest seeds/  (or your own folder; there is no index at {where} yet), then qa serve"
     return ("qa: answers from your documents, every sentence cited to its exact passage.\n\n"
             "  qa ingest [PATH ...]   index files and folders (seeds/ holds a sample article)\n"
             "  qa ask \"QUESTION\"      an answer with its sources, in the terminal\n"
