@@ -191,3 +191,22 @@ class Assistant:
         return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(store.records()),
                       chunks=store.count(), embed_model=s.embed_model, size_bytes=size,
                       backend=describe_backend(s), chroma_url=s.chroma_url)
+
+    # --- LlamaIndex objects over this assistant (qa/llamaindex.py) ------------------------------
+    def as_query_engine(self, **options: Any) -> Any:
+        """A LlamaIndex query engine giving `ask()`'s cited answers (options: streaming, top_k, sources, llm)."""
+        from .llamaindex import QAQueryEngine
+
+        return QAQueryEngine(self, **options)
+
+    def as_retriever(self, top_k: int | None = None, sources: Sequence[str] | None = None) -> Any:
+        """A LlamaIndex retriever over qa's hybrid retrieval."""
+        from .llamaindex import QARetriever
+
+        return QARetriever(self, top_k=top_k, sources=sources)
+
+    def as_chat_engine(self, **options: Any) -> Any:
+        """A LlamaIndex chat engine that keeps the conversation (options: top_k, sources, chat_history)."""
+        from .llamaindex import QAChatEngine
+
+        return QAChatEngine(self, **options)

