@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from .types import Answer, IngestReport, Status
 
 EMBED_DIM = 384
 MAX_QUESTION_CHARS = 2000
+_WORDS = re.compile(r"[^\W_]")  # a letter or digit in any script
 
 
 class Assistant:
@@ -150,8 +152,9 @@ class Assistant:
         """
         started = time.perf_counter()
         q = " ".join(question.split())
-        if not q or len(q) > MAX_QUESTION_CHARS:  # answering the first part of a question would be guessing
-            text = QUESTION_TOO_LONG.format(length=len(q), limit=MAX_QUESTION_CHARS) if q else EMPTY_QUESTION
+        if not _WORDS.search(q) or len(q) > MAX_QUESTION_CHARS:  # answering part of a question would be guessing
+            text = QUESTION_TOO_LONG.format(length=len(q), limit=MAX_QUESTION_CHARS) if len(q) > MAX_QUESTION_CHARS \
+                else EMPTY_QUESTION  # nothing to search for: empty, or only punctuation, symbols, emoji
             yield Answer(question=question, answer=text, answered=False, backend=self.backend)
             return
         # Earlier questions refused as too long would flood the retrieval query and the model's prompt.
