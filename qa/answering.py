@@ -113,7 +113,8 @@ class ExtractiveComposer:
         vecs = encode(self.embedder, [question] + [s.text for s in sentences])
         dense = vecs[1:] @ vecs[0]
         q_words = content_words(question, self._stem) or {w.lower() for w in _WORD.findall(question)}
-        lexical = np.array([len(q_words & content_words(s.text, self._stem)) / len(q_words) for s in sentences])
+        lexical = np.array([len(q_words & content_words(s.text, self._stem)) / max(len(q_words), 1)
+                            for s in sentences])
         rank = np.array([1.0 / (1 + s.rank) for s in sentences])
         total = W_DENSE * dense + W_LEXICAL * lexical + W_RANK * rank
         order = np.argsort(-total, kind="stable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,13 @@ from .types import Answer, IngestReport, Status
 
 EMBED_DIM = 384
 MAX_QUESTION_CHARS = 2000
+_WORDS = re.compile(r"[^\W_]")  # a letter or digit in any script
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid(text: str) -> str:
+    """The text as valid Unicode: each lone surrogate replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 class Assistant:
@@ -149,9 +157,14 @@ class Assistant:
         `history` holds the earlier questions of a conversation, so follow-ups are understood.
         """
         started = time.perf_counter()
+        # Lone surrogates (undecodable bytes from a terminal, broken JSON escapes) cannot be tokenized,
+        # printed or stored: they become U+FFFD, in the question and in earlier turns alike.
+        question = _valid(question)
+        history = [_valid(h) for h in history]
         q = " ".join(question.split())
-        if not q or len(q) > MAX_QUESTION_CHARS:  # answering the first part of a question would be guessing
-            text = QUESTION_TOO_LONG.format(length=len(q), limit=MAX_QUESTION_CHARS) if q else EMPTY_QUESTION
+        if not _WORDS.search(q) or len(q) > MAX_QUESTION_CHARS:  # answering part of a question would be guessing
+            text = QUESTION_TOO_LONG.format(length=len(q), limit=MAX_QUESTION_CHARS) if len(q) > MAX_QUESTION_CHARS \
+                else EMPTY_QUESTION  # nothing to search for: empty, or only punctuation, symbols, emoji
             yield Answer(question=question, answer=text, answered=False, backend=self.backend)
             return
         # Earlier questions refused as too long would flood the retrieval query and the model's prompt.

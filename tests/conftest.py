@@ -121,3 +121,20 @@ def say(capsys: pytest.CaptureFixture[str]):
         with capsys.disabled():
             print(line, flush=True)
     return _say
+
+
+# Hypothesis: "ci" (the default, bounded so `make test` stays fast, the same examples every run) and
+# "long" (QA_HYPOTHESIS_PROFILE=long: many more, new ones each run). The autouse index fixture is
+# per test, not per example; the property tests keep their state in module fixtures.
+try:
+    from hypothesis import HealthCheck
+    from hypothesis import settings as _hypothesis
+
+    _quiet = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+    _hypothesis.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
+                                 suppress_health_check=_quiet, print_blob=True)
+    _hypothesis.register_profile("long", max_examples=500, deadline=None, suppress_health_check=_quiet,
+                                 print_blob=True)
+    _hypothesis.load_profile(os.environ.get("QA_HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # the test extra brings it; without it only the property tests fail to import
+    pass
