@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--top-k", type=int, help="passages to retrieve (QA_TOP_K)")
     ask.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
+    ask.add_argument("--chat", metavar="ID", help="ask in saved conversation ID (a follow-up uses its questions)")
+    ask.add_argument("--new-chat", action="store_true", help="start a saved conversation; prints its id")
+    ask.add_argument("--user", help="whose conversations (a QA_AUTH login); default: those made without login")
 
     sub.add_parser("status", help="what the index holds")
 
@@ -46,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="evaluate only the first N queries")
     ev.add_argument("--answers", action="store_true", help="also run the full ask pipeline")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    _chats_parser(sub)
     return p
 
 
@@ -108,7 +112,12 @@ def format_answer(ans: Any) -> str:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    ans = _assistant(args, top_k=args.top_k, llm=args.llm).ask(args.question)
+    a = _assistant(args, top_k=args.top_k, llm=args.llm)
+    if args.chat or args.new_chat:
+        from .cli_chats import ask_in_chat
+
+        return ask_in_chat(a, args, format_answer)
+    ans = a.ask(args.question)
     print(json.dumps(ans.to_dict(), ensure_ascii=False) if args.json else format_answer(ans))
     return 0
 
@@ -145,6 +154,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chats_parser(sub: Any) -> None:
+    from .cli_chats import add_parser
+
+    add_parser(sub)
+
+
+def cmd_chats(args: argparse.Namespace) -> int:
+    from .cli_chats import run
+
+    return run(_assistant(args), args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `qa` command."""
     args = _parser().parse_args(argv)
@@ -155,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     for h in logging.getLogger().handlers:  # also for libraries that set their own logger to DEBUG (bm25s)
         h.setLevel(logging.ERROR)
     handler = {"ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
-               "serve": cmd_serve, "eval": cmd_eval}[args.command]
+               "serve": cmd_serve, "eval": cmd_eval, "chats": cmd_chats}[args.command]
     try:
         return handler(args)
     except QAError as e:
