@@ -7,7 +7,6 @@ the sources panel is built here, so a document cannot inject tags, handlers or t
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
 import sys
@@ -15,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, get_args
 
-from .errors import ConfigError, IndexMissingError, QAError
+from .errors import IndexMissingError, QAError
 from .settings import Settings
 from .types import Answer, Citation, FileResult, Passage, Status
 
@@ -170,13 +169,11 @@ def _bounds(field: str) -> tuple[int, int]:
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
-    """`user:password` as Gradio's auth tuple."""
-    if not value:
-        return None
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise ConfigError("The login must be given as user:password (--auth or QA_AUTH).")
-    return user, password
+    """The first login of `user:password[,...]` as Gradio's auth tuple (`qa.users` parses them all)."""
+    from .users import parse_users
+
+    users = parse_users(value)
+    return next(iter(users.items())) if users else None
 
 
 def exposure_warning(host: str, credentials: tuple[str, str] | None) -> str:
@@ -221,30 +218,39 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         except QAError:
             pass  # no index yet: the status line says so
 
+    from .ui_chats import Chats
+
+    chats = Chats(assistant)
+
     def ask(question: str, chat: list[dict[str, Any]], turns: list[Turn], top_k: float,
-            mode: str) -> Iterator[tuple[Any, ...]]:
+            mode: str, chat_id: str | None, request: Any = None) -> Iterator[tuple[Any, ...]]:
         q = question.strip()
         if not q:
             gr.Warning("Type a question first.")
-            yield chat, render_panel([s for _, s in turns]), turns, question, ""
+            yield chat, render_panel([s for _, s in turns]), turns, question, "", chat_id
             return
         n = len(turns) + 1
         chat = [*chat, {"role": "user", "content": f'<div class="qa-question">{esc(q)}</div>'},
                 {"role": "assistant", "content": PENDING}]
         earlier = [s for _, s in turns]
-        yield chat, render_panel(earlier, busy=True), turns, "", ""
+        yield chat, render_panel(earlier, busy=True), turns, "", "", chat_id
         section = ""
         try:
-            for ans in engine(mode).stream(q, top_k=int(top_k), history=[t for t, _ in turns]):
+            # Stored in the open conversation (a new one if none), whose questions make the history.
+            answers, chat_id = chats.answers(engine(mode), q, [t for t, _ in turns], chat_id, request,
+                                             top_k=int(top_k))
+            for ans in answers:
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
                 section = render_sources(ans, n)
-                yield chat, render_panel([*earlier, section], busy=True), turns, "", ""
+                yield chat, render_panel([*earlier, section], busy=True), turns, "", "", chat_id
         except QAError as e:
             chat[-1] = {"role": "assistant", "content": f'<div class="qa-answer qa-error">{esc(_message(e))}</div>'}
-            yield chat, render_panel(earlier), turns, "", _message(e)
+            yield chat, render_panel(earlier), turns, "", _message(e), chat_id
             return
         turns = [*turns, (q, section)]
-        yield chat, render_panel([s for _, s in turns]), turns, "", ""
+        yield chat, render_panel([s for _, s in turns]), turns, "", "", chat_id
+
+    ask.__annotations__["request"] = gr.Request  # how Gradio knows to pass the request (its login)
 
     tracker = gr.Progress()  # Gradio finds the progress bar by this default value
 
@@ -280,9 +286,13 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     with gr.Blocks(title="qa — answers from your documents", analytics_enabled=False) as app:
         turns = gr.State([])
         problem = gr.State("")
+        chat_id = gr.State(None)  # the open saved conversation
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 gr.Markdown("# qa\nAnswers from your documents, every sentence cited.", elem_id="qa-title")
+                from .ui_chats import build_panel, wire
+
+                panel = build_panel(chats)
                 chat = gr.Chatbot(
                     show_label=False, height="58vh", min_height=300, render_markdown=False,
                     sanitize_html=True, allow_tags=False, latex_delimiters=[], feedback_options=None,
@@ -309,15 +319,16 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                                     type="filepath", elem_id="qa-upload", height=120)
                     results = gr.HTML("", elem_id="qa-ingest", js_on_load=None)
 
-        outs = [chat, sources, turns, box, problem]
+        outs = [chat, sources, turns, box, problem, chat_id]
+        after_ask = wire(chats, panel, app, chat, sources, turns, chat_id)
         # Named API endpoints: "/ask" and "/upload" (scripts, load tests), and "/status_html" (the status line).
         for trigger, api in ((send.click, "ask"), (box.submit, False)):
-            trigger(ask, [box, chat, turns, top_k, mode], outs, concurrency_id="engine",
-                    show_progress="minimal", api_name=api).then(complain, problem, None, api_name=False)
+            after_ask(trigger(ask, [box, chat, turns, top_k, mode, chat_id], outs, concurrency_id="engine",
+                              show_progress="minimal", api_name=api).then(complain, problem, None, api_name=False))
         files.upload(upload, [files], [results, status, files, problem], concurrency_id="engine",
                      api_name="upload").then(
             complain, problem, None, api_name=False)
-        chat.clear(lambda: ([], render_panel([]), [], "", ""), None, outs, queue=False, api_name=False)
+        after_ask(chat.clear(lambda: ([], render_panel([]), [], "", "", None), None, outs, queue=False, api_name=False))
         app.load(status_html, None, status, api_name=False)
         app.load(warm, None, None, concurrency_id="engine", show_progress="hidden", api_name=False)
     return app
@@ -332,16 +343,18 @@ def _theme() -> Any:
 
 
 def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> None:
-    """Run the chat UI until interrupted; `auth` (or QA_AUTH) is `user:password`."""
+    """Run the chat UI until interrupted; `auth` (or QA_AUTH) is `user:password[,user2:password2]`, plus QA_USERS_FILE."""
     from .ui_assets import CSS, HEAD
+    from .users import check, users_from_env
 
-    credentials = parse_auth(auth or os.environ.get("QA_AUTH"))
+    users = users_from_env(auth)  # each login sees only its own saved conversations
+    credentials = next(iter(users.items())) if users else None
     warning = exposure_warning(host, credentials)
     if warning:
         print(warning, file=sys.stderr)
     app = build_app(assistant)
     app.queue(default_concurrency_limit=1)
-    app.launch(server_name=host, server_port=port, auth=credentials, css=CSS, head=HEAD, theme=_theme(),
+    app.launch(server_name=host, server_port=port, auth=(lambda u, p: check(users, u, p)) if users else None, css=CSS, head=HEAD, theme=_theme(),
                max_file_size=f"{int(assistant.settings.max_file_mb * 1e6)}b", footer_links=[],
                show_error=False, ssr_mode=False, enable_monitoring=False, mcp_server=False,
                run_history=False, auth_message="qa: sign in to ask about the documents.")
