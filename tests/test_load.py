@@ -24,3 +24,8 @@ def test_concurrent_sessions_all_get_correct_cited_answers(seeded_index: Path, t
         print(f"\nload: first answer {first:.1f} s; {report.summary()}")
     assert report.errors == [], report.error_lines()
     assert report.answered == report.planned == sum(len(conversation(i)) for i in range(SESSIONS))
+    # Every session's conversation was stored, whole (the UI saves each turn as it is answered).
+    from qa.conversations import ConversationStore
+
+    stored = ConversationStore(index / "conversations.sqlite3").list("")
+    assert sorted(c.turns for c in stored) == sorted(len(conversation(i)) for i in range(SESSIONS))
