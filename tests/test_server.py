@@ -64,11 +64,12 @@ def served(seeded_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     stop(proc)
 
 
-def api(url: str, method: str, path: str, key: str | None = KEY, **kw: Any) -> Any:
+def api(url: str, method: str, path: str, key: str | None = KEY, headers: dict[str, str] | None = None,
+        **kw: Any) -> Any:
     import httpx
 
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.request(method, url + path, headers=headers, timeout=120, **kw)
+    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.request(method, url + path, headers={**auth, **(headers or {})}, timeout=120, **kw)
 
 
 def document_text(source: str) -> str:
@@ -120,3 +121,133 @@ def test_to_dict_is_the_one_json_of_an_answer() -> None:
     d = ans.to_dict()
     assert set(AnswerOut.model_fields) == set(d) and set(CitationOut.model_fields) == set(d["citations"][0])
     assert json.loads(AnswerOut.model_validate(d).model_dump_json()) == d
+
+
+def exact(citations: list[dict[str, Any]]) -> None:
+    """Every citation's text is exactly its document's text at [start:end]."""
+    assert citations
+    for c in citations:
+        assert document_text(c["source"])[c["start"]:c["end"]] == c["text"], c
+
+
+def sse(r: Any) -> list[tuple[str, Any]]:
+    """The (event, data) pairs of a Server-Sent Events response."""
+    events, event = [], "message"
+    for line in r.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            events.append((event, json.loads(line[6:])))
+            event = "message"
+    return events
+
+
+@pytest.mark.slow
+def test_ask_streams_the_growing_answer_then_the_object(served: tuple[str, Path, Path]) -> None:
+    import httpx
+
+    url, *_ = served
+    body = {"question": "Who is Matthew Miller?", "stream": True}
+    with httpx.stream("POST", url + "/v1/ask", json=body, headers={"Authorization": f"Bearer {KEY}"},
+                      timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = sse(r)
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "answer" and set(kinds[:-1]) == {"partial"}, kinds
+    partials = [d["answer"] for k, d in events if k == "partial"]
+    assert all(b.startswith(a) for a, b in zip(partials, partials[1:]))  # it grows
+    final = events[-1][1]
+    assert final["answer"] == partials[-1] and "State Department" in final["answer"]
+    exact(final["citations"])
+    plain = api(url, "POST", "/v1/ask", json={"question": "Who is Matthew Miller?"}).json()
+    assert plain == final
+    follow = api(url, "POST", "/v1/ask", json={"question": "What did he reiterate?",
+                                                "history": ["Who is Matthew Miller?"]}).json()
+    assert "11,000 containers" in follow["answer"]
+
+
+def openai_client(url: str, key: str = KEY) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
+
+
+@pytest.mark.slow
+def test_openai_client_gets_the_cited_answer(served: tuple[str, Path, Path]) -> None:
+    url, *_ = served
+    client = openai_client(url)
+    assert [m.id for m in client.models.list()] == ["qa"]
+    resp = client.chat.completions.create(model="qa", messages=[
+        {"role": "system", "content": "Answer from the documents."},
+        {"role": "user", "content": "Who is Matthew Miller?"},
+        {"role": "assistant", "content": "He is the State Department spokesman [1]."},
+        {"role": "user", "content": "What did he reiterate?"}])
+    msg = resp.choices[0].message
+    assert "11,000 containers" in msg.content and resp.model == "qa"
+    cited = [a.url_citation.model_extra["qa"] for a in msg.annotations]
+    exact(cited)
+    same = api(url, "POST", "/v1/ask", json={"question": "What did he reiterate?",
+                                              "history": ["Who is Matthew Miller?"]}).json()
+    assert msg.content == same["answer"] and cited == same["citations"]  # one JSON of a citation
+    for a, c in zip(msg.annotations, cited):
+        u = a.url_citation
+        assert msg.content[u.start_index:u.end_index] == f"[{c['id']}]"
+        assert u.url == f"{Path(c['source']).absolute().as_uri()}#char={c['start']},{c['end']}"
+        assert u.title == Path(c["source"]).name
+
+
+@pytest.mark.slow
+def test_openai_client_streams_the_answer_then_its_annotations(served: tuple[str, Path, Path]) -> None:
+    url, *_ = served
+    client = openai_client(url)
+    content, annotated, finish = "", [], None
+    for chunk in client.chat.completions.create(model="qa", stream=True,
+                                                messages=[{"role": "user", "content": QUESTION}]):
+        delta = chunk.choices[0].delta
+        content += delta.content or ""
+        extra = (delta.model_extra or {}).get("annotations")
+        if extra:
+            assert not annotated, "annotations must come in one chunk"
+            assert not finish
+            annotated = extra
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "stop" and "Vietnam" in content
+    cited = [a["url_citation"]["qa"] for a in annotated]
+    exact(cited)
+    for a, c in zip(annotated, cited):
+        assert content[a["url_citation"]["start_index"]:a["url_citation"]["end_index"]] == f"[{c['id']}]"
+    with client.chat.completions.stream(model="qa", messages=[{"role": "user", "content": QUESTION}]) as s:
+        final = s.get_final_completion().choices[0].message
+    assert final.content == content
+    assert [a.url_citation.model_extra["qa"] for a in final.annotations or []] == cited
+
+
+@pytest.mark.slow
+def test_error_statuses(served: tuple[str, Path, Path]) -> None:
+    from openai import AuthenticationError, BadRequestError, NotFoundError
+
+    url, *_ = served
+
+    def error(r: Any, status: int) -> str:
+        assert r.status_code == status, r.text
+        err = r.json()["error"]
+        assert set(err) == {"message", "type"} and err["message"]
+        return err["message"]
+
+    error(api(url, "POST", "/v1/ask", content=b"{not json", headers={"Content-Type": "application/json"}), 400)
+    error(api(url, "POST", "/v1/chat/completions", json={"model": "qa", "messages": [
+        {"role": "system", "content": "no question here"}]}), 400)
+    assert "top_k" in error(api(url, "POST", "/v1/ask", json={"question": QUESTION, "top_k": 0}), 422)
+    error(api(url, "POST", "/v1/ask", json={"question": "x" * 2001}), 422)
+    error(api(url, "POST", "/v1/ask", json={}), 422)
+    error(api(url, "POST", "/v1/documents", files=[]), 422)
+    error(api(url, "GET", "/v1/jobs/nope"), 404)
+    error(api(url, "POST", "/v1/nope", json={}), 404)
+    assert "1 MB" in error(api(url, "POST", "/v1/ask", json={"question": QUESTION, "history": ["y" * 600_000] * 2}),
+                           413)
+    with pytest.raises(AuthenticationError):
+        openai_client(url, key="wrong").models.list()
+    with pytest.raises(NotFoundError):
+        openai_client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(BadRequestError):
+        openai_client(url).chat.completions.create(model="qa", messages=[{"role": "user", "content": " "}])
