@@ -251,3 +251,63 @@ def test_error_statuses(served: tuple[str, Path, Path]) -> None:
         openai_client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(BadRequestError):
         openai_client(url).chat.completions.create(model="qa", messages=[{"role": "user", "content": " "}])
+
+
+@pytest.mark.slow
+def test_empty_server_refuses_then_learns_from_uploads(tmp_path: Path) -> None:
+    """No index yet: 503; a file over QA_MAX_FILE_MB: 413; uploads (API and UI) create the index and answer."""
+    from gradio_client import Client, handle_file
+    from openai import InternalServerError
+
+    index = tmp_path / "index"
+    proc, url = start(index, tmp_path / "serve.log", env={"QA_MAX_FILE_MB": "1"})  # no key: open API
+    try:
+        for method, path, kw in (("GET", "/v1/status", {}), ("GET", "/v1/documents", {}),
+                                 ("POST", "/v1/ask", {"json": {"question": QUESTION}})):
+            r = api(url, method, path, key=None, **kw)
+            assert r.status_code == 503 and "POST /v1/documents" in r.json()["error"]["message"], r.text
+        with pytest.raises(InternalServerError):
+            openai_client(url, key="any").chat.completions.create(
+                model="qa", messages=[{"role": "user", "content": QUESTION}])
+        r = api(url, "POST", "/v1/documents", key=None, files=[("files", ("big.txt", b"word " * 300_000))])
+        assert r.status_code == 413 and "QA_MAX_FILE_MB" in r.json()["error"]["message"]
+        assert not (index / "uploads" / "big.txt").exists()
+
+        fact = "The lighthouse keeper of Skerryvore was Alan Stevenson in 1844."
+        r = api(url, "POST", "/v1/documents?wait=false", key=None,
+                files=[("files", ("skerryvore.txt", f"Notes.\n\n{fact}\n".encode())),
+                       ("files", ("notes.xyz", b"not a document type"))])
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["state"] in ("queued", "running", "done") and job["position"] == 0
+        deadline = time.monotonic() + 180
+        while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = api(url, "GET", f"/v1/jobs/{job['id']}", key=None).json()
+        assert job["state"] == "done", job
+        by_name = {f["name"]: f for f in job["results"]}
+        assert by_name["skerryvore.txt"]["status"] == "added" and by_name["skerryvore.txt"]["chunks"] >= 1
+        assert by_name["notes.xyz"]["status"] == "failed" and by_name["notes.xyz"]["reason"]
+        assert not (index / "uploads" / "notes.xyz").exists()  # only what the index holds is kept
+
+        ans = api(url, "POST", "/v1/ask", key=None, json={"question": "Who was the lighthouse keeper of Skerryvore?"})
+        assert ans.status_code == 200 and "Alan Stevenson" in ans.json()["answer"], ans.text
+        cited = ans.json()["citations"]
+        exact(cited)
+        assert Path(cited[0]["source"]) == (index / "uploads" / "skerryvore.txt").absolute()
+
+        again = api(url, "POST", "/v1/documents", key=None,
+                    files=[("files", ("skerryvore.txt", f"Notes.\n\n{fact}\n".encode()))]).json()
+        assert again["state"] == "done" and [f["status"] for f in again["results"]] == ["unchanged"]
+
+        doc = tmp_path / "harbour.txt"  # the UI's upload goes through the same writer
+        doc.write_text("Harbour log.\n\nThe harbour master of Stromness in 1850 was Peter Flett.\n")
+        client = Client(url + "/", verbose=False)
+        results, status, *_ = client.predict([handle_file(str(doc))], api_name="/upload")
+        assert "added" in results and "harbour.txt" in results
+        s = api(url, "GET", "/v1/status", key=None).json()
+        assert s["documents"] == 2 and s["uploads"] == []
+        names = [d["name"] for d in api(url, "GET", "/v1/documents", key=None).json()["documents"]]
+        assert names == ["harbour.txt", "skerryvore.txt"]
+    finally:
+        stop(proc)
