@@ -76,3 +76,7 @@ class Settings(BaseSettings):
         None, description="SQLite file of saved conversations; default <index_dir>/conversations.sqlite3 "
         "(set it in Chroma server mode, where the index is not in index_dir).",
     )
+    api_key: SecretStr | None = Field(
+        None, description="Key the HTTP API of `qa serve` requires as 'Authorization: Bearer <key>'; "
+        "never printed or logged.",
+    )
