@@ -217,3 +217,26 @@ def test_two_users_see_only_their_own_conversations(seeded_index: Path, chromium
     finally:
         _stop(proc)
     assert os.path.exists(index / "conversations.sqlite3")
+
+
+@pytest.mark.slow
+def test_corrupt_store_shows_a_banner_and_still_answers(seeded_index: Path, page: Any, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    bad = tmp_path / "conversations.sqlite3"
+    bad.write_bytes(b"not a database at all\n" * 200)
+    monkeypatch.setenv("QA_CONVERSATIONS_PATH", str(bad))
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        _open(page, url)
+        banner = page.locator("#qa-chats-banner .qa-chats-off")
+        banner.wait_for()
+        assert f"Conversations are off: {bad} cannot be used (file is not a database)" in banner.inner_text()
+        assert "still answered" in banner.inner_text()
+        assert "Vietnam" in _ask(page, "Where will Putin travel after North Korea?").inner_text()
+        assert "Traceback" not in page.content() and page.locator("#qa-chat .qa-error").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "chats-store-off.png"), full_page=True)
+    finally:
+        _stop(proc)
+    assert bad.read_bytes().startswith(b"not a database")  # left as it was, for the user to look at
