@@ -11,12 +11,13 @@ router (here or in a module of its own) and add it to `ROUTERS`: `create_app` in
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -344,8 +345,14 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
         api_key = assistant.settings.api_key.get_secret_value()
     credentials = parse_auth(auth)
     writer = writer or Writer(assistant)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        writer.close()  # refuse new uploads; an ingest cut short is repaired by the next one
+
     app = FastAPI(title="qa", summary="Answers from your documents, every sentence cited.", version="1",
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
     app.state.engine = Engine(assistant, writer)
     app.state.api_key = api_key.encode() if api_key else None
     _install_error_handlers(app)
