@@ -134,8 +134,9 @@ class UiClient:
         self.client.close()
 
 
-def run_upload(url: str, doc: Path, via: str = "api", key: str | None = None, baseline: int = 5) -> UploadRun:
-    """Ask `baseline` questions, then keep asking while another client uploads `doc`; the latencies."""
+def run_upload(url: str, doc: Path, via: str = "api", key: str | None = None, baseline: int = 5,
+               pause: float = 0.0) -> UploadRun:
+    """Ask `baseline` questions, then keep asking (`pause` s apart) while another client uploads `doc`."""
     make = ApiClient if via == "api" else UiClient
     asker, uploader = make(url, key), make(url, key)
     run = UploadRun()
@@ -169,6 +170,7 @@ def run_upload(url: str, doc: Path, via: str = "api", key: str | None = None, ba
         while not done.is_set():
             run.during.append(ask(i))
             i += 1
+            done.wait(pause)
         done.wait()
     finally:
         asker.close()
