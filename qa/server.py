@@ -176,7 +176,7 @@ class AskRequest(BaseModel):
 
     question: str = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
     top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (default QA_TOP_K).")
-    history: list[str] = Field([], max_length=50, description="Earlier questions of the conversation, oldest first.")
+    history: list[str] = Field([], max_length=200, description="Earlier questions of the conversation, oldest first.")
     stream: bool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
     # Added by later branches (kept optional so older clients keep working): sources, conversation_id.
 
@@ -300,6 +300,7 @@ def add_documents(files: Annotated[list[UploadFile], File(description="The files
         if f.size is not None and f.size > limit:
             raise ApiError(413, f"{f.filename} is {f.size / 1e6:.1f} MB, over the "
                                 f"{e.assistant.settings.max_file_mb:g} MB limit (QA_MAX_FILE_MB).")
+    e.writer.check_room()  # before an upload replaces a file of the same name
     folder = uploads_dir(e.assistant)
     folder.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
