@@ -11,12 +11,13 @@ router (here or in a module of its own) and add it to `ROUTERS`: `create_app` in
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -175,7 +176,7 @@ class AskRequest(BaseModel):
 
     question: str = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
     top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (default QA_TOP_K).")
-    history: list[str] = Field([], max_length=50, description="Earlier questions of the conversation, oldest first.")
+    history: list[str] = Field([], max_length=200, description="Earlier questions of the conversation, oldest first.")
     stream: bool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
     conversation_id: str | None = Field(
         None, max_length=100, description="Ask in this saved conversation (its stored questions are the history, "
@@ -308,6 +309,7 @@ def add_documents(files: Annotated[list[UploadFile], File(description="The files
         if f.size is not None and f.size > limit:
             raise ApiError(413, f"{f.filename} is {f.size / 1e6:.1f} MB, over the "
                                 f"{e.assistant.settings.max_file_mb:g} MB limit (QA_MAX_FILE_MB).")
+    e.writer.check_room()  # before an upload replaces a file of the same name
     folder = uploads_dir(e.assistant)
     folder.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
@@ -356,8 +358,14 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
         api_key = assistant.settings.api_key.get_secret_value()
     users = parse_users(auth, users_file)  # the UI's logins: `user:pw,user2:pw2` and/or a users file
     writer = writer or Writer(assistant)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        writer.close()  # refuse new uploads; an ingest cut short is repaired by the next one
+
     app = FastAPI(title="qa", summary="Answers from your documents, every sentence cited.", version="1",
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
     app.state.engine = Engine(assistant, writer)
     app.state.api_key = api_key.encode() if api_key else None
     app.state.api_user = API_USER if users else ""  # whose conversations the API sees (qa/api_chats.py)
