@@ -7,10 +7,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .chat import condense
-from .errors import ConfigError, IndexBusyError, QAError
+from .errors import ConfigError, ConversationStoreError, IndexBusyError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NOT_FOUND, QUESTION_TOO_LONG
@@ -18,6 +18,9 @@ from .reading import SourceText
 from .settings import Settings
 from .store import Store, open_client, prepare_index_dir
 from .types import Answer, IngestReport, Status
+
+if TYPE_CHECKING:
+    from .conversations import Conversation, ConversationInfo, ConversationStore
 
 EMBED_DIM = 384
 MAX_QUESTION_CHARS = 2000
@@ -50,6 +53,7 @@ class Assistant:
         self._store: Store | None = None
         self._retriever: Any = None
         self._composer: Any = None
+        self._conversations: Any = None  # the ConversationStore, or the ConversationStoreError it gave
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assistant:
@@ -223,3 +227,35 @@ class Assistant:
         from .llamaindex import QAChatEngine
 
         return QAChatEngine(self, **options)
+
+    # --- conversations ----------------------------------------------------------------------------
+    def conversation_store(self) -> ConversationStore:
+        """The SQLite store of conversations; raises ConversationStoreError (every time) if it is unusable."""
+        if self._conversations is None:
+            from .conversations import ConversationStore
+
+            s = self.settings
+            path = s.conversations_path or Path(s.index_dir) / "conversations.sqlite3"
+            try:
+                self._conversations = ConversationStore(path)
+            except ConversationStoreError as e:
+                self._conversations = e
+        if isinstance(self._conversations, ConversationStoreError):
+            raise self._conversations
+        return self._conversations
+
+    def conversation(self, id: str | None = None, user: str | None = None) -> Conversation:
+        """A new conversation (id=None), or `user`'s stored one; someone else's id is "not found" too."""
+        from .conversations import Conversation, missing, new_id
+        from .errors import ConversationNotFoundError
+
+        store = self.conversation_store()
+        if id is None:
+            return Conversation(self, store, new_id(), user or "")
+        if store.info(id, user or "") is None:
+            raise ConversationNotFoundError(missing(id))
+        return Conversation(self, store, id, user or "")
+
+    def conversations(self, user: str | None = None, search: str = "") -> list[ConversationInfo]:
+        """`user`'s conversations (ConversationInfo), latest first; `search` matches titles, questions, answers."""
+        return self.conversation_store().list(user or "", search)

@@ -31,14 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--top-k", type=int, help="passages to retrieve (QA_TOP_K)")
     ask.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
+    ask.add_argument("--chat", metavar="ID", help="ask in saved conversation ID (a follow-up uses its questions)")
+    ask.add_argument("--new-chat", action="store_true", help="start a saved conversation; prints its id")
+    ask.add_argument("--user", help="whose conversations (a QA_AUTH login); default: those made without login")
 
     sub.add_parser("status", help="what the index holds")
 
-    srv = sub.add_parser("serve", help="start the chat UI")
+    srv = sub.add_parser("serve", help="start the chat UI and the HTTP API (/v1, docs at /docs)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=7860)
-    srv.add_argument("--auth", help="user:password required to log in (QA_AUTH)")
+    srv.add_argument("--auth", help="logins user:password[,user2:password2] (QA_AUTH; or a file: QA_USERS_FILE)")
     srv.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
+    srv.add_argument("--api-key", help="key the HTTP API requires as 'Authorization: Bearer <key>' (QA_API_KEY)")
 
     ev = sub.add_parser("eval", help="measure retrieval (and answers) on a BEIR-layout folder")
     ev.add_argument("dir", help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv")
@@ -46,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="evaluate only the first N queries")
     ev.add_argument("--answers", action="store_true", help="also run the full ask pipeline")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    _chats_parser(sub)
     return p
 
 
@@ -118,6 +123,10 @@ def _check_local(a: Any) -> None:
 def cmd_ask(args: argparse.Namespace) -> int:
     a = _assistant(args, top_k=args.top_k, llm=args.llm)
     _check_local(a)
+    if args.chat or args.new_chat:
+        from .cli_chats import ask_in_chat
+
+        return ask_in_chat(a, args, format_answer)
     ans = a.ask(args.question)
     print(json.dumps(ans.to_dict(), ensure_ascii=False) if args.json else format_answer(ans))
     return 0
@@ -136,13 +145,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .ui import index_is_empty, serve
+    from .server import serve
+    from .ui import index_is_empty
 
     a = _assistant(args, llm=args.llm)
     _check_local(a)
     if index_is_empty(a):
         print(EMPTY_INDEX.format(where=a.settings.chroma_url or a.settings.index_dir), file=sys.stderr)
-    serve(a, host=args.host, port=args.port, auth=args.auth)
+    serve(a, host=args.host, port=args.port, auth=args.auth, api_key=args.api_key)
     return 0
 
 
@@ -183,6 +193,17 @@ def first_steps(args: argparse.Namespace) -> str:
             "  qa --help              every command and option\n\n"
             f"Next step: {step}")
 
+def _chats_parser(sub: Any) -> None:
+    from .cli_chats import add_parser
+
+    add_parser(sub)
+
+
+def cmd_chats(args: argparse.Namespace) -> int:
+    from .cli_chats import run
+
+    return run(_assistant(args), args)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `qa` command."""
@@ -197,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     for h in logging.getLogger().handlers:  # also for libraries that set their own logger to DEBUG (bm25s)
         h.setLevel(logging.ERROR)
     handler = {"ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
-               "serve": cmd_serve, "eval": cmd_eval}[args.command]
+               "serve": cmd_serve, "eval": cmd_eval, "chats": cmd_chats}[args.command]
     try:
         return handler(args)
     except QAError as e:

@@ -29,3 +29,11 @@ class IndexBusyError(QAError):
 
 class BackendError(QAError):
     """The answering backend (model server, API) failed."""
+
+
+class ConversationNotFoundError(QAError):
+    """No conversation with that id for this user (someone else's id looks exactly the same)."""
+
+
+class ConversationStoreError(QAError):
+    """The conversation store cannot be opened or written; answering still works without it."""

@@ -72,3 +72,11 @@ class Settings(BaseSettings):
         description="Below this evidence score the answer is 'not found in the documents'.",
     )
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are skipped.")
+    conversations_path: Path | None = Field(
+        None, description="SQLite file of saved conversations; default <index_dir>/conversations.sqlite3 "
+        "(set it in Chroma server mode, where the index is not in index_dir).",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Key the HTTP API of `qa serve` requires as 'Authorization: Bearer <key>'; "
+        "never printed or logged.",
+    )

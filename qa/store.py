@@ -201,6 +201,11 @@ class Store:
         ordered = sorted(zip(pieces["metadatas"], pieces["documents"]), key=lambda x: int(x[0]["piece"]))
         return "".join(t for _, t in ordered), pages
 
+    def digests(self, sources: set[str] | list[str]) -> dict[str, str]:
+        """The content digest of each of these documents that the catalogue holds (missing: not indexed)."""
+        got = self.files.get(ids=sorted(sources), include=["metadatas"])
+        return {i: m["digest"] for i, m in zip(got["ids"], got["metadatas"]) if i not in (STATE_ID, WRITER_ID)}
+
     # --- writing ----------------------------------------------------------------------------------
     def add_chunks(self, batch: list[tuple[SourceText, list[Chunk], Any]]) -> None:
         """Write chunks of documents; they count only once `commit` records their documents."""

@@ -7,15 +7,13 @@ the sources panel is built here, so a document cannot inject tags, handlers or t
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, get_args
 
-from .errors import ConfigError, IndexMissingError, QAError
+from .errors import IndexMissingError, QAError
 from .llm import local_missing
 from .settings import Settings
 from .types import Answer, Citation, FileResult, Passage, Status
@@ -24,6 +22,7 @@ if TYPE_CHECKING:
     import gradio as gr
 
     from .assistant import Assistant
+    from .writer import Writer
 
 __all__ = ["build_app", "serve"]
 
@@ -32,6 +31,8 @@ PENDING = '<div class="qa-answer qa-pending">Searching the documents…</div>'
 EMPTY_PANEL = '<p class="qa-empty">Ask a question: the passages its answer cites appear here.</p>'
 _MARKER = re.compile(r"\[(\d+)\]")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+ASK_CONCURRENCY = 4  # questions answered at once (each on one torch thread); more wait their turn
+UPLOAD_CONCURRENCY = 16  # uploads waiting on the writer at once (the writer itself indexes one at a time)
 
 
 # --- rendering (pure functions: what the user sees) ----------------------------------------------
@@ -171,13 +172,11 @@ def _bounds(field: str) -> tuple[int, int]:
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
-    """`user:password` as Gradio's auth tuple."""
-    if not value:
-        return None
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise ConfigError("The login must be given as user:password (--auth or QA_AUTH).")
-    return user, password
+    """The first login of `user:password[,...]` as Gradio's auth tuple (`qa.users` parses them all)."""
+    from .users import parse_users
+
+    users = parse_users(value)
+    return next(iter(users.items())) if users else None
 
 
 def exposure_warning(host: str, credentials: tuple[str, str] | None) -> str:
@@ -210,10 +209,13 @@ def _message(e: QAError) -> str:
 
 
 # --- the app ----------------------------------------------------------------------------------------
-def build_app(assistant: Assistant) -> gr.Blocks:
-    """The chat UI over an assistant; `serve` launches it with its CSS and script."""
+def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
+    """The chat UI over an assistant; uploads go to `writer` (the server's one background writer)."""
     import gradio as gr
 
+    from .writer import Writer, prepare
+
+    writer = writer or Writer(assistant)
     engines: dict[str, Any] = {assistant.settings.llm: assistant}
 
     def engine(mode: str) -> Assistant:
@@ -233,58 +235,74 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             return render_status(None, str(e))
 
     def warm() -> None:
-        # Load the models while the visitor reads the page; a question waits for this in the queue.
+        # Load the models while the visitor reads the page; a question waits for this on the parts lock.
         try:
-            assistant.retriever()
-            assistant.composer()
+            prepare(assistant, writer.parts_lock)
         except QAError:
             pass  # no index yet: the status line says so
 
+    from .ui_chats import Chats
+
+    chats = Chats(assistant)
+
     def ask(question: str, chat: list[dict[str, Any]], turns: list[Turn], top_k: float,
-            mode: str) -> Iterator[tuple[Any, ...]]:
+            mode: str, chat_id: str | None, request: Any = None) -> Iterator[tuple[Any, ...]]:
         q = question.strip()
         if not q:
             gr.Warning("Type a question first.")
-            yield chat, render_panel([s for _, s in turns]), turns, question, ""
+            yield chat, render_panel([s for _, s in turns]), turns, question, "", chat_id
             return
         n = len(turns) + 1
         chat = [*chat, {"role": "user", "content": f'<div class="qa-question">{esc(q)}</div>'},
                 {"role": "assistant", "content": PENDING}]
         earlier = [s for _, s in turns]
-        yield chat, render_panel(earlier, busy=True), turns, "", ""
+        yield chat, render_panel(earlier, busy=True), turns, "", "", chat_id
         section = ""
         try:
-            for ans in engine(mode).stream(q, top_k=int(top_k), history=[t for t, _ in turns]):
+            # Stored in the open conversation (a new one if none), whose questions make the history.
+            eng = engine(mode)
+            prepare(eng, writer.parts_lock)
+            answers, chat_id = chats.answers(eng, q, [t for t, _ in turns], chat_id, request, top_k=int(top_k))
+            for ans in answers:
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
                 section = render_sources(ans, n)
-                yield chat, render_panel([*earlier, section], busy=True), turns, "", ""
+                yield chat, render_panel([*earlier, section], busy=True), turns, "", "", chat_id
         except QAError as e:
             chat[-1] = {"role": "assistant", "content": f'<div class="qa-answer qa-error">{esc(_message(e))}</div>'}
-            yield chat, render_panel(earlier), turns, "", _message(e)
+            yield chat, render_panel(earlier), turns, "", _message(e), chat_id
             return
         turns = [*turns, (q, section)]
-        yield chat, render_panel([s for _, s in turns]), turns, "", ""
+        yield chat, render_panel([s for _, s in turns]), turns, "", "", chat_id
+
+    ask.__annotations__["request"] = gr.Request  # how Gradio knows to pass the request (its login)
 
     tracker = gr.Progress()  # Gradio finds the progress bar by this default value
 
     def upload(files: list[str] | None, progress: gr.Progress = tracker) -> tuple[Any, ...]:
         if not files:
             return gr.skip(), gr.skip(), gr.skip(), ""
+        try:
+            writer.check_room()  # before an upload replaces a file of the same name
+        except QAError as e:
+            return gr.skip(), gr.skip(), None, str(e)
         saved, results = save_uploads(files, uploads_dir(assistant), assistant.settings.max_file_mb)
         if saved:
-            progress(0, desc="Indexing")
-
-            def step(done: float, total: int, item: str) -> None:
-                progress(done / max(total, 1), desc=f"Indexing {Path(item).name} ({int(done)}/{total})")
-
+            # The server's one writer indexes it; questions go on being answered meanwhile.
             try:
-                report = assistant.ingest(*saved, progress=step)
+                job = writer.submit(saved)
             except QAError as e:
                 return render_ingest(results), status_html(), None, str(e)
-            results += report.files
-            for r in report.files:  # keep only what the index holds
-                if r.status == "failed" and Path(r.path) in saved:
-                    Path(r.path).unlink(missing_ok=True)
+            while not job.finished:
+                if job.state == "queued":
+                    ahead = f"{job.position} upload{'s' * (job.position != 1)} ahead"
+                    progress(0, desc=f"Queued: {ahead}")
+                else:
+                    progress(job.done / max(job.total, 1),
+                             desc=f"Indexing {job.current} ({int(job.done)}/{job.total})")
+                job = writer.wait(job.id, timeout=5, changed=job)
+            if job.state == "failed":
+                return render_ingest(results), status_html(), None, job.error
+            results += job.results
         failed = [r for r in results if r.status == "failed"]
         if failed:
             gr.Warning(f"{len(failed)} of {len(results)} files could not be indexed; see the list for why.")
@@ -304,9 +322,13 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     with gr.Blocks(title="qa — answers from your documents", analytics_enabled=False) as app:
         turns = gr.State([])
         problem = gr.State("")
+        chat_id = gr.State(None)  # the open saved conversation
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 gr.Markdown("# qa\nAnswers from your documents, every sentence cited.", elem_id="qa-title")
+                from .ui_chats import build_panel, wire
+
+                panel = build_panel(chats)
                 chat = gr.Chatbot(
                     show_label=False, height="58vh", min_height=300, render_markdown=False,
                     sanitize_html=True, allow_tags=False, latex_delimiters=[], feedback_options=None,
@@ -333,17 +355,21 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                                     type="filepath", elem_id="qa-upload", height=120)
                     results = gr.HTML("", elem_id="qa-ingest", js_on_load=None)
 
-        outs = [chat, sources, turns, box, problem]
+        outs = [chat, sources, turns, box, problem, chat_id]
+        after_ask = wire(chats, panel, app, chat, sources, turns, chat_id)
         # Named API endpoints: "/ask" and "/upload" (scripts, load tests), and "/status_html" (the status line).
+        # Questions run side by side (ASK_CONCURRENCY at once, both buttons sharing the slots); an upload
+        # waits for the writer in its own slots, so neither waits for the other.
         for trigger, api in ((send.click, "ask"), (box.submit, False)):
-            trigger(ask, [box, chat, turns, top_k, mode], outs, concurrency_id="engine",
-                    show_progress="minimal", api_name=api).then(complain, problem, None, api_name=False)
-        files.upload(upload, [files], [results, status, files, problem], concurrency_id="engine",
-                     api_name="upload").then(
+            after_ask(trigger(ask, [box, chat, turns, top_k, mode, chat_id], outs, concurrency_id="ask",
+                              concurrency_limit=ASK_CONCURRENCY, show_progress="minimal",
+                              api_name=api).then(complain, problem, None, api_name=False))
+        files.upload(upload, [files], [results, status, files, problem], concurrency_id="upload",
+                     concurrency_limit=UPLOAD_CONCURRENCY, api_name="upload").then(
             complain, problem, None, api_name=False)
-        chat.clear(lambda: ([], render_panel([]), [], "", ""), None, outs, queue=False, api_name=False)
+        after_ask(chat.clear(lambda: ([], render_panel([]), [], "", "", None), None, outs, queue=False, api_name=False))
         app.load(status_html, None, status, api_name=False)
-        app.load(warm, None, None, concurrency_id="engine", show_progress="hidden", api_name=False)
+        app.load(warm, None, None, concurrency_id="warm", show_progress="hidden", api_name=False)
         mode.change(check_mode, mode, None, api_name=False, show_progress="hidden")
     return app
 
@@ -357,16 +383,7 @@ def _theme() -> Any:
 
 
 def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> None:
-    """Run the chat UI until interrupted; `auth` (or QA_AUTH) is `user:password`."""
-    from .ui_assets import CSS, HEAD
+    """Run the chat UI (and the HTTP API) until interrupted: `qa.server.serve`."""
+    from .server import serve as serve_app
 
-    credentials = parse_auth(auth or os.environ.get("QA_AUTH"))
-    warning = exposure_warning(host, credentials)
-    if warning:
-        print(warning, file=sys.stderr)
-    app = build_app(assistant)
-    app.queue(default_concurrency_limit=1)
-    app.launch(server_name=host, server_port=port, auth=credentials, css=CSS, head=HEAD, theme=_theme(),
-               max_file_size=f"{int(assistant.settings.max_file_mb * 1e6)}b", footer_links=[],
-               show_error=False, ssr_mode=False, enable_monitoring=False, mcp_server=False,
-               run_history=False, auth_message="qa: sign in to ask about the documents.")
+    serve_app(assistant, host=host, port=port, auth=auth)

@@ -53,6 +53,12 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
 .qa-badge.added, .qa-badge.updated { background: #dcfce7; color: #166534; }
 .qa-badge.failed { background: #fee2e2; color: #991b1b; }
 .qa-reason { color: var(--body-text-color-subdued); }
+#qa-chat-list { max-height: 22vh; overflow-y: auto; }
+#qa-chat-list label { width: 100%; font-size: .85rem; }
+.qa-chats-off { color: #92400e; background: #fef3c7; border-radius: 6px; padding: .35rem .6rem; font-size: .85rem; }
+a.qa-cite.qa-stale { color: #92400e !important; text-decoration: line-through !important; }
+.qa-src.qa-stale { border-color: #f59e0b; border-style: dashed; }
+.qa-stale-note { display: block; font-weight: 600; color: #92400e; margin-bottom: .2rem; }
 """
 
 # Markers in answers are links to "#qa-src-<turn>-<n>"; the panel hides all turns but the last, so a

@@ -1,4 +1,4 @@
-"""The UI under load: 20 chat sessions at once against one `qa serve` all get correct, cited answers."""
+"""Under load: 20 chat sessions, then 20 API clients, at once against one `qa serve` all get correct, cited answers."""
 
 from __future__ import annotations
 
@@ -20,7 +20,17 @@ def test_concurrent_sessions_all_get_correct_cited_answers(seeded_index: Path, t
     with serving(index, tmp_path / "serve.log") as url:
         first = warm_up(url)  # what a visitor's page load does: load the models
         report = run_load(url, sessions=SESSIONS, timeout=240)
+        api = run_load(url, sessions=SESSIONS, timeout=240, via="api")
     with capsys.disabled():  # the figures belong in the output; speed is judged in benchmarks/README.md
-        print(f"\nload: first answer {first:.1f} s; {report.summary()}")
-    assert report.errors == [], report.error_lines()
-    assert report.answered == report.planned == sum(len(conversation(i)) for i in range(SESSIONS))
+        print(f"\nload: first answer {first:.1f} s; UI: {report.summary()}")
+        print(f"load: API (/v1/ask): {api.summary()}")
+    for r in (report, api):
+        assert r.errors == [], r.error_lines()
+        assert r.answered == r.planned == sum(len(conversation(i)) for i in range(SESSIONS))
+    # Every UI session's conversation was stored, whole (the UI saves each turn as it is answered);
+    # the warm-up question is a one-turn conversation of its own; the API load sends `history`, no
+    # conversation_id, so it stores nothing.
+    from qa.conversations import ConversationStore
+
+    stored = ConversationStore(index / "conversations.sqlite3").list("")
+    assert sorted(c.turns for c in stored) == sorted([1, *(len(conversation(i)) for i in range(SESSIONS))])

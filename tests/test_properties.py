@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from qa import Answer, Assistant, QAError
 from qa.reading import SUPPORTED_SUFFIXES
 
-from .conftest import ROOT, SEEDS
+from .conftest import ROOT
 
 # --- strategies ---------------------------------------------------------------------------------------------
 SCRIPTS = ["Where will Putin travel", "Путин поедет во Вьетнам", "プーチンはどこへ", "بوتين سيسافر",

@@ -1,0 +1,263 @@
+"""The conversation list of the chat UI: saved per login, reopened on reload, renamed, deleted, searched, exported.
+
+Every handler takes the user from Gradio's request (its login), never from the page, so an id sent by
+another user's page is "not found" like any unknown id.
+"""
+# No `from __future__ import annotations` here: Gradio finds `gr.Request` parameters by their evaluated annotation.
+
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .conversations import Turn
+from .errors import ConversationNotFoundError, ConversationStoreError
+from .types import Answer
+from .ui import _card, esc, highlight, render_answer, render_panel, render_sources, safe_name, source_id
+
+NONE = "-"  # the saved id of "no conversation open": Gradio keeps the last truthy value in the browser
+STALE_NOTE = {
+    "changed": "The document has changed since this answer: the cited text is no longer at these offsets.",
+    "removed": "The document has been removed from the index since this answer.",
+}
+
+
+# --- rendering a stored turn ------------------------------------------------------------------------
+def question_html(question: str) -> str:
+    """A question as the chat shows it."""
+    return f'<div class="qa-question">{esc(question)}</div>'
+
+
+def stored_answer(turn: Turn) -> str:
+    """A stored answer as HTML; markers of citations whose document changed say so instead of quoting."""
+    out = render_answer(turn.answer, turn.n)
+    for cid, why in turn.stale.items():
+        out = re.sub(rf'<a class="qa-cite([^"]*)" href="#{source_id(turn.n, cid)}" title="[^"]*"',
+                     lambda m, w=why, c=cid: (f'<a class="qa-cite{m.group(1)} qa-stale" '
+                                              f'href="#{source_id(turn.n, c)}" title="{esc(STALE_NOTE[w])}"'),
+                     out)
+    return out
+
+
+def stored_sources(turn: Turn) -> str:
+    """A stored turn's section of the sources panel; a stale citation shows its note and the text as it was."""
+    out = render_sources(turn.answer, turn.n)
+    for c in turn.answer.citations:
+        why = turn.stale.get(c.id)
+        if why:
+            body = (f'<span class="qa-stale-note">{esc(STALE_NOTE[why])}</span> '
+                    f'Cited then (chars {c.start}-{c.end}): “{esc(c.text)}”')
+            out = out.replace(_card(c.id, c, highlight(c), source_id(turn.n, c.id)),
+                              _card(c.id, c, body, source_id(turn.n, c.id), " qa-stale"))
+    return out
+
+
+def list_label(title: str, updated: float) -> str:
+    """One entry of the conversation list: title and date."""
+    short = title if len(title) <= 60 else title[:59] + "…"
+    return f"{short} · {datetime.fromtimestamp(updated).strftime('%d %b %H:%M')}"
+
+
+# --- the handlers -----------------------------------------------------------------------------------------
+class Chats:
+    """The conversation side of the UI over one assistant (and the per-mode engines that share its store)."""
+
+    def __init__(self, assistant: Any) -> None:
+        self.assistant = assistant
+        self.problem = ""  # why conversations are off, shown as a banner; answers still work
+        self.exports = Path(tempfile.mkdtemp(prefix="qa-exports-"))
+
+    @staticmethod
+    def user(request: Any) -> str:
+        """The login of the request, "" without login."""
+        return getattr(request, "username", None) or ""
+
+    def available(self) -> bool:
+        """Whether conversations can be stored; else `problem` says why."""
+        if self.problem:
+            return False
+        try:
+            self.assistant.conversation_store()
+            return True
+        except ConversationStoreError as e:
+            self.problem = str(e)
+            return False
+
+    def banner(self) -> str:
+        """The banner shown while conversations are off."""
+        if not self.problem:
+            return ""
+        return (f'<div class="qa-chats-off">{esc(self.problem)} Questions are still answered, '
+                "but not saved.</div>")
+
+    def answers(self, engine: Any, question: str, history: Sequence[str], chat_id: str | None, request: Any,
+                **kw: Any) -> tuple[Iterator[Answer], str | None]:
+        """The answer stream of a question, stored in conversation `chat_id` (a new one if None); the id."""
+        if not self.available():
+            return engine.stream(question, history=history, **kw), None
+        user = self.user(request)
+        try:
+            try:
+                conv = engine.conversation(chat_id, user) if chat_id else engine.conversation(None, user)
+            except ConversationNotFoundError:  # deleted meanwhile (another tab): start a new one
+                conv = engine.conversation(None, user)
+        except ConversationStoreError as e:
+            self.problem = str(e)
+            return engine.stream(question, history=history, **kw), None
+        return self._saving(conv, question, history, kw), conv.id
+
+    def _saving(self, conv: Any, question: str, history: Sequence[str], kw: dict[str, Any]) -> Iterator[Answer]:
+        final = None
+        try:
+            for final in conv.stream(question, **kw):
+                yield final
+        except ConversationStoreError as e:  # the store broke: answer anyway, say that it was not saved
+            self.problem = str(e)
+            if final is None:
+                yield from conv.assistant.stream(question, history=history, **kw)
+
+    def listing(self, request: Any, chat_id: str | None, search: str = "") -> Any:
+        """The conversation list (title · date), the open one selected."""
+        import gradio as gr
+
+        if not self.available():
+            return gr.update(choices=[], value=None)
+        try:
+            found = self.assistant.conversations(self.user(request), search or "")
+        except ConversationStoreError as e:
+            self.problem = str(e)
+            return gr.update(choices=[], value=None)
+        ids = {c.id for c in found}
+        return gr.update(choices=[(list_label(c.title, c.updated), c.id) for c in found],
+                         value=chat_id if chat_id in ids else None)
+
+    def view(self, request: Any, chat_id: str | None, search: str = "") -> tuple[Any, ...]:
+        """Everything the page shows for conversation `chat_id` (empty if None or not this user's).
+
+        In order: chat, sources panel, turns state, chat id state, list, title box, export file,
+        saved id (browser), banner.
+        """
+        chat: list[dict[str, str]] = []
+        sections: list[str] = []
+        turns: list[tuple[str, str]] = []
+        title, export = "", None
+        conv = None
+        if chat_id and self.available():
+            try:
+                conv = self.assistant.conversation(chat_id, self.user(request))
+                stored = conv.turns
+                title = conv.title
+                export = self._export(conv, stored)
+            except ConversationNotFoundError:
+                conv = None
+            except ConversationStoreError as e:
+                self.problem, conv = str(e), None
+            for t in stored if conv is not None else ():
+                section = stored_sources(t)
+                chat += [{"role": "user", "content": question_html(t.question)},
+                         {"role": "assistant", "content": stored_answer(t)}]
+                sections.append(section)
+                turns.append((t.question, section))
+        cid = conv.id if conv is not None else None
+        return (chat, render_panel(sections), turns, cid, self.listing(request, cid, search), title, export,
+                cid or NONE, self.banner())
+
+    def _export(self, conv: Any, turns: Sequence[Turn]) -> str | None:
+        if not turns:
+            return None
+        from .conversations import to_markdown
+
+        path = self.exports / f"{safe_name(conv.title)[:50].strip() or 'conversation'}.md"
+        folder = self.exports / conv.id  # one folder per conversation: two with one title do not clash
+        folder.mkdir(exist_ok=True)
+        path = folder / path.name
+        path.write_text(to_markdown(conv.info, turns), encoding="utf-8")
+        return str(path)
+
+    # Handlers wired by `wire`; Gradio fills in `request` (its annotation becomes gr.Request in `build_panel`).
+    def on_load(self, saved: str | None, request: Any) -> tuple[Any, ...]:
+        return self.view(request, None if saved in ("", NONE) else saved)
+
+    def on_select(self, chat_id: str | None, search: str, request: Any) -> tuple[Any, ...]:
+        return self.view(request, chat_id, search)
+
+    def on_new(self, search: str, request: Any) -> tuple[Any, ...]:
+        return self.view(request, None, search)
+
+    def on_delete(self, chat_id: str | None, search: str, request: Any) -> tuple[Any, ...]:
+        if chat_id and self.available():
+            try:
+                self.assistant.conversation(chat_id, self.user(request)).delete()
+            except (ConversationNotFoundError, ConversationStoreError):
+                pass
+        return self.view(request, None, search)
+
+    def on_rename(self, chat_id: str | None, title: str, search: str,
+                  request: Any) -> tuple[Any, ...]:
+        if chat_id and title.strip() and self.available():
+            try:
+                self.assistant.conversation(chat_id, self.user(request)).rename(title)
+            except (ConversationNotFoundError, ConversationStoreError):
+                pass
+        return self.view(request, chat_id, search)[4:]
+
+    def on_search(self, search: str, chat_id: str | None, request: Any) -> Any:
+        return self.listing(request, chat_id, search)
+
+    def after_ask(self, chat_id: str | None, search: str, request: Any) -> tuple[Any, ...]:
+        return self.view(request, chat_id, search)[4:]
+
+
+def _fix_annotations(chats: Chats) -> None:
+    """Give the handlers Gradio's real Request class as annotation (imported only when the UI is built)."""
+    import gradio as gr
+
+    for name in ("on_load", "on_select", "on_new", "on_delete", "on_rename", "on_search", "after_ask"):
+        getattr(type(chats), name).__annotations__["request"] = gr.Request
+
+
+def build_panel(chats: Chats) -> dict[str, Any]:
+    """The conversation list and its buttons (call inside the Blocks, where it should appear)."""
+    import gradio as gr
+
+    _fix_annotations(chats)
+    c: dict[str, Any] = {}
+    with gr.Accordion("Conversations", open=True, elem_id="qa-chats"):
+        c["banner"] = gr.HTML(chats.banner(), elem_id="qa-chats-banner", js_on_load=None)
+        with gr.Row(equal_height=True):
+            c["search"] = gr.Textbox(show_label=False, placeholder="Search conversations…", lines=1, max_lines=1,
+                                     scale=4, min_width=120, elem_id="qa-chat-search", submit_btn=False)
+            c["new"] = gr.Button("New", size="sm", scale=1, min_width=60, elem_id="qa-chat-new")
+        c["list"] = gr.Radio(choices=[], value=None, show_label=False, container=False, min_width=120,
+                             elem_id="qa-chat-list")
+        with gr.Row(equal_height=True):
+            c["title"] = gr.Textbox(show_label=False, placeholder="Title", lines=1, max_lines=1, scale=3,
+                                    min_width=100, elem_id="qa-chat-title", submit_btn=False)
+            c["rename"] = gr.Button("Rename", size="sm", scale=1, min_width=60, elem_id="qa-chat-rename")
+            c["delete"] = gr.Button("Delete", size="sm", scale=1, min_width=60, variant="stop",
+                                    elem_id="qa-chat-delete")
+            c["export"] = gr.DownloadButton("Export", value=None, size="sm", scale=1, min_width=60,
+                                            elem_id="qa-chat-export")
+    c["saved"] = gr.BrowserState("", storage_key="qa-open-conversation")
+    return c
+
+
+def wire(chats: Chats, c: dict[str, Any], app: Any, chat: Any, sources: Any, turns: Any, chat_id: Any) -> Any:
+    """Connect the panel's events; returns the `.then` step to chain after each question."""
+    view = [chat, sources, turns, chat_id, c["list"], c["title"], c["export"], c["saved"], c["banner"]]
+    tail = view[4:]
+    app.load(chats.on_load, [c["saved"]], view, api_name=False, show_progress="hidden")
+    c["list"].input(chats.on_select, [c["list"], c["search"]], view, api_name=False)
+    c["new"].click(chats.on_new, [c["search"]], view, api_name=False)
+    c["delete"].click(chats.on_delete, [chat_id, c["search"]], view, api_name=False)
+    for trigger in (c["rename"].click, c["title"].submit):
+        trigger(chats.on_rename, [chat_id, c["title"], c["search"]], tail, api_name=False)
+    for trigger in (c["search"].change, c["search"].submit):
+        trigger(chats.on_search, [c["search"], chat_id], c["list"], api_name=False, show_progress="hidden")
+
+    def after(event: Any) -> Any:
+        return event.then(chats.after_ask, [chat_id, c["search"]], tail, api_name=False, show_progress="hidden")
+
+    return after

@@ -1,0 +1,213 @@
+"""Saved conversations: stored turns, follow-ups after a restart, users kept apart, stale citations, export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from qa import Assistant
+from qa.conversations import MIGRATIONS, ConversationStore, new_id, quoted_citations
+from qa.errors import ConversationNotFoundError, ConversationStoreError
+from qa.types import Answer, Citation
+
+from .conftest import ROOT
+
+
+def _qa(*args: str, index: Path) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, "QA_INDEX_DIR": str(index)}
+    return subprocess.run([sys.executable, "-m", "qa", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _answer(question: str, n: int = 0) -> Answer:
+    c = Citation(1, "/docs/a.txt", 10, 20, f"fact {n}", 0.5, passage_start=0, passage_end=40, passage="x" * 40)
+    return Answer(question, f"Fact {n} [1].", True, citations=(c,))
+
+
+def test_follow_up_after_a_restart_uses_the_stored_questions(seeded: Assistant) -> None:
+    conv = seeded.conversation()
+    first = conv.ask("Who is Matthew Miller?")
+    assert "State Department" in first.answer
+    # A new process (here: a new Assistant) resumes the conversation by its id alone.
+    again = Assistant(index_dir=seeded.settings.index_dir).conversation(conv.id)
+    follow = again.ask("What did he reiterate?")
+    assert "11,000 containers" in follow.answer and follow.citations
+    alone = seeded.ask("What did he reiterate?")  # the same question with no conversation finds nothing
+    assert "11,000 containers" not in alone.answer
+    turns = again.turns
+    assert [t.question for t in turns] == ["Who is Matthew Miller?", "What did he reiterate?"]
+    assert again.title == "Who is Matthew Miller?" and again.info.turns == 2
+    # Each stored turn gives back the answer exactly: to_dict() (citations, spans) and the passages shown.
+    assert turns[0].answer.to_dict() == first.to_dict() and turns[1].answer.to_dict() == follow.to_dict()
+    assert turns[1].answer.citations == follow.citations and turns[0].stale == {}
+    assert turns[0].answer.backend == "extractive" and turns[0].created > 0
+
+
+def test_ids_are_unguessable_and_another_users_id_is_missing(seeded: Assistant) -> None:
+    alice = seeded.conversation(user="alice")
+    alice.ask("Who is Victor Cha?")
+    assert len(alice.id) >= 24 and alice.id != new_id()
+    messages = set()
+    for who, cid in (("bob", alice.id), (None, alice.id), ("alice", new_id())):
+        with pytest.raises(ConversationNotFoundError) as e:
+            seeded.conversation(cid, user=who)
+        messages.add(str(e.value).replace(cid, "ID"))
+    assert messages == {"No conversation 'ID'. List yours with: qa chats"}  # no hint that the id exists
+    bob = seeded.conversation(user="bob")
+    bob.id = alice.id  # even a forged object cannot write, rename or delete into alice's conversation
+    with pytest.raises(ConversationNotFoundError):
+        bob.ask("Who is Matthew Miller?")
+    with pytest.raises(ConversationNotFoundError):
+        bob.rename("mine now")
+    with pytest.raises(ConversationNotFoundError):
+        bob.delete()
+    assert seeded.conversations("bob") == [] and seeded.conversations() == []
+    assert [c.title for c in seeded.conversations("alice")] == ["Who is Victor Cha?"]
+    assert [t.question for t in seeded.conversation(alice.id, "alice").turns] == ["Who is Victor Cha?"]
+
+
+def test_list_search_rename_delete(seeded: Assistant) -> None:
+    a = seeded.conversation()
+    a.ask("Who is Victor Cha?")
+    b = seeded.conversation()
+    b.ask("Where will Putin travel after North Korea?")
+    assert [c.id for c in seeded.conversations()] == [b.id, a.id]  # latest first
+    assert [c.id for c in seeded.conversations(search="vietnam")] == [b.id]  # matches an answer's text
+    assert [c.id for c in seeded.conversations(search="Cha")] == [a.id]
+    assert seeded.conversations(search="100%_") == []  # LIKE wildcards are literal
+    a.rename("Korea analysts")
+    assert seeded.conversation(a.id).title == "Korea analysts"
+    assert [c.id for c in seeded.conversations(search="analysts")] == [a.id]
+    b.delete()
+    assert [c.id for c in seeded.conversations()] == [a.id]
+    with pytest.raises(ConversationNotFoundError):
+        seeded.conversation(b.id)
+
+
+def test_changed_or_removed_document_marks_the_old_citation(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "harbour.txt").write_text("Harbour notes.\n\nThe ferry Lindholm sails to Skarvik at dawn.\n")
+    (docs / "orchard.txt").write_text("Orchard notes.\n\nThe orchard behind the mill grows forty quince trees.\n")
+    a = Assistant(index_dir=tmp_path / "index")
+    a.ingest(docs)
+    conv = a.conversation()
+    assert "Skarvik" in conv.ask("Where does the ferry Lindholm sail?").answer
+    assert "quince" in conv.ask("How many quince trees grow in the orchard?").answer
+    # Text added after the cited sentence leaves its offsets valid: not stale.
+    (docs / "harbour.txt").write_text("Harbour notes.\n\nThe ferry Lindholm sails to Skarvik at dawn.\nMore.\n")
+    a.ingest(docs)
+    assert [t.stale for t in a.conversation(conv.id).turns] == [{}, {}]
+    (docs / "harbour.txt").write_text("Harbour notes, revised.\n\nThe ferry was sold in 2024.\n")
+    (docs / "orchard.txt").unlink()
+    a.ingest(docs)
+    turns = Assistant(index_dir=tmp_path / "index").conversation(conv.id).turns
+    assert turns[0].stale == {c.id: "changed" for c in turns[0].answer.citations} != {}
+    assert turns[1].stale == {c.id: "removed" for c in turns[1].answer.citations} != {}
+    md = a.conversation(conv.id).markdown()
+    assert "has changed since" in md and "has been removed" in md
+
+
+def test_export_names_every_citation_with_its_exact_text(seeded: Assistant) -> None:
+    conv = seeded.conversation()
+    answers = [conv.ask(q) for q in ("Who is Matthew Miller?", "What did he reiterate?",
+                                     "Where will Putin travel after North Korea?", "Who won the 2018 World Cup?")]
+    md = conv.markdown()
+    cited = [c for ans in answers for c in ans.citations]
+    assert len(cited) >= 3
+    quoted = quoted_citations(md)
+    assert len(quoted) == len(cited)
+    for (line, text), c in zip(quoted, cited):
+        assert line.startswith(f"[{c.id}] `{c.source}` (chars {c.start}-{c.end}")
+        assert text == c.text == seeded.document_text(c.source)[c.start:c.end]
+    assert md.startswith("# Who is Matthew Miller?\n") and "## 4. Who won the 2018 World Cup?" in md
+    assert "Not found in the documents" in md
+    # The command line prints the same export, and lists the conversation.
+    index = seeded.settings.index_dir
+    out = _qa("chats", "export", conv.id, index=index)
+    assert out.returncode == 0 and out.stdout == md
+    listed = json.loads(_qa("chats", "--json", index=index).stdout)["conversations"]
+    assert [(c["id"], c["title"], c["turns"]) for c in listed] == [(conv.id, "Who is Matthew Miller?", 4)]
+
+
+def test_cli_new_chat_then_follow_up(seeded: Assistant) -> None:
+    index = seeded.settings.index_dir
+    first = _qa("ask", "--new-chat", "--json", "Who is Matthew Miller?", index=index)
+    assert first.returncode == 0, first.stderr
+    cid = json.loads(first.stdout)["conversation_id"]
+    follow = _qa("ask", "--chat", cid, "What did he reiterate?", index=index)
+    assert follow.returncode == 0 and "11,000 containers" in follow.stdout
+    listed = _qa("chats", index=index)
+    assert cid in listed.stdout and "2 turns" in listed.stdout and "Who is Matthew Miller?" in listed.stdout
+    assert _qa("chats", "rename", cid, "Miller", index=index).returncode == 0
+    assert "Miller" in _qa("chats", "--search", "mill", index=index).stdout
+    other = _qa("chats", "export", cid, "--user", "bob", index=index)
+    assert other.returncode == 1 and other.stderr.strip() == f"error: No conversation {cid!r}. List yours with: qa chats"
+    assert _qa("chats", "delete", cid, index=index).returncode == 0
+    assert _qa("chats", "--json", index=index).stdout.strip() == '{"conversations": []}'
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "unwritable"])
+def test_bad_store_says_one_line_and_answers_still_work(seeded: Assistant, tmp_path: Path, kind: str) -> None:
+    if kind == "corrupt":
+        path = tmp_path / "conversations.sqlite3"
+        path.write_bytes(b"this is not a database\n" * 100)
+    else:
+        (tmp_path / "a-file").write_text("x")
+        path = tmp_path / "a-file" / "conversations.sqlite3"  # its folder cannot be created
+    a = Assistant(index_dir=seeded.settings.index_dir, conversations_path=path)
+    with pytest.raises(ConversationStoreError) as e:
+        a.conversation()
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"Conversations are off: {path}") and "QA_CONVERSATIONS_PATH" in msg
+    assert "Vietnam" in a.ask("Where will Putin travel after North Korea?").answer
+    out = subprocess.run([sys.executable, "-m", "qa", "ask", "--new-chat", "Where will Putin travel after North Korea?"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "QA_INDEX_DIR": str(seeded.settings.index_dir),
+                              "QA_CONVERSATIONS_PATH": str(path)})
+    assert out.returncode == 0 and "Vietnam" in out.stdout
+    assert out.stderr.strip() == f"warning: {msg}"
+
+
+def test_schema_version_and_concurrent_writers(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    assert ConversationStore(path).version() == len(MIGRATIONS)
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        store = ConversationStore(path)  # its own connection, like another process
+        try:
+            for i in range(25):
+                store.add_turn(f"conv-{k % 4}", "u", _answer(f"q{k}-{i}", i), {})
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = ConversationStore(path)
+    for k in range(4):
+        turns = store.turns(f"conv-{k}")
+        assert [t.n for t, _ in turns] == list(range(1, 76))  # 3 writers x 25 turns, no number twice
+    assert sum(c.turns for c in store.list("u")) == 300
+
+
+def test_a_thousand_turn_conversation_opens_whole(seeded: Assistant) -> None:
+    conv = seeded.conversation()
+    store = seeded.conversation_store()
+    for i in range(1000):
+        store.add_turn(conv.id, "", _answer(f"Question {i}?", i), {})
+    turns = seeded.conversation(conv.id).turns
+    assert len(turns) == 1000 and turns[-1].answer.answer == "Fact 999 [1]." and turns[-1].n == 1000
+    assert turns[-1].stale == {1: "removed"}  # /docs/a.txt is not in the index
+    assert conv.history() == [f"Question {i}?" for i in range(990, 1000)]  # a follow-up sees the latest ten

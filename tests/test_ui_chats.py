@@ -1,0 +1,242 @@
+"""Saved conversations in the chat UI: fast tests of stored-turn rendering; browser tests of reload, users, staleness."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qa.conversations import Turn
+from qa.types import Answer, Citation
+from qa.ui import render_sources
+from qa.ui_chats import stored_answer, stored_sources
+
+from .test_ui import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _ask, _open, _start, _stop, _upload
+
+
+def _turn(stale: dict[int, str]) -> Turn:
+    passage = "Intro. The ferry Lindholm sails to Skarvik at dawn. Outro."
+    span = "The ferry Lindholm sails to Skarvik at dawn."
+    a = passage.index(span)
+    c = Citation(1, "/docs/harbour.txt", 100 + a, 100 + a + len(span), span, 0.8, passage_start=100,
+                 passage_end=100 + len(passage), passage=passage)
+    return Turn(2, Answer("Where does the ferry sail?", f"{span} [1].", True, citations=(c,)), 0.0, stale=stale)
+
+
+# --- fast: a stored turn renders like a live one, unless its document changed ----------------------------------
+def test_stored_turn_renders_like_the_live_answer() -> None:
+    t = _turn({})
+    assert stored_sources(t) == render_sources(t.answer, 2) and "<mark>The ferry" in stored_sources(t)
+    assert 'href="#qa-src-2-1"' in stored_answer(t) and "qa-stale" not in stored_answer(t)
+
+
+@pytest.mark.parametrize(("why", "note"), [("changed", "has changed since"), ("removed", "has been removed")])
+def test_stale_citation_says_so_instead_of_highlighting(why: str, note: str) -> None:
+    t = _turn({1: why})
+    src, ans = stored_sources(t), stored_answer(t)
+    assert 'class="qa-src qa-stale" id="qa-src-2-1"' in src and note in src and "<mark>" not in src
+    assert "Cited then (chars" in src and "The ferry Lindholm sails to Skarvik at dawn." in src
+    assert 'class="qa-cite qa-stale" href="#qa-src-2-1"' in ans and note in ans
+
+
+# --- slow: the real server in a real browser --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(seeded_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`qa serve` over a private copy of the seeded index, no login: (url, index folder)."""
+    index = tmp_path_factory.mktemp("ui-chats") / "index"
+    shutil.copytree(seeded_index, index)
+    proc, url = _start(index, index.parent / "serve.log")
+    yield url, index
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(chromium: Any) -> Iterator[Any]:
+    ctx = chromium.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield pg
+    ctx.close()
+
+
+def _questions(page: Any) -> list[str]:
+    return page.locator("#qa-chat .qa-question").all_inner_texts()
+
+
+def _reload(page: Any, turns: int) -> None:
+    page.reload()
+    page.wait_for_selector("#qa-question textarea")
+    page.wait_for_function(f"document.querySelectorAll('#qa-chat .qa-question').length === {turns}")
+    page.wait_for_selector(f".qa-sources.qa-done #qa-turn-{turns}")
+
+
+def _login(browser: Any, url: str, user: str, password: str) -> Any:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.goto(url)
+    pg.locator("input[type=text]").first.fill(user)
+    pg.locator("input[type=password]").fill(password)
+    pg.keyboard.press("Enter")
+    pg.wait_for_selector("#qa-question textarea")
+    return pg
+
+
+@pytest.mark.slow
+def test_reload_brings_back_turns_sources_and_context(served: tuple[str, Path], page: Any) -> None:
+    _open(page, served[0])
+    assert "Vietnam" in _ask(page, "Where will Putin travel after North Korea?").inner_text()
+    assert "State Department" in _ask(page, "Who is Matthew Miller?").inner_text()
+    page.locator("#qa-chat-list label").filter(has_text="Where will Putin travel").wait_for()
+    _reload(page, 2)
+    assert _questions(page) == ["Where will Putin travel after North Korea?", "Who is Matthew Miller?"]
+    answers = page.locator("#qa-chat .qa-answer")
+    assert "Vietnam" in answers.nth(0).inner_text() and "State Department" in answers.nth(1).inner_text()
+    # The first turn's marker still shows its passage, highlighted, in the restored sources panel.
+    page.locator("#qa-chat a.qa-cite[href^='#qa-src-1-']").first.click()
+    page.wait_for_selector("#qa-turn-1 .qa-src.qa-target")
+    assert "Vietnam" in page.locator("#qa-turn-1 mark").first.inner_text()
+    assert "putin-north-korea-letter.txt" in page.locator("#qa-turn-1 .qa-file").first.inner_text()
+    # A follow-up after the reload is understood from the stored conversation.
+    assert "11,000 containers" in _ask(page, "What did he reiterate?").inner_text()
+    assert page.locator("#qa-chat-list label").filter(has_text="Where will Putin travel").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "chats-after-reload.png"), full_page=True)
+    # The export downloads Markdown naming every citation with its exact text.
+    with page.expect_download() as dl:
+        page.locator("#qa-chat-export").click()
+    md = Path(dl.value.path()).read_text(encoding="utf-8")
+    assert md.startswith("# Where will Putin travel after North Korea?") and "## 3. What did he reiterate?" in md
+    for mark in page.locator("#qa-sources mark").all_inner_texts():
+        assert mark in md
+
+
+@pytest.mark.slow
+def test_new_rename_search_delete(served: tuple[str, Path], page: Any) -> None:
+    _open(page, served[0])
+    _ask(page, "Who is Victor Cha?")
+    page.locator("#qa-chat-list label").filter(has_text="Who is Victor Cha?").wait_for()
+    page.locator("#qa-chat-title input").fill("Korea analyst Zebra")
+    page.locator("#qa-chat-rename").click()
+    page.locator("#qa-chat-list label").filter(has_text="Korea analyst").wait_for()
+    page.locator("#qa-chat-new").click()
+    page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+    _ask(page, "Who denied the arms transfers?")
+    page.locator("#qa-chat-list label").filter(has_text="Who denied").wait_for()
+    page.locator("#qa-chat-search input").fill("zebra")
+    page.wait_for_function("""() => { const l = [...document.querySelectorAll('#qa-chat-list label')];
+        return l.length === 1 && l[0].innerText.includes('Korea analyst'); }""")
+    page.locator("#qa-chat-list label").filter(has_text="Korea analyst").click()
+    page.wait_for_function("document.querySelector('#qa-chat .qa-question')?.innerText === 'Who is Victor Cha?'")
+    page.locator("#qa-chat-delete").click()
+    page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+    page.locator("#qa-chat-search input").fill("")
+    page.wait_for_function("""() => [...document.querySelectorAll('#qa-chat-list label')]
+        .some((l) => l.innerText.includes('Who denied'))""")
+    assert page.locator("#qa-chat-list label").filter(has_text="Korea analyst").count() == 0
+    page.reload()  # the deleted conversation does not come back
+    page.wait_for_selector("#qa-question textarea")
+    page.wait_for_timeout(1500)
+    assert _questions(page) == []
+
+
+@pytest.mark.slow
+def test_changed_document_marks_the_old_citation(served: tuple[str, Path], page: Any) -> None:
+    _open(page, served[0])
+    fact = "The ferry Lindholm sails from Port Quillon to Skarvik every dawn."
+    _upload(page, "ferry-notes.txt", f"Ferry notes.\n\n{fact}\n")
+    assert "Skarvik" in _ask(page, "Where does the ferry Lindholm sail to?").inner_text()
+    _upload(page, "ferry-notes.txt", "Ferry notes, revised.\n\nThe ferry service was discontinued.\n",
+            expect="updated")
+    _reload(page, 1)
+    marker = page.locator("#qa-chat a.qa-cite").first
+    assert "qa-stale" in (marker.get_attribute("class") or "")
+    assert "has changed since" in (marker.get_attribute("title") or "")
+    card = page.locator("#qa-turn-1 .qa-src.qa-stale").first
+    assert "has changed since" in card.inner_text() and fact in card.inner_text()
+    assert page.locator("#qa-turn-1 mark").count() == 0  # no highlight of text that is no longer there
+    page.screenshot(path=str(ARTIFACTS / "chats-stale-citation.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_two_users_see_only_their_own_conversations(seeded_index: Path, chromium: Any,
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    users = tmp_path / "users"
+    users.write_text("carol:pw3\n")
+    monkeypatch.setenv("QA_AUTH", "alice:pw1,bob:pw2")
+    monkeypatch.setenv("QA_USERS_FILE", str(users))
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        alice = _login(chromium, url, "alice", "pw1")
+        _ask(alice, "Where will Putin travel after North Korea?")
+        alice.locator("#qa-chat-list label").filter(has_text="Where will Putin").wait_for()
+        stolen = alice.evaluate("localStorage.getItem('qa-open-conversation')")
+        assert stolen
+        bob = _login(chromium, url, "bob", "pw2")
+        _ask(bob, "Who is Victor Cha?")
+        bob.locator("#qa-chat-list label").filter(has_text="Who is Victor Cha?").wait_for()
+        assert bob.locator("#qa-chat-list label").all_inner_texts()[0].startswith("Who is Victor Cha?")
+        assert bob.locator("#qa-chat-list label").count() == 1
+        # Bob's page replays alice's saved conversation id: it opens nothing of hers.
+        bob.evaluate(f"localStorage.setItem('qa-open-conversation', {stolen!r})")
+        bob.reload()
+        bob.wait_for_selector("#qa-question textarea")
+        bob.locator("#qa-chat-list label").filter(has_text="Who is Victor Cha?").wait_for()
+        bob.wait_for_timeout(1500)
+        assert "Putin" not in bob.locator("#qa-chat").inner_text() and _questions(bob) == []
+        assert "Putin" not in bob.locator("#qa-sources").inner_text()
+        # Alice, from another browser, finds her conversation in her list and opens it with its sources.
+        again = _login(chromium, url, "alice", "pw1")
+        item = again.locator("#qa-chat-list label").filter(has_text="Where will Putin")
+        item.wait_for()
+        assert again.locator("#qa-chat-list label").count() == 1
+        item.click()
+        again.wait_for_selector(".qa-sources.qa-done #qa-turn-1 mark")
+        assert "Vietnam" in again.locator("#qa-turn-1 mark").first.inner_text()
+        carol = _login(chromium, url, "carol", "pw3")  # a user of the users file
+        carol.wait_for_timeout(1500)
+        assert carol.locator("#qa-chat-list label").count() == 0
+        for pg in (alice, bob, again, carol):
+            pg.context.close()
+    finally:
+        _stop(proc)
+    assert os.path.exists(index / "conversations.sqlite3")
+
+
+@pytest.mark.slow
+def test_corrupt_store_shows_a_banner_and_still_answers(seeded_index: Path, page: Any, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    bad = tmp_path / "conversations.sqlite3"
+    bad.write_bytes(b"not a database at all\n" * 200)
+    monkeypatch.setenv("QA_CONVERSATIONS_PATH", str(bad))
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        _open(page, url)
+        banner = page.locator("#qa-chats-banner .qa-chats-off")
+        banner.wait_for()
+        assert f"Conversations are off: {bad} cannot be used (file is not a database)" in banner.inner_text()
+        assert "still answered" in banner.inner_text()
+        assert "Vietnam" in _ask(page, "Where will Putin travel after North Korea?").inner_text()
+        assert "Traceback" not in page.content() and page.locator("#qa-chat .qa-error").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "chats-store-off.png"), full_page=True)
+    finally:
+        _stop(proc)
+    assert bad.read_bytes().startswith(b"not a database")  # left as it was, for the user to look at
