@@ -64,7 +64,7 @@ class Assistant:
 
             s = self.settings
             if not s.chroma_url:  # a visibly damaged file is reported before Chroma touches the folder
-                integrity.precheck(Path(s.index_dir))
+                integrity.precheck(Path(s.index_dir), pages=True)
             try:
                 client = open_client(s.index_dir, s.chroma_url, create)
                 store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)

@@ -74,17 +74,27 @@ def _progress_bar(quiet: bool, desc: str = "Indexing") -> Any:
         return None, None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, desc=desc, file=sys.stderr, disable=False, leave=False,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+    class LazyBar:  # drawn at the first progress call: an ingest refused at once prints only its error
+        bar: Any = None
+
+        def close(self) -> None:
+            if self.bar is not None:
+                self.bar.close()
+
+    lazy = LazyBar()
 
     def update(done: float, total: int, item: str) -> None:
+        if lazy.bar is None:
+            lazy.bar = tqdm(total=0, desc=desc, file=sys.stderr, disable=False, leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+        bar = lazy.bar
         # `done` grows by fractions while one big file streams through, so the bar never stalls.
         bar.total = total
         bar.n = done
         bar.set_postfix_str(f"{int(done)}/{total} {Path(item).name[:40]}", refresh=False)
         bar.refresh()
 
-    return update, bar
+    return update, lazy
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, get_args
 
-from .errors import ConfigError, IndexMissingError, QAError
+from .errors import ConfigError, IndexDamagedError, IndexMissingError, QAError
 from .settings import Settings
 from .types import Answer, Citation, FileResult, Passage, Status
 
@@ -116,6 +116,12 @@ def render_status(status: Status | None, error: str = "") -> str:
             f'<span class="qa-path" title="{esc(where)}">index {esc(where)}</span></div>')
 
 
+def render_banner(error: str) -> str:
+    """The red banner over the page when the index is damaged: what is wrong and what to run."""
+    return (f'<div class="qa-banner qa-damaged" role="alert" style="background:#fde8e8;color:#7f1d1d;'
+            f'border:1px solid #f5b5b5;border-radius:8px;padding:10px 14px;font-weight:600">{esc(error)}</div>')
+
+
 def render_ingest(results: Sequence[FileResult]) -> str:
     """One line per uploaded file: its status badge, name, chunks or the reason it failed."""
     rows = []
@@ -147,7 +153,16 @@ def save_uploads(files: Sequence[str | Path], folder: Path, max_mb: float) -> tu
             refused.append(FileResult(dest.name, "failed", reason=(
                 f"{size / 1e6:.1f} MB is over the {max_mb:g} MB limit (QA_MAX_FILE_MB)")))
             continue
-        shutil.copyfile(src, dest)
+        # Copied under a hidden temporary name, then renamed: a crash or a full disk mid-copy never
+        # leaves a half-written file under the real name (which would be indexed, or shadow the old one).
+        tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            refused.append(FileResult(dest.name, "failed", reason=f"cannot save it in {folder}: {e.strerror or e}"))
+            continue
         saved.append(dest)
     return saved, refused
 
@@ -213,6 +228,15 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         except QAError as e:
             return render_status(None, str(e))
 
+    def banner_html() -> str:
+        try:
+            assistant.store()
+        except IndexDamagedError as e:
+            return render_banner(str(e))
+        except QAError:
+            pass
+        return ""
+
     def warm() -> None:
         # Load the models while the visitor reads the page; a question waits for this in the queue.
         try:
@@ -251,6 +275,10 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     def upload(files: list[str] | None, progress: gr.Progress = tracker) -> tuple[Any, ...]:
         if not files:
             return gr.skip(), gr.skip(), gr.skip(), ""
+        try:  # a damaged index refuses the files before one of them is saved into its folder
+            assistant.store(create=True)
+        except IndexDamagedError as e:
+            return gr.skip(), status_html(), None, str(e)
         saved, results = save_uploads(files, uploads_dir(assistant), assistant.settings.max_file_mb)
         if saved:
             progress(0, desc="Indexing")
@@ -280,6 +308,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     with gr.Blocks(title="qa — answers from your documents", analytics_enabled=False) as app:
         turns = gr.State([])
         problem = gr.State("")
+        banner = gr.HTML(banner_html, elem_id="qa-banner", js_on_load=None)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 gr.Markdown("# qa\nAnswers from your documents, every sentence cited.", elem_id="qa-title")
@@ -319,6 +348,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             complain, problem, None, api_name=False)
         chat.clear(lambda: ([], render_panel([]), [], "", ""), None, outs, queue=False, api_name=False)
         app.load(status_html, None, status, api_name=False)
+        app.load(banner_html, None, banner, api_name=False)
         app.load(warm, None, None, concurrency_id="engine", show_progress="hidden", api_name=False)
     return app
 
