@@ -152,12 +152,30 @@ def restore(src: Path, index_dir: Path, force: bool = False) -> Path | None:
             moved = move_aside(index_dir, "replaced") if occupied else None
         if not occupied:
             shutil.rmtree(index_dir)
+    forget_chroma(index_dir)
     tmp.rename(index_dir)
     return moved
 
 
+def forget_chroma(index_dir: Path) -> None:
+    """Drop Chroma's cached client of a folder about to be renamed, so that the next client opened at that
+    path reads the files then there (Chroma keeps one client per path per process, with the SQLite file open)."""
+    import sys
+
+    if "chromadb" not in sys.modules:
+        return
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    here = index_dir.absolute()
+    for key in list(SharedSystemClient._identifier_to_system):
+        if key and Path(key).absolute() == here:
+            SharedSystemClient._identifier_to_system.pop(key, None)  # not stopped: others may still read from it
+            SharedSystemClient._identifier_to_refcount.pop(key, None)
+
+
 def move_aside(index_dir: Path, why: str) -> Path:
     """Rename the index folder to `<index>.<why>-<timestamp>` (never deleted); returns the new path."""
+    forget_chroma(index_dir)
     target = index_dir.with_name(f"{index_dir.name}.{why}-{_stamp()}")
     n = 1
     while target.exists():
