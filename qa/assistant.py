@@ -126,7 +126,12 @@ class Assistant:
         """Index files and folders (default `seeds/`); unchanged files are not re-embedded."""
         targets = [Path(p) for p in paths] or [Path("seeds")]
         with self._writing(), self._guarded(targets):
-            return self._ingestor().ingest_paths(targets, progress)
+            ingestor = self._ingestor()
+            if not self.settings.chroma_url:
+                from .integrity import SpaceGuard
+
+                ingestor.reserve = SpaceGuard(Path(self.settings.index_dir), targets)
+            return ingestor.ingest_paths(targets, progress)
 
     def ingest_texts(self, texts: list[SourceText], progress: Progress | None = None) -> IngestReport:
         """Index ready-made texts keyed by their `path` (used by `qa eval`)."""

@@ -329,10 +329,6 @@ def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cach
 
 
 # --- disk full ------------------------------------------------------------------------------------------
-# Index bytes per byte of source text, when the index is too small to measure its own ratio (seeds/: ~6).
-BYTES_PER_SOURCE_BYTE = 8.0
-
-
 def folder_bytes(folder: Path) -> int:
     """Bytes of the files under a folder (0 if it does not exist)."""
     try:
@@ -356,7 +352,36 @@ def is_disk_full(e: BaseException | None) -> bool:
     return False
 
 
-def disk_full(index_dir: Path, targets: list[Path] | Any, before: int) -> Exception:
+# What one write needs on disk, generously (SQLite's rollback journal, its full-text index and the HNSW
+# files all grow): per chunk (vector in the log and in HNSW, text, metadata, full-text postings), per
+# character of stored document text, and a fixed reserve.
+CHUNK_BYTES = 8 << 10
+TEXT_BYTES = 4
+RESERVE_BYTES = 1 << 20
+
+
+class SpaceGuard:
+    """Refuses a write the disk cannot hold, before Chroma starts it: Chroma stalls on a full disk
+    (its SQLite pool waits on a lock the failed write still holds) instead of failing."""
+
+    def __init__(self, index_dir: Path, targets: Any) -> None:
+        self.index_dir = index_dir
+        self.targets = list(targets)
+        self.before = folder_bytes(index_dir)
+
+    def __call__(self, chunks: int, chars: int) -> None:
+        import shutil
+
+        need = chunks * CHUNK_BYTES + chars * TEXT_BYTES + RESERVE_BYTES
+        try:
+            free = shutil.disk_usage(self.index_dir).free
+        except OSError:
+            return
+        if free < need:
+            raise disk_full(self.index_dir, self.targets, self.before, need - free)
+
+
+def disk_full(index_dir: Path, targets: list[Path] | Any, before: int, short: int = 0) -> Exception:
     """The one line for an ingest that ran out of space: the folder, what is free, about what is needed."""
     import shutil
 
@@ -369,8 +394,10 @@ def disk_full(index_dir: Path, targets: list[Path] | Any, before: int) -> Except
         free = 0
     files, _ = discover(list(targets))
     source = sum(f.stat().st_size for f in files if f.exists())
-    need = int(source * BYTES_PER_SOURCE_BYTE) - max(0, folder_bytes(index_dir) - before)
-    need = max(need, 1 << 20)
+    # About one chunk per 550 characters of text (160 tokens, 32 overlapping); what this ingest wrote counts.
+    total = source // 550 * CHUNK_BYTES + source * TEXT_BYTES + RESERVE_BYTES
+    need = total - max(0, folder_bytes(index_dir) - before) - free
+    need = max(need, short, 1 << 20)
     return DiskFullError(
         f"No space left on the disk of {index_dir.absolute()} ({free / 1e6:.1f} MB free); this ingest needs "
         f"about {need / 1e6:.0f} MB more. The index still answers as before: free space (or set QA_INDEX_DIR "
