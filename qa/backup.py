@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import IndexBusyError, QAError
-from .integrity import LAYOUT, check_sqlite_header, check_sqlite_pages, qa_version
+from .integrity import LAYOUT, check_segment_files, check_sqlite_header, check_sqlite_pages, qa_version
 
 MANIFEST = "qa-backup.json"
 SQLITE_FILES = ("chroma.sqlite3", "conversations.sqlite3")
@@ -97,10 +97,10 @@ def backup(index_dir: Path, dest: Path) -> dict[str, object]:
                 if (index_dir / name).exists():
                     _sqlite_copy(index_dir / name, tmp / name)
                     copied += (tmp / name).stat().st_size
-        check = check_sqlite_pages(tmp)
-        if not check.ok:
-            raise QAError(f"The backup's copy of the index fails SQLite's check ({check.detail}); the index "
-                          "itself may be damaged: run qa status --check.")
+        for check in (check_sqlite_pages(tmp), check_segment_files(tmp)):
+            if not check.ok:
+                raise QAError(f"The backup's copy of the index fails a check ({check.detail}); the index itself "
+                              "may be damaged: run qa status --check.")
         manifest: dict[str, object] = {
             "qa_version": qa_version(), "layout": LAYOUT, "source": str(index_dir.absolute()),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - started, 2),
@@ -124,7 +124,7 @@ def restore(src: Path, index_dir: Path, force: bool = False) -> Path | None:
     """Put a backup in place of the index; a non-empty index needs `force` and is moved aside (returned)."""
     if not (src / "chroma.sqlite3").is_file():
         raise QAError(f"{src} is not a qa backup (no chroma.sqlite3); give the folder `qa backup` wrote.")
-    for check in (check_sqlite_header(src), check_sqlite_pages(src)):
+    for check in (check_sqlite_header(src), check_sqlite_pages(src), check_segment_files(src)):
         if not check.ok:
             raise QAError(f"The backup at {src} is damaged ({check.detail}); restore another one.")
     manifest = src / MANIFEST
