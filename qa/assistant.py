@@ -128,7 +128,7 @@ class Assistant:
         with self._writing(), self._guarded(targets):
             ingestor = self._ingestor()
             if not self.settings.chroma_url:
-                from .integrity import SpaceGuard
+                from .diskspace import SpaceGuard
 
                 ingestor.reserve = SpaceGuard(Path(self.settings.index_dir), targets)
             return ingestor.ingest_paths(targets, progress)
@@ -227,17 +227,17 @@ class Assistant:
     def _guarded(self, targets: Sequence[Path]) -> Iterator[None]:
         """Turn running out of disk space into DiskFullError (what was committed stays), Chroma errors
         into IndexDamagedError."""
-        from . import integrity
+        from . import diskspace
 
         s = self.settings
-        before = integrity.folder_bytes(Path(s.index_dir)) if not s.chroma_url else 0
+        before = diskspace.folder_bytes(Path(s.index_dir)) if not s.chroma_url else 0
         try:
             yield
         except Exception as e:
-            if integrity.is_disk_full(e):
+            if diskspace.is_disk_full(e):
                 # Chroma's client keeps state of the failed write: the next use opens the store afresh.
                 self._store = self._retriever = None
-                raise integrity.disk_full(Path(s.index_dir), targets, before) from None
+                raise diskspace.disk_full(Path(s.index_dir), targets, before) from None
             raise self._storage_error(e) from None
 
     def check(self) -> list[Check]:
