@@ -125,12 +125,15 @@ class Assistant:
     def ingest(self, *paths: str | Path, progress: Progress | None = None) -> IngestReport:
         """Index files and folders (default `seeds/`); unchanged files are not re-embedded."""
         targets = [Path(p) for p in paths] or [Path("seeds")]
+        guard = None
+        if not self.settings.chroma_url:
+            from .diskspace import SpaceGuard
+
+            guard = SpaceGuard(Path(self.settings.index_dir), targets)
+            guard(0, 0)  # even the writer's lease and "in progress" flag are writes: a full disk stops here
         with self._writing(), self._guarded(targets):
             ingestor = self._ingestor()
-            if not self.settings.chroma_url:
-                from .diskspace import SpaceGuard
-
-                ingestor.reserve = SpaceGuard(Path(self.settings.index_dir), targets)
+            ingestor.reserve = guard
             return ingestor.ingest_paths(targets, progress)
 
     def ingest_texts(self, texts: list[SourceText], progress: Progress | None = None) -> IngestReport:

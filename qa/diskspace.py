@@ -50,20 +50,26 @@ class SpaceGuard:
         self.index_dir = index_dir
         self.targets = list(targets)
         self.before = folder_bytes(index_dir)
+        db = index_dir / "chroma.sqlite3"
+        self.since = db.stat().st_mtime if db.exists() else 0.0  # files older than the index's last write are in it
 
     def __call__(self, chunks: int, chars: int) -> None:
         import shutil
 
         need = chunks * CHUNK_BYTES + chars * TEXT_BYTES + RESERVE_BYTES
+        where = self.index_dir.absolute()
+        while not where.exists() and where != where.parent:  # a new index: the disk it will be made on
+            where = where.parent
         try:
-            free = shutil.disk_usage(self.index_dir).free
+            free = shutil.disk_usage(where).free
         except OSError:
             return
         if free < need:
-            raise disk_full(self.index_dir, self.targets, self.before, need - free)
+            raise disk_full(self.index_dir, self.targets, self.before, need - free, self.since)
 
 
-def disk_full(index_dir: Path, targets: list[Path] | Any, before: int, short: int = 0) -> Exception:
+def disk_full(index_dir: Path, targets: list[Path] | Any, before: int, short: int = 0,
+              since: float = 0.0) -> Exception:
     """The one line for an ingest that ran out of space: the folder, what is free, about what is needed."""
     import shutil
 
@@ -75,7 +81,8 @@ def disk_full(index_dir: Path, targets: list[Path] | Any, before: int, short: in
     except OSError:
         free = 0
     files, _ = discover(list(targets))
-    source = sum(f.stat().st_size for f in files if f.exists())
+    sizes = [f.stat() for f in files if f.exists()]
+    source = sum(st.st_size for st in sizes if st.st_mtime >= since)
     # About one chunk per 550 characters of text (160 tokens, 32 overlapping); what this ingest wrote counts.
     total = source // 550 * CHUNK_BYTES + source * TEXT_BYTES + RESERVE_BYTES
     need = total - max(0, folder_bytes(index_dir) - before) - free
