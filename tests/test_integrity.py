@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -43,7 +44,7 @@ def vector_folder(index: Path, collection: str = "documents") -> Path:
 def overwrite(path: Path, offset: int, size: int) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)
-        f.write(os.urandom(size))
+        f.write(random.Random(19).randbytes(size))  # the same damage every run
 
 
 def damage_sqlite_header(index: Path) -> None:
@@ -66,10 +67,10 @@ def damage_catalogue_record(index: Path) -> None:
     con.close()
 
 
-DAMAGE = {"sqlite header": (damage_sqlite_header, "SQLite header"),
-          "sqlite pages": (damage_sqlite_pages, "quick_check"),
+DAMAGE = {"sqlite header": (damage_sqlite_header, "does not start with an SQLite header"),
+          "sqlite pages": (damage_sqlite_pages, "chroma.sqlite3"),
           "vector files": (damage_vector_files, "header.bin"),
-          "catalogue record": (damage_catalogue_record, "catalogue")}
+          "catalogue record": (damage_catalogue_record, "the catalogue of 1 documents vouches for")}
 
 
 @pytest.mark.parametrize("part", list(DAMAGE))
@@ -85,7 +86,7 @@ def test_damage_is_one_line_nothing_is_written_and_rebuild_answers_like_clean(se
         damaged.ask(QUESTION)
     message = str(asked.value)
     assert "\n" not in message and "qa ingest --rebuild" in message and str(index) in message
-    assert what.split()[0].lower() in message.lower() or part == "sqlite pages" and "Page" in message
+    assert what in message  # names the damaged part
     with pytest.raises(IndexDamagedError):
         damaged.ingest(SEEDS)
     failed = [c for c in damaged.check() if not c.ok]
