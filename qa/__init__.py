@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     BackendError,
     ConfigError,
+    DiskFullError,
     EmbeddingMismatchError,
     IndexBusyError,
+    IndexDamagedError,
     IndexMissingError,
+    IndexVersionError,
     IngestError,
     QAError,
 )
@@ -48,4 +51,7 @@ __all__ = [
     "QAError",
     "Settings",
     "Status",
+    "DiskFullError",
+    "IndexDamagedError",
+    "IndexVersionError",
 ]

@@ -17,7 +17,7 @@ from .prompts import EMPTY_QUESTION, NOT_FOUND, QUESTION_TOO_LONG
 from .reading import SourceText
 from .settings import Settings
 from .store import Store, open_client, prepare_index_dir
-from .types import Answer, IngestReport, Status
+from .types import Answer, Check, IngestReport, RebuildReport, Status
 
 if TYPE_CHECKING:
     from .conversations import Conversation, ConversationInfo, ConversationStore
@@ -72,9 +72,18 @@ class Assistant:
     def store(self, create: bool = False) -> Store:
         """The Chroma store; `create` makes a new index where none exists."""
         if self._store is None:
+            from . import integrity
+
             s = self.settings
-            client = open_client(s.index_dir, s.chroma_url, create)
-            self._store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)
+            if not s.chroma_url:  # a visibly damaged file is reported before Chroma touches the folder
+                integrity.precheck(Path(s.index_dir), pages=True)
+            try:
+                client = open_client(s.index_dir, s.chroma_url, create)
+                store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)
+                integrity.opened(store, s.chroma_url or s.index_dir)
+            except Exception as e:
+                raise self._storage_error(e) from None
+            self._store = store
         return self._store
 
     @property
@@ -89,6 +98,10 @@ class Assistant:
 
         s = self.settings
         lock_dir = Path(s.index_dir)
+        if not s.chroma_url:  # nothing is written to a damaged index, not even the lock file
+            from .integrity import precheck
+
+            precheck(lock_dir, pages=True)
         prepare_index_dir(lock_dir)
         lock = FileLock(str(lock_dir / ".ingest.lock"), timeout=0)
         try:
@@ -124,8 +137,16 @@ class Assistant:
     def ingest(self, *paths: str | Path, progress: Progress | None = None) -> IngestReport:
         """Index files and folders (default `seeds/`); unchanged files are not re-embedded."""
         targets = [Path(p) for p in paths] or [Path("seeds")]
-        with self._writing():
-            return self._ingestor().ingest_paths(targets, progress)
+        guard = None
+        if not self.settings.chroma_url:
+            from .diskspace import SpaceGuard
+
+            guard = SpaceGuard(Path(self.settings.index_dir), targets)
+            guard(0, 0)  # even the writer's lease and "in progress" flag are writes: a full disk stops here
+        with self._writing(), self._guarded(targets):
+            ingestor = self._ingestor()
+            ingestor.reserve = guard
+            return ingestor.ingest_paths(targets, progress)
 
     def ingest_texts(self, texts: list[SourceText], progress: Progress | None = None) -> IngestReport:
         """Index ready-made texts keyed by their `path` (used by `qa eval`)."""
@@ -174,7 +195,10 @@ class Assistant:
         # Earlier questions refused as too long would flood the retrieval query and the model's prompt.
         history = [h for h in history if len(" ".join(h.split())) <= MAX_QUESTION_CHARS]
         query = condense(q, history)
-        passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k))
+        try:
+            passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k))
+        except Exception as e:
+            raise self._storage_error(e) from None
         composer = self.composer()
         if getattr(composer, "generative", False):
             for d in composer.drafts(q, passages, history):
@@ -259,3 +283,110 @@ class Assistant:
     def conversations(self, user: str | None = None, search: str = "") -> list[ConversationInfo]:
         """`user`'s conversations (ConversationInfo), latest first; `search` matches titles, questions, answers."""
         return self.conversation_store().list(user or "", search)
+
+    # --- durability: checks, rebuild, disk full, backup and restore (qa/integrity.py, qa/backup.py) ---
+    def _storage_error(self, e: Exception) -> Exception:
+        """A Chroma/SQLite error as the one-line IndexDamagedError; anything else unchanged."""
+        from . import integrity
+
+        if not integrity.is_storage_error(e):
+            return e
+        s = self.settings
+        return integrity.explain(None if s.chroma_url else Path(s.index_dir), e)
+
+    @contextmanager
+    def _guarded(self, targets: Sequence[Path]) -> Iterator[None]:
+        """Turn running out of disk space into DiskFullError (what was committed stays), Chroma errors
+        into IndexDamagedError."""
+        from . import diskspace
+
+        s = self.settings
+        before = diskspace.folder_bytes(Path(s.index_dir)) if not s.chroma_url else 0
+        try:
+            yield
+        except Exception as e:
+            if diskspace.is_disk_full(e):
+                # Chroma's client keeps state of the failed write: the next use opens the store afresh.
+                self._store = self._retriever = None
+                raise diskspace.disk_full(Path(s.index_dir), targets, before) from None
+            raise self._storage_error(e) from None
+
+    def check(self) -> list[Check]:
+        """Run every index health check (`qa status --check`); reads only, never writes."""
+        from .integrity import run_all
+
+        s = self.settings
+        index = Path(s.index_dir)
+
+        def open_store() -> Store:
+            return Store(open_client(index, s.chroma_url, False), s.collection, s.embed_model, EMBED_DIM, False)
+
+        return run_all(index, not s.chroma_url, open_store, index / "bm25" / s.collection, index / "uploads")
+
+    def rebuild(self, *paths: str | Path, progress: Progress | None = None) -> RebuildReport:
+        """Move the index aside (never deleted) and index again the files its catalogue names, `paths`
+        and its uploads."""
+        import shutil
+
+        from .backup import catalogue_sources, move_aside, writer_lock
+        from .reading import file_digest
+
+        s = self.settings
+        if s.chroma_url:
+            raise ConfigError("qa ingest --rebuild works on an embedded index; with a Chroma server restore "
+                              "the server's --path from a backup, or ingest into a new QA_COLLECTION.")
+        index = Path(s.index_dir).absolute()
+        given = [Path(p) for p in paths]
+        if not (index / "chroma.sqlite3").exists():
+            return RebuildReport(None, self.ingest(*given, progress=progress), sources_from="paths")
+        catalogue = catalogue_sources(index, s.collection)
+        old_uploads = index / "uploads"
+        if catalogue is None and not given and not old_uploads.is_dir():
+            raise QAError(f"The catalogue of {index} cannot be read, so it does not say which files to index "
+                          "again; name them: qa ingest --rebuild PATH...")
+        with writer_lock(index, "qa ingest --rebuild"):
+            moved = move_aside(index, "damaged")
+        self._store = self._retriever = None
+        targets, missing = list(given), []
+        uploads = index / "uploads"
+        for source in sorted(catalogue or {}):
+            p = Path(source)
+            if p.is_relative_to(uploads):
+                continue  # copied from the moved-aside folder below
+            if p.exists():
+                targets.append(p)
+            elif not any(p.is_relative_to(g.absolute()) for g in given):
+                missing.append(f"{source}: no longer exists")
+        if (moved / "uploads").is_dir():
+            uploads.mkdir(parents=True)
+            for f in sorted((moved / "uploads").iterdir()):
+                recorded = (catalogue or {}).get(str(uploads / f.name))
+                if not f.is_file() or f.name.startswith("."):
+                    continue
+                if recorded and recorded != file_digest(f):
+                    missing.append(f"{uploads / f.name}: not what was indexed (a half-written upload); "
+                                   f"add it again (the file is kept in {moved / 'uploads'})")
+                    continue
+                shutil.copy2(f, uploads / f.name)
+            targets.append(uploads)
+        report = self.ingest(*targets, progress=progress) if targets else IngestReport()
+        return RebuildReport(str(moved), report, tuple(missing), "catalogue" if catalogue is not None else "paths")
+
+    def backup(self, dest: str | Path) -> dict[str, Any]:
+        """Write a consistent snapshot of the index, its uploads and conversations to `dest`, while
+        questions go on being answered (ingests wait)."""
+        from .backup import backup
+
+        if self.settings.chroma_url:
+            raise ConfigError("With a Chroma server, back up the server's --path folder (see README); "
+                              "qa backup copies an embedded index.")
+        return backup(Path(self.settings.index_dir), Path(dest))
+
+    def restore(self, src: str | Path, force: bool = False) -> Path | None:
+        """Put a backup in place of the index (a non-empty one only with `force`, and moved aside)."""
+        from .backup import restore
+
+        if self.settings.chroma_url:
+            raise ConfigError("With a Chroma server, restore the server's --path folder (see README).")
+        self._store = self._retriever = None
+        return restore(Path(src), Path(self.settings.index_dir), force)

@@ -11,6 +11,7 @@ from typing import Any
 from .errors import QAError
 
 LLM_CHOICES = ("extractive", "local", "openai")
+DEFAULT_PATHS = ["seeds"]  # of `qa ingest`; `--rebuild` tells it apart from an explicit seeds/
 LLM_HELP = ("answer backend (QA_LLM): extractive (no model), local (bundled SmolLM2), openai (OPENAI_API_KEY, "
             "QA_OPENAI_MODEL, QA_OPENAI_BASE_URL); default openai when OPENAI_API_KEY is set, else extractive")
 
@@ -22,9 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")  # none: a short help naming the next step
 
     ing = sub.add_parser("ingest", help="index files and folders (default: seeds/)")
-    ing.add_argument("paths", nargs="*", default=["seeds"], help="files or folders")
+    ing.add_argument("paths", nargs="*", default=DEFAULT_PATHS, help="files or folders")
     ing.add_argument("--strict", action="store_true", help="exit 1 if any file failed")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.add_argument("--rebuild", action="store_true",
+                     help="move the index aside (kept, never deleted) and index again the files its catalogue "
+                     "names, PATHs and uploads/")
 
     ask = sub.add_parser("ask", help="answer a question with cited passages")
     ask.add_argument("question")
@@ -35,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--new-chat", action="store_true", help="start a saved conversation; prints its id")
     ask.add_argument("--user", help="whose conversations (a QA_AUTH login); default: those made without login")
 
-    sub.add_parser("status", help="what the index holds")
+    st = sub.add_parser("status", help="what the index holds")
+    st.add_argument("--check", action="store_true",
+                    help="run every integrity check (SQLite pages, vector files, catalogue, BM25 copy, uploads)")
 
     srv = sub.add_parser("serve", help="start the chat UI and the HTTP API (/v1, docs at /docs)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -51,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--answers", action="store_true", help="also run the full ask pipeline")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     _chats_parser(sub)
+
+
+    bk = sub.add_parser("backup", help="write a consistent snapshot of the index (while qa serve answers)")
+    bk.add_argument("dest", help="new or empty folder")
+    rs = sub.add_parser("restore", help="put a backup in place of the index")
+    rs.add_argument("src", help="folder written by qa backup")
+    rs.add_argument("--force", action="store_true", help="replace a non-empty index (it is moved aside)")
     return p
 
 
@@ -67,21 +80,33 @@ def _progress_bar(quiet: bool, desc: str = "Indexing") -> Any:
         return None, None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, desc=desc, file=sys.stderr, disable=False, leave=False,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+    class LazyBar:  # drawn at the first progress call: an ingest refused at once prints only its error
+        bar: Any = None
+
+        def close(self) -> None:
+            if self.bar is not None:
+                self.bar.close()
+
+    lazy = LazyBar()
 
     def update(done: float, total: int, item: str) -> None:
+        if lazy.bar is None:
+            lazy.bar = tqdm(total=0, desc=desc, file=sys.stderr, disable=False, leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+        bar = lazy.bar
         # `done` grows by fractions while one big file streams through, so the bar never stalls.
         bar.total = total
         bar.n = done
         bar.set_postfix_str(f"{int(done)}/{total} {Path(item).name[:40]}", refresh=False)
         bar.refresh()
 
-    return update, bar
+    return update, lazy
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     a = _assistant(args)
+    if args.rebuild:
+        return _rebuild(a, args)
     update, bar = _progress_bar(args.quiet)
     try:
         report = a.ingest(*args.paths, progress=update)
@@ -133,6 +158,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check(_assistant(args))
     s = _assistant(args).status()
     print(f"index:       {s.chroma_url or s.index_dir}")
     print(f"documents:   {s.documents}")
@@ -204,6 +231,55 @@ def cmd_chats(args: argparse.Namespace) -> int:
 
     return run(_assistant(args), args)
 
+def _rebuild(a: Any, args: argparse.Namespace) -> int:
+    # Paths are only what is given: the default seeds/ would be added to every rebuilt library.
+    paths = [] if args.paths is DEFAULT_PATHS else args.paths
+    update, bar = _progress_bar(args.quiet, "Rebuilding")
+    try:
+        r = a.rebuild(*paths, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    if r.moved_to:
+        print(f"moved the old index aside to {r.moved_to} (nothing deleted)")
+    if r.sources_from == "paths" and r.moved_to:
+        print("its catalogue was unreadable: rebuilt from the given paths and uploads/", file=sys.stderr)
+    for line in r.missing:
+        print(f"not rebuilt: {line}", file=sys.stderr)
+    for f in r.report.files:
+        if f.status == "failed":
+            print(f"failed: {f.path}: {f.reason}", file=sys.stderr)
+    print(r.report.summary())
+    return 1 if args.strict and (r.report.count("failed") or r.missing) else 0
+
+
+def _check(a: Any) -> int:
+    results = a.check()
+    for c in results:
+        print(f"{'ok  ' if c.ok else 'FAIL'}  {c.name + ':':<16} {c.detail}")
+    failed = [c for c in results if not c.ok]
+    if failed:
+        print(f"error: the index at {a.settings.chroma_url or a.settings.index_dir} is damaged "
+              f"({failed[0].name}). Run: qa ingest --rebuild", file=sys.stderr)
+        return 1
+    print("index is healthy")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    m = _assistant(args).backup(args.dest)
+    print(f"backed up {len(m['files'])} files ({int(m['bytes']) / 1e6:.1f} MB) to {args.dest} in {m['seconds']} s")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    a = _assistant(args)
+    moved = a.restore(args.src, force=args.force)
+    if moved:
+        print(f"moved the previous index aside to {moved} (nothing deleted)")
+    print(f"restored {args.src} to {a.settings.index_dir}")
+    return 0
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `qa` command."""
@@ -218,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     for h in logging.getLogger().handlers:  # also for libraries that set their own logger to DEBUG (bm25s)
         h.setLevel(logging.ERROR)
     handler = {"ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
-               "serve": cmd_serve, "eval": cmd_eval, "chats": cmd_chats}[args.command]
+               "serve": cmd_serve, "eval": cmd_eval, "chats": cmd_chats, "backup": cmd_backup,
+               "restore": cmd_restore}[args.command]
     try:
         return handler(args)
     except QAError as e:

@@ -37,3 +37,14 @@ class ConversationNotFoundError(QAError):
 
 class ConversationStoreError(QAError):
     """The conversation store cannot be opened or written; answering still works without it."""
+
+class IndexDamagedError(QAError):
+    """The index cannot be read safely (damaged, or written by a newer qa); nothing is written to it."""
+
+
+class IndexVersionError(IndexDamagedError):
+    """The index was written by a newer qa, in a layout this one does not know."""
+
+
+class DiskFullError(QAError):
+    """An ingest ran out of disk space; what was committed before is intact."""

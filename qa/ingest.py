@@ -50,6 +50,8 @@ class Ingestor:
         self.flush_chunks = batch_size * 4  # chunks embedded and written per round
         self.max_file_bytes = max_file_bytes
         self._recent: OrderedDict[str, Any] = OrderedDict()
+        # Called with (chunks, text characters) before each write; raises if the disk cannot hold them.
+        self.reserve: Callable[[int, int], None] | None = None
 
     def ingest_paths(self, paths: list[Path], progress: Progress | None = None) -> IngestReport:
         """Index files and folders; drop indexed files under them that no longer exist."""
@@ -117,6 +119,8 @@ class Ingestor:
             nonlocal queued, changed
             # Embed the queued chunks in full batches and write them; then commit the files they finish.
             self.store.renew_writer()
+            if self.reserve is not None and (queue or finished):
+                self.reserve(sum(len(cs) for _, cs in queue), sum(len(p.source.text) for p in finished))
             if queue:
                 vectors = self._encode([c.text for _, cs in queue for c in cs])
                 batch, pos = [], 0

@@ -87,8 +87,12 @@ class BM25Side:
     def _load(self, stamp: dict[str, Any]) -> Any:
         try:
             if json.loads((self.cache_dir / "generation.json").read_text()) == stamp:
-                return _bm25_class().from_persist_dir(str(self.cache_dir), show_progress=False)
-        except (OSError, ValueError, KeyError):
+                retriever = _bm25_class().from_persist_dir(str(self.cache_dir), show_progress=False)
+                # A damaged copy (a truncated or foreign file) is rebuilt from Chroma, the source of truth:
+                # it is a copy, so rebuilding it is the repair (`qa status --check` reports it).
+                if int(retriever.bm25.scores.get("num_docs", -1)) == len(retriever.corpus) == self.store.count():
+                    return retriever
+        except Exception:  # noqa: BLE001 - whatever a damaged copy raises, the answer is to rebuild it
             pass
         return None
 

@@ -105,7 +105,7 @@ class Store:
         if built_with and built_with != embed_model:
             raise EmbeddingMismatchError(
                 f"The index was built with embedding model {built_with!r}, not {embed_model!r}. "
-                f"Set QA_EMBED_MODEL={built_with}, or use a new QA_INDEX_DIR and re-ingest."
+                f"Set QA_EMBED_MODEL={built_with}, or re-embed everything with: qa ingest --rebuild."
             )
         self.files = client.get_or_create_collection(f"{name}_files")
         self.texts = client.get_or_create_collection(f"{name}_texts")
@@ -122,8 +122,11 @@ class Store:
 
     def set_state(self, generation: int, dirty: bool) -> None:
         """Write the state record (a dummy embedding: the catalogue is never searched by vector)."""
+        from .integrity import LAYOUT, qa_version
+
         self.files.upsert(ids=[STATE_ID], documents=[""], embeddings=[[0.0]],
-                          metadatas=[{"generation": generation, "dirty": dirty}])
+                          metadatas=[{"generation": generation, "dirty": dirty, "layout": LAYOUT,
+                                      "qa_version": qa_version()}])
 
     # --- the writer lease: one ingest per collection, across processes and hosts ------------------
     def acquire_writer(self, where: str) -> None:

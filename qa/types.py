@@ -112,3 +112,22 @@ class Status:
     size_bytes: int
     backend: str
     chroma_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """The result of one index health check (`qa status --check`)."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    """What `qa ingest --rebuild` did: where the old index went, and the ingest of its sources."""
+
+    moved_to: str | None
+    report: IngestReport
+    missing: tuple[str, ...] = ()  # catalogued sources that no longer exist (nothing to rebuild them from)
+    sources_from: str = "catalogue"  # "catalogue", or "paths" when the damaged catalogue was unreadable

@@ -7,13 +7,14 @@ the sources panel is built here, so a document cannot inject tags, handlers or t
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, get_args
 
-from .errors import IndexMissingError, QAError
+from .errors import IndexDamagedError, IndexMissingError, QAError
 from .llm import local_missing
 from .settings import Settings
 from .types import Answer, Citation, FileResult, Passage, Status
@@ -118,6 +119,12 @@ def render_status(status: Status | None, error: str = "") -> str:
             f'<span class="qa-path" title="{esc(where)}">index {esc(where)}</span></div>')
 
 
+def render_banner(error: str) -> str:
+    """The red banner over the page when the index is damaged: what is wrong and what to run."""
+    return (f'<div class="qa-banner qa-damaged" role="alert" style="background:#fde8e8;color:#7f1d1d;'
+            f'border:1px solid #f5b5b5;border-radius:8px;padding:10px 14px;font-weight:600">{esc(error)}</div>')
+
+
 def render_ingest(results: Sequence[FileResult]) -> str:
     """One line per uploaded file: its status badge, name, chunks or the reason it failed."""
     rows = []
@@ -149,7 +156,16 @@ def save_uploads(files: Sequence[str | Path], folder: Path, max_mb: float) -> tu
             refused.append(FileResult(dest.name, "failed", reason=(
                 f"{size / 1e6:.1f} MB is over the {max_mb:g} MB limit (QA_MAX_FILE_MB)")))
             continue
-        shutil.copyfile(src, dest)
+        # Copied under a hidden temporary name, then renamed: a crash or a full disk mid-copy never
+        # leaves a half-written file under the real name (which would be indexed, or shadow the old one).
+        tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            refused.append(FileResult(dest.name, "failed", reason=f"cannot save it in {folder}: {e.strerror or e}"))
+            continue
         saved.append(dest)
     return saved, refused
 
@@ -234,6 +250,15 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
         except QAError as e:
             return render_status(None, str(e))
 
+    def banner_html() -> str:
+        try:
+            assistant.store()
+        except IndexDamagedError as e:
+            return render_banner(str(e))
+        except QAError:
+            pass
+        return ""
+
     def warm() -> None:
         # Load the models while the visitor reads the page; a question waits for this on the parts lock.
         try:
@@ -281,6 +306,10 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
     def upload(files: list[str] | None, progress: gr.Progress = tracker) -> tuple[Any, ...]:
         if not files:
             return gr.skip(), gr.skip(), gr.skip(), ""
+        try:  # a damaged index refuses the files before one of them is saved into its folder
+            assistant.store(create=True)
+        except IndexDamagedError as e:
+            return gr.skip(), status_html(), None, str(e)
         try:
             writer.check_room()  # before an upload replaces a file of the same name
         except QAError as e:
@@ -323,6 +352,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
         turns = gr.State([])
         problem = gr.State("")
         chat_id = gr.State(None)  # the open saved conversation
+        banner = gr.HTML(banner_html, elem_id="qa-banner", js_on_load=None)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 gr.Markdown("# qa\nAnswers from your documents, every sentence cited.", elem_id="qa-title")
@@ -369,6 +399,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
             complain, problem, None, api_name=False)
         after_ask(chat.clear(lambda: ([], render_panel([]), [], "", "", None), None, outs, queue=False, api_name=False))
         app.load(status_html, None, status, api_name=False)
+        app.load(banner_html, None, banner, api_name=False)
         app.load(warm, None, None, concurrency_id="warm", show_progress="hidden", api_name=False)
         mode.change(check_mode, mode, None, api_name=False, show_progress="hidden")
     return app

@@ -1,0 +1,246 @@
+"""A damaged index is reported in one line, never written to, and `--rebuild` gives back a working one."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa import Assistant
+from qa.errors import IndexDamagedError, IndexVersionError
+
+from .conftest import ROOT, SEEDS
+
+QUESTION = "Where will Putin travel after North Korea?"
+
+
+def files(index: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file of the index folder with its SHA-256: two equal snapshots mean nothing was written."""
+    return {str(p.relative_to(index)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(index.rglob("*")) if p.is_file() and not str(p.relative_to(index)).startswith(skip)}
+
+
+def reopen(index: Path, like: Assistant) -> Assistant:
+    a = Assistant(index_dir=index)
+    a._embedder = like.embedder  # the same model, loaded once per test
+    return a
+
+
+def vector_folder(index: Path, collection: str = "documents") -> Path:
+    con = sqlite3.connect(index / "chroma.sqlite3")
+    seg = con.execute("SELECT s.id FROM segments s JOIN collections c ON s.collection = c.id "
+                      "WHERE c.name = ? AND s.scope = 'VECTOR'", (collection,)).fetchone()[0]
+    con.close()
+    return index / seg
+
+
+def overwrite(path: Path, offset: int, size: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(random.Random(19).randbytes(size))  # the same damage every run
+
+
+def damage_sqlite_header(index: Path) -> None:
+    overwrite(index / "chroma.sqlite3", 0, 4096)  # "a few KB overwritten", as a bad shutdown can do
+
+
+def damage_sqlite_pages(index: Path) -> None:
+    db = index / "chroma.sqlite3"
+    overwrite(db, (db.stat().st_size // 4096 // 2) * 4096, 3 * 4096)
+
+
+def damage_vector_files(index: Path) -> None:
+    (vector_folder(index) / "header.bin").write_bytes(b"\x00" * 40)  # truncated
+
+
+def damage_catalogue_record(index: Path) -> None:
+    con = sqlite3.connect(index / "chroma.sqlite3")  # the record of seeds/ now vouches for 3 chunks too many
+    con.execute("UPDATE embedding_metadata SET int_value = int_value + 3 WHERE key = 'chunks'")
+    con.commit()
+    con.close()
+
+
+DAMAGE = {"sqlite header": (damage_sqlite_header, "does not start with an SQLite header"),
+          "sqlite pages": (damage_sqlite_pages, "chroma.sqlite3"),
+          "vector files": (damage_vector_files, "header.bin"),
+          "catalogue record": (damage_catalogue_record, "the catalogue of 1 documents vouches for")}
+
+
+@pytest.mark.parametrize("part", list(DAMAGE))
+def test_damage_is_one_line_nothing_is_written_and_rebuild_answers_like_clean(seeded: Assistant, part: str) -> None:
+    index = Path(seeded.settings.index_dir)
+    clean = seeded.ask(QUESTION).to_dict()
+    damage, what = DAMAGE[part]
+    damage(index)
+    before = files(index)
+
+    damaged = reopen(index, seeded)
+    with pytest.raises(IndexDamagedError) as asked:
+        damaged.ask(QUESTION)
+    message = str(asked.value)
+    assert "\n" not in message and "qa ingest --rebuild" in message and str(index) in message
+    assert what in message  # names the damaged part
+    with pytest.raises(IndexDamagedError):
+        damaged.ingest(SEEDS)
+    failed = [c for c in damaged.check() if not c.ok]
+    assert failed, "qa status --check must report the damage"
+    assert files(index) == before  # asking, ingesting and checking wrote nothing
+
+    # Without a readable catalogue (its pages overwritten) it does not know the files: the user names them.
+    from qa.backup import catalogue_sources
+
+    paths = [] if catalogue_sources(index, "documents") else [SEEDS]
+    assert paths == [] or part.startswith("sqlite")
+    report = reopen(index, seeded).rebuild(*paths)
+    moved = Path(report.moved_to)
+    assert moved.name.startswith(f"{index.name}.damaged-") and files(moved) == before  # kept as it was
+    assert report.report.count("added") == 1 and not report.missing
+    rebuilt = reopen(index, seeded)
+    assert rebuilt.ask(QUESTION).to_dict() == clean
+    assert all(c.ok for c in rebuilt.check())
+
+
+def run_qa(*args: str, index: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qa", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "QA_INDEX_DIR": str(index)}, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_says_what_is_wrong_and_rebuild_prints_where_the_old_index_went(seeded: Assistant) -> None:
+    index = Path(seeded.settings.index_dir)
+    clean = run_qa("ask", "--json", QUESTION, index=index)
+    assert clean.returncode == 0, clean.stderr
+    damage_sqlite_header(index)
+    before = files(index)
+    for args in (["ask", QUESTION], ["status"], ["ingest", str(SEEDS)]):
+        r = run_qa(*args, index=index)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"error: The index at {index} is damaged: chroma.sqlite3 does not start "
+                                   "with an SQLite header") and "Run: qa ingest --rebuild" in lines[0]
+        assert "Traceback" not in r.stderr
+    check = run_qa("status", "--check", index=index)
+    assert check.returncode == 1 and "FAIL  sqlite:" in check.stdout
+    assert files(index) == before
+
+    r = run_qa("ingest", "--rebuild", "--quiet", index=index)  # the catalogue is in the overwritten page
+    assert r.returncode == 1 and "qa ingest --rebuild PATH" in r.stderr and files(index) == before
+    r = run_qa("ingest", "--rebuild", "--quiet", str(SEEDS), index=index)
+    assert r.returncode == 0, r.stderr
+    moved = next(line.split(" to ", 1)[1].split(" (")[0] for line in r.stdout.splitlines() if "moved" in line)
+    assert Path(moved).is_dir() and files(Path(moved)) == before
+    assert "1 added" in r.stdout
+    again = run_qa("ask", "--json", QUESTION, index=index)
+    assert again.returncode == 0 and again.stdout == clean.stdout
+    assert run_qa("status", "--check", index=index).stdout.strip().endswith("index is healthy")
+
+
+def test_damaged_bm25_copy_is_reported_then_rebuilt_from_chroma(seeded: Assistant) -> None:
+    index = Path(seeded.settings.index_dir)
+    clean = seeded.ask(QUESTION).to_dict()
+    copy = index / "bm25" / "documents"
+    assert (copy / "generation.json").exists()
+    corpus = copy / "corpus.jsonl"
+    corpus.write_bytes(corpus.read_bytes()[: corpus.stat().st_size // 3])  # cut short
+    chroma = files(index, skip=("bm25",))
+
+    damaged = reopen(index, seeded)
+    bm25 = next(c for c in damaged.check() if c.name == "bm25")
+    assert not bm25.ok and "BM25 copy" in bm25.detail
+    # The copy is derived data: the next question rebuilds it from Chroma and answers as before.
+    assert damaged.ask(QUESTION).to_dict() == clean
+    assert files(index, skip=("bm25",)) == chroma  # Chroma's files untouched
+    assert all(c.ok for c in reopen(index, seeded).check())
+
+
+def test_half_written_upload_is_reported_and_left_out_of_the_rebuild(seeded: Assistant, tmp_path: Path) -> None:
+    index = Path(seeded.settings.index_dir)
+    clean = seeded.ask(QUESTION).to_dict()
+    uploads = index / "uploads"
+    uploads.mkdir()
+    upload = uploads / "harbour.txt"
+    upload.write_text("The harbour of Valdoria was rebuilt in 1923 by the engineer Ilse Marrow. " * 20)
+    seeded.ingest(upload)
+    assert "Ilse Marrow" in seeded.ask("Who rebuilt the harbour of Valdoria?").answer
+    upload.write_bytes(upload.read_bytes()[:200])  # what a crash in the middle of copying it leaves
+    before = files(index)
+
+    damaged = reopen(index, seeded)
+    result = next(c for c in damaged.check() if c.name == "uploads")
+    assert not result.ok and "harbour.txt" in result.detail and "half-written" in result.detail
+    assert "Ilse Marrow" in damaged.ask("Who rebuilt the harbour of Valdoria?").answer  # the index is intact
+    assert files(index) == before
+
+    report = reopen(index, seeded).rebuild()
+    assert any("harbour.txt" in m and "half-written" in m for m in report.missing)
+    assert (Path(report.moved_to) / "uploads" / "harbour.txt").exists()  # kept in the moved-aside copy
+    rebuilt = reopen(index, seeded)
+    assert rebuilt.ask(QUESTION).to_dict() == clean
+    assert all(c.ok for c in rebuilt.check())
+
+
+def _set_state(index: Path, like: Assistant, **meta: object) -> None:
+    store = reopen(index, like).store()
+    got = store.files.get(ids=["\x00state"], include=["metadatas"])
+    new = {k: v for k, v in {**got["metadatas"][0], **meta}.items() if v is not None}
+    store.files.delete(ids=["\x00state"])
+    store.files.add(ids=["\x00state"], documents=[""], embeddings=[[0.0]], metadatas=[new])
+
+
+def test_index_from_a_newer_qa_is_refused_with_how_to_go_on(seeded: Assistant) -> None:
+    index = Path(seeded.settings.index_dir)
+    _set_state(index, seeded, layout=99, qa_version="9.0.0")
+    before = files(index)
+    newer = reopen(index, seeded)
+    with pytest.raises(IndexVersionError, match=r"written by qa 9\.0\.0 in index layout 99.*Upgrade qa"):
+        newer.ask(QUESTION)
+    with pytest.raises(IndexVersionError):
+        newer.ingest(SEEDS)
+    assert files(index) == before
+    assert reopen(index, seeded).rebuild().report.count("added") == 1  # rebuilt for this version
+
+
+def test_older_layout_is_read_and_stamped_at_the_next_ingest(seeded: Assistant, tmp_path: Path) -> None:
+    index = Path(seeded.settings.index_dir)
+    clean = seeded.ask(QUESTION).to_dict()
+    _set_state(index, seeded, layout=None, qa_version=None)  # as written before layouts were recorded
+    old = reopen(index, seeded)
+    assert "older layout" in next(c.detail for c in old.check() if c.name == "version")
+    assert old.ask(QUESTION).to_dict() == clean
+    extra = tmp_path / "note.txt"
+    extra.write_text("The lighthouse keeper of Orvik is named Tomas Brell.")
+    old.ingest(extra)
+    version = next(c for c in reopen(index, seeded).check() if c.name == "version")
+    assert version.ok and version.detail.startswith("layout 2, written by qa ")
+
+
+def test_truncated_vector_file_is_caught_although_chroma_would_answer_from_it(tmp_path: Path) -> None:
+    """A persisted HNSW segment (over Chroma's sync threshold) cut short: Chroma still answers, wrongly."""
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings
+
+    from qa.integrity import check_segment_files
+
+    index = tmp_path / "raw"
+    client = chromadb.PersistentClient(path=str(index), settings=Settings(anonymized_telemetry=False))
+    col = client.get_or_create_collection("documents", metadata={"hnsw:space": "cosine"})
+    vectors = np.random.default_rng(0).normal(size=(1500, 16))
+    for i in range(0, 1500, 500):
+        col.add(ids=[str(j) for j in range(i, i + 500)], embeddings=vectors[i:i + 500].tolist())
+    assert check_segment_files(index).ok
+    data = vector_folder(index) / "data_level0.bin"
+    assert data.stat().st_size > 0
+    del client, col
+    shutil.copytree(index, tmp_path / "damaged")
+    damaged = vector_folder(tmp_path / "damaged") / "data_level0.bin"
+    os.truncate(damaged, damaged.stat().st_size // 2)
+    result = check_segment_files(tmp_path / "damaged")
+    assert not result.ok and "data_level0.bin" in result.detail and "truncated" in result.detail
