@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: setup index run test test-fast lint bench clean browser
+.PHONY: setup index run test test-fast lint bench clean browser ocr
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,14 @@ run: index
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
-test: setup browser
+# Debian's Tesseract for OCR of scanned PDFs and images (qa indexes everything else without it).
+ocr:
+	@command -v tesseract >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-eng; }
+
+test: setup browser ocr
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: setup ocr
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup

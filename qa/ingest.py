@@ -62,7 +62,7 @@ class Ingestor:
         gone = [s for s in records if _under(s, roots) and s not in present]
 
         def sources() -> Iterator[SourceText | FileResult]:
-            for p in files:
+            for i, p in enumerate(files):
                 try:
                     size = p.stat().st_size
                     if size > self.max_file_bytes:
@@ -75,7 +75,9 @@ class Ingestor:
                     if rec is not None and rec.digest == digest:
                         yield FileResult(str(p), "unchanged", chunks=0)
                         continue
-                    yield load(p, digest)
+                    # OCR takes seconds a page: the progress bar moves with the pages of the file.
+                    pages = (lambda f, i=i, p=p: progress(i + 0.99 * f, len(files), str(p))) if progress else None
+                    yield load(p, digest, pages)
                 except UnreadableFile as e:
                     yield FileResult(str(p), "failed", reason=str(e))
                 except PermissionError:

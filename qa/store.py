@@ -109,6 +109,7 @@ class Store:
             )
         self.files = client.get_or_create_collection(f"{name}_files")
         self.texts = client.get_or_create_collection(f"{name}_texts")
+        self.layouts = client.get_or_create_collection(f"{name}_layouts")  # PDFs, images: word boxes
         self._writer: dict[str, Any] | None = None
         self._renewed = 0.0
         self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
@@ -223,6 +224,7 @@ class Store:
     def commit(self, docs: list[tuple[SourceText, int]], replaced: list[SourceText]) -> None:
         """Record fully written documents (the commit point), then drop replaced versions."""
         self._write_texts([d for d, _ in docs])
+        self._write_layouts([d for d, _ in docs if d.layout is not None])
         for i in range(0, len(docs), 1000):
             part = docs[i:i + 1000]
             self.files.upsert(
@@ -234,6 +236,7 @@ class Store:
             old = {"$and": [{"source": d.path}, {"digest": {"$ne": d.digest}}]}
             self.chunks.delete(where=old)
             self.texts.delete(where=old)
+            self.layouts.delete(where=old)
 
     def _write_texts(self, docs: list[SourceText]) -> None:
         """Store documents' text in pieces, about 1 MB per write, before their records vouch for them."""
@@ -260,6 +263,7 @@ class Store:
         self.files.delete(ids=[source])
         self.chunks.delete(where={"source": source})
         self.texts.delete(where={"source": source})
+        self.layouts.delete(where={"source": source})
 
     def repair(self) -> int:
         """Delete chunks and text pieces no catalogue record vouches for; returns how many chunks."""
@@ -270,12 +274,41 @@ class Store:
             return r is None or r.digest != m.get("digest") or int(m.get("index", -1)) >= r.chunks
 
         deleted = []
-        for collection in (self.chunks, self.texts):  # text pieces have no index: -1 passes that check
+        for collection in (self.chunks, self.texts, self.layouts):  # pieces have no index: -1 passes
             ids = [i for i, _, m in _get_all(collection, ["metadatas"]) if stray(m)]
             for i in range(0, len(ids), 5000):
                 collection.delete(ids=ids[i:i + 5000])
             deleted.append(len(ids))
         return deleted[0]
+
+    def _write_layouts(self, docs: list[SourceText]) -> None:
+        """Store documents' word boxes (compressed, in pieces) next to their text."""
+        for d in docs:
+            data = d.layout.encode()
+            n = max(1, -(-len(data) // TEXT_PIECE))
+            ids = [f"{chunk_id(d.path, d.digest, -2)}:{i}" for i in range(n)]
+            self.layouts.upsert(ids=ids, documents=[""] * n, embeddings=[[0.0]] * n, metadatas=[
+                {"source": d.path, "digest": d.digest, "piece": i, "data": data[i * TEXT_PIECE:(i + 1) * TEXT_PIECE]}
+                for i in range(n)])
+
+    def layout(self, source: str, known: tuple[str, Any] | None = None) -> tuple[str, Any] | None:
+        """(digest, `qa.positions.Layout`) of an indexed PDF or image; None for other documents.
+
+        `known` is a copy read before: returned as is while the document's digest has not changed.
+        """
+        from .positions import Layout
+
+        got = self.files.get(ids=[source], include=["metadatas"])
+        if not got["ids"]:
+            return None
+        digest = got["metadatas"][0]["digest"]
+        if known is not None and known[0] == digest:
+            return known
+        pieces = self.layouts.get(where={"$and": [{"source": source}, {"digest": digest}]}, include=["metadatas"])
+        if not pieces["ids"]:
+            return None
+        ordered = sorted(pieces["metadatas"], key=lambda m: int(m["piece"]))
+        return digest, Layout.decode("".join(m["data"] for m in ordered))
 
     # --- reading ----------------------------------------------------------------------------------
     def count(self) -> int:
