@@ -34,11 +34,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="what the index holds")
 
-    srv = sub.add_parser("serve", help="start the chat UI")
+    srv = sub.add_parser("serve", help="start the chat UI and the HTTP API (/v1, docs at /docs)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=7860)
     srv.add_argument("--auth", help="user:password required to log in (QA_AUTH)")
     srv.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
+    srv.add_argument("--api-key", help="key the HTTP API requires as 'Authorization: Bearer <key>' (QA_API_KEY)")
 
     ev = sub.add_parser("eval", help="measure retrieval (and answers) on a BEIR-layout folder")
     ev.add_argument("dir", help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv")
@@ -126,9 +127,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .ui import serve
+    from .server import serve
 
-    serve(_assistant(args, llm=args.llm), host=args.host, port=args.port, auth=args.auth)
+    serve(_assistant(args, llm=args.llm), host=args.host, port=args.port, auth=args.auth, api_key=args.api_key)
     return 0
 
 
