@@ -220,10 +220,12 @@ class Assistant:
     def _placed(self, citations: Sequence[Citation]) -> tuple[Citation, ...]:
         return tuple(self._place(c) for c in citations)
 
-    def page_image(self, source: str, page: int, start: int | None = None, end: int | None = None) -> bytes:
+    def page_image(self, source: str, page: int, start: int | None = None, end: int | None = None,
+                   crop: bool = False) -> bytes:
         """PNG of a page of an indexed PDF or image, the words of `[start, end)` highlighted.
 
-        Cached under `<index>/pages/` by the file's digest, page and span.
+        `crop` keeps only those words and a margin. Cached under `<index>/pages/` by the file's
+        digest, page, span and crop.
         """
         from .pages import render_page
         from .reading import file_digest
@@ -234,7 +236,8 @@ class Assistant:
         digest, layout = got
         span = (start, end) if start is not None and end is not None and 0 <= start < end else None
         cache = Path(self.settings.index_dir) / "pages" / (
-            f"{digest[:24]}-{int(page)}" + (f"-{span[0]}-{span[1]}" if span else "") + ".png")
+            f"{digest[:24]}-{int(page)}" + (f"-{span[0]}-{span[1]}" if span else "") + ("-crop" if crop else "")
+            + ".png")
         if cache.exists():
             return cache.read_bytes()
         path = Path(source)
@@ -242,7 +245,7 @@ class Assistant:
             raise QAError(f"{source} is indexed but not on this machine; page images are drawn from the file.")
         if file_digest(path) != digest:
             raise QAError(f"{source} changed since it was indexed. Run: qa ingest {source}")
-        png = render_page(path, int(page), layout.boxes(*span) if span else ())
+        png = render_page(path, int(page), layout.boxes(*span) if span else (), crop)
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(png)
