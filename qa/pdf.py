@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -33,39 +34,43 @@ def read_pdf(path: Path, progress: Callable[[float], None] | None = None,
 
     pdf = pdfium.PdfDocument(str(path))
     try:
-        pages: list[list[list[Char]]] = []
-        heights: list[float] = []
-        ocr_pages: dict[int, list[Line]] = {}
+        # Per page its lines and the keys of its margin lines; characters are dropped page by page,
+        # so a long PDF costs its words' boxes, not its characters'.
+        pages: list[tuple[list[Line], dict[int, str]]] = []
+        ocr_pages = 0
         missing = None
         n = len(pdf)
         for i in range(n):
             page = pdf[i]
             try:
                 left, bottom, right, top = page.get_cropbox()
-                lines = _order(_raw_lines(page.get_textpage(), left, top), right - left)
-                if not any(ch.strip() for line in lines for ch, *_ in line) and _has_images(page):
+                chars = _order(_raw_lines(page.get_textpage(), left, top), right - left)
+                lines, margins = _lines(chars), _margins(chars, top - bottom)
+                if not lines and _has_images(page):
                     from .ocr import ocr_image, tesseract_missing
 
                     missing = missing or tesseract_missing()
                     if missing is None:
                         image = page.render(scale=OCR_DPI / 72).to_pil()
-                        ocr_pages[i] = ocr_image(image, 72 / OCR_DPI, ocr_lang)
-                pages.append(lines)
-                heights.append(top - bottom)
+                        lines, margins = ocr_image(image, 72 / OCR_DPI, ocr_lang), {}
+                        ocr_pages += 1
+                pages.append((lines, margins))
             finally:
                 page.close()
             if progress:
                 progress((i + 1) / n)
     finally:
         pdf.close()
-    furniture = _furniture(pages, heights)
-    text, starts, layout = assemble([ocr_pages[i] if i in ocr_pages else _lines(i, lines, furniture)
-                                     for i, lines in enumerate(pages)])
+    # Running headers and footers: margin lines repeated on other pages, and page numbers.
+    seen = Counter(k for _, margins in pages for k in set(margins.values()))
+    furniture = {k for k in seen if _PAGE_NUMBER.match(k.replace("#", "1")) or (len(pages) > 1 and seen[k] > 1)}
+    text, starts, layout = assemble([[line for i, line in enumerate(lines) if margins.get(i) not in furniture]
+                                     for lines, margins in pages])
     if not text.strip() and missing:
         from .reading import UnreadableFile
 
         raise UnreadableFile(missing)
-    return text, starts, layout, len(ocr_pages)
+    return text, starts, layout, ocr_pages
 
 
 def _has_images(page: Any) -> bool:
@@ -76,31 +81,45 @@ def _has_images(page: Any) -> bool:
 
 def _raw_lines(textpage: Any, left: float, top: float) -> list[list[Char]]:
     """pdfium's characters split at its line breaks, boxes in points from the page's top-left."""
+    import ctypes
+
     import pypdfium2.raw as pdfium_c
 
     raw = textpage.raw
+    n = textpage.count_chars()
+    rect = pdfium_c.FS_RECTF()
+    ref = ctypes.byref(rect)
+    buffer = ctypes.create_string_buffer(2 * (n + 1))
+    pdfium_c.FPDFText_GetText(raw, 0, n, ctypes.cast(buffer, ctypes.POINTER(ctypes.c_ushort)))
+    text = buffer.raw[:2 * n].decode("utf-16-le", errors="replace")
+    if len(text) != n:  # characters outside the BMP take two UTF-16 units: read one by one
+        text = "".join(chr(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(n))
     lines: list[list[Char]] = [[]]
-    for i in range(textpage.count_chars()):
-        cp = pdfium_c.FPDFText_GetUnicode(raw, i)
-        if cp in (10, 13):
+    space = (" ", None, None, None, None)
+    for i, ch in enumerate(text):
+        if ch in "\r\n":
             if lines[-1]:
                 lines.append([])
             continue
-        ch = "-" if cp == 2 else "\ufffd" if 0xD800 <= cp <= 0xDFFF else chr(cp)
+        cp = ord(ch)
         if cp < 32 and cp not in (2, 9):
             continue
-        if pdfium_c.FPDFText_IsGenerated(raw, i) or not ch.strip():
-            lines[-1].append((" ", None, None, None, None))
+        if cp == 2:
+            ch = "-"  # pdfium's mark for a hyphen that breaks a word at the end of a line
+        elif 0xD800 <= cp <= 0xDFFF:
+            ch = "\ufffd"
+        if not ch.strip():  # spaces, also those pdfium generates between words: no box
+            lines[-1].append(space)
             continue
-        x0, y0, x1, y1 = textpage.get_charbox(i, loose=True)
-        lines[-1].append((ch, x0 - left, top - y1, x1 - left, top - y0))
+        pdfium_c.FPDFText_GetLooseCharBox(raw, i, ref)  # page space: y grows upwards
+        lines[-1].append((ch, rect.left - left, top - rect.top, rect.right - left, top - rect.bottom))
     return [line for line in lines if any(c[1] is not None for c in line)]
 
 
 def _extent(line: list[Char]) -> tuple[float, float, float, float]:
     boxed = [c for c in line if c[1] is not None]
-    return (min(c[1] for c in boxed), min(c[2] for c in boxed),  # type: ignore[type-var]
-            max(c[3] for c in boxed), max(c[4] for c in boxed))  # type: ignore[type-var]
+    return (min([c[1] for c in boxed]), min([c[2] for c in boxed]),  # type: ignore[type-var]
+            max([c[3] for c in boxed]), max([c[4] for c in boxed]))  # type: ignore[type-var]
 
 
 def _covered(line: list[Char]) -> list[tuple[float, float]]:
@@ -117,17 +136,19 @@ def _covered(line: list[Char]) -> list[tuple[float, float]]:
     return [(a, b) for a, b in out]
 
 
-def _gutter(lines: list[list[Char]], width: float) -> float | None:
+def _gutter(lines: list[list[Char]], covers: list[list[tuple[float, float]]], width: float) -> float | None:
     """The x of the gap between two text columns, or None for a one-column page."""
     if len(lines) < 6 or width <= 0:
         return None
     lo, hi = int(0.2 * width), int(0.8 * width)
-    count = [0] * (hi - lo)
-    covers = [_covered(line) for line in lines]
+    steps = [0] * (hi - lo + 1)  # +1 where an interval starts, -1 after it ends: one point per bin
     for intervals in covers:
         for a, b in intervals:
-            for x in range(max(lo, int(a)), min(hi, int(b) + 1)):
-                count[x - lo] += 1
+            a_, b_ = max(lo, int(a)), min(hi, int(b) + 1)
+            if a_ < b_:
+                steps[a_ - lo] += 1
+                steps[b_ - lo] -= 1
+    count = list(accumulate(steps[:-1]))
     limit = max(1, int(0.2 * len(lines)))
     best, run_start = (0, 0), None
     for x, c in enumerate([*count, limit + 1]):
@@ -155,13 +176,14 @@ def _gutter(lines: list[list[Char]], width: float) -> float | None:
 
 def _order(lines: list[list[Char]], width: float) -> list[list[Char]]:
     """Lines in reading order: on a two-column page, each band's left column, then its right column."""
-    gx = _gutter(lines, width)
+    covers = [_covered(line) for line in lines] if len(lines) >= 6 else []
+    gx = _gutter(lines, covers, width)
     if gx is None:
         return lines
     spanning: list[list[Char]] = []
     halves: list[tuple[int, list[Char]]] = []  # (0 left | 1 right, chars)
-    for line in lines:
-        if any(a < gx < b for a, b in _covered(line)):
+    for line, cover in zip(lines, covers):
+        if any(a < gx < b for a, b in cover):
             spanning.append(line)
             continue
         left: list[Char] = []
@@ -190,26 +212,21 @@ def _key(line: list[Char]) -> str:
     return re.sub(r"\d+", "#", " ".join("".join(c[0] for c in line).split()).lower())
 
 
-def _furniture(pages: list[list[list[Char]]], heights: list[float]) -> set[tuple[int, int]]:
-    """(page, line) of running headers and footers: margin lines repeated on other pages, page numbers."""
-    margin: dict[tuple[int, int], str] = {}
-    for p, (lines, h) in enumerate(zip(pages, heights)):
-        for i, line in enumerate(lines):
-            _, top, _, bottom = _extent(line)
-            if bottom <= MARGIN * h or top >= (1 - MARGIN) * h:
-                margin[(p, i)] = _key(line)
-    seen = Counter(k for _, k in {(p, k) for (p, _), k in margin.items()})
-    return {pi for pi, k in margin.items() if _PAGE_NUMBER.match(k.replace("#", "1")) or
-            (len(pages) > 1 and seen[k] > 1)}
+def _margins(lines: list[list[Char]], height: float) -> dict[int, str]:
+    """Lines in the top or bottom band of the page (where headers and footers live): index -> key."""
+    out = {}
+    for i, line in enumerate(lines):
+        _, top, _, bottom = _extent(line)
+        if bottom <= MARGIN * height or top >= (1 - MARGIN) * height:
+            out[i] = _key(line)
+    return out
 
 
-def _lines(page: int, lines: list[list[Char]], furniture: set[tuple[int, int]]) -> list[Line]:
+def _lines(lines: list[list[Char]]) -> list[Line]:
     """A page's ordered character lines as text lines with word boxes, joined as running text or paragraphs."""
     out: list[Line] = []
     prev: tuple[tuple[float, float, float, float], str] | None = None
-    for i, chars in enumerate(lines):
-        if (page, i) in furniture:
-            continue
+    for chars in lines:
         text = "".join(c[0] for c in chars)
         a, b = len(text) - len(text.lstrip()), len(text.rstrip())
         chars, text = chars[a:b], text[a:b]
@@ -217,8 +234,7 @@ def _lines(page: int, lines: list[list[Char]], furniture: set[tuple[int, int]]) 
         for m in _WORD.finditer(text):
             boxed = [c for c in chars[m.start():m.end()] if c[1] is not None]
             if boxed:
-                words.append((m.start(), m.end(), min(c[1] for c in boxed), min(c[2] for c in boxed),  # type: ignore[type-var]
-                              max(c[3] for c in boxed), max(c[4] for c in boxed)))  # type: ignore[type-var]
+                words.append((m.start(), m.end(), *_extent(boxed)))
         ext = _extent(chars)
         sep = "\n"
         if prev is not None:
