@@ -52,7 +52,7 @@ def read_pdf(path: Path, progress: Callable[[float], None] | None = None,
                     missing = missing or tesseract_missing()
                     if missing is None:
                         image = page.render(scale=OCR_DPI / 72).to_pil()
-                        lines, margins = ocr_image(image, 72 / OCR_DPI, ocr_lang), {}
+                        lines, margins = ocr_image(image, 72 / OCR_DPI, ocr_lang, OCR_DPI), {}
                         ocr_pages += 1
                 pages.append((lines, margins))
             finally:
