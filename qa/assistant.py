@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -44,7 +45,8 @@ class Assistant:
         self._store: Store | None = None
         self._retriever: Any = None
         self._composer: Any = None
-        self._layouts: dict[str, tuple[str, Any]] = {}  # source -> (digest, word boxes) of PDFs and images
+        self._layouts: dict[str, tuple[str, Any]] = {}  # source -> (digest, word boxes or None)
+        self._layouts_lock = threading.Lock()  # questions are answered on several threads (qa serve)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assistant:
@@ -198,14 +200,17 @@ class Assistant:
     # --- positions on the page (PDFs and images) ----------------------------------------------------
     def _layout(self, source: str) -> tuple[str, Any] | None:
         """(digest, word boxes) of an indexed PDF or image, cached while its digest stays the same."""
-        got = self.store().layout(source, self._layouts.get(source))
-        if got is None:
-            self._layouts.pop(source, None)
-        else:
-            if len(self._layouts) >= 8 and source not in self._layouts:
-                self._layouts.pop(next(iter(self._layouts)))
-            self._layouts[source] = got
-        return got
+        with self._layouts_lock:
+            known = self._layouts.get(source)
+        got = self.store().layout(source, known)
+        with self._layouts_lock:
+            if got is None:
+                self._layouts.pop(source, None)
+            else:
+                if len(self._layouts) >= 16 and source not in self._layouts:  # big PDFs: MBs each
+                    self._layouts.pop(next(iter(self._layouts)))
+                self._layouts[source] = got
+        return got if got is not None and got[1] is not None else None
 
     def _place(self, c: Citation) -> Citation:
         """The citation with its page and word boxes, when its document has them."""

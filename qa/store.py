@@ -292,9 +292,10 @@ class Store:
                 for i in range(n)])
 
     def layout(self, source: str, known: tuple[str, Any] | None = None) -> tuple[str, Any] | None:
-        """(digest, `qa.positions.Layout`) of an indexed PDF or image; None for other documents.
+        """(digest, `qa.positions.Layout`) of an indexed document (the layout None unless a PDF or image).
 
-        `known` is a copy read before: returned as is while the document's digest has not changed.
+        None if it is not indexed. `known` is a copy read before: returned as is while the document's
+        digest has not changed.
         """
         from .positions import Layout
 
@@ -306,7 +307,7 @@ class Store:
             return known
         pieces = self.layouts.get(where={"$and": [{"source": source}, {"digest": digest}]}, include=["metadatas"])
         if not pieces["ids"]:
-            return None
+            return digest, None
         ordered = sorted(pieces["metadatas"], key=lambda m: int(m["piece"]))
         return digest, Layout.decode("".join(m["data"] for m in ordered))
 

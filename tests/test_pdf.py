@@ -185,3 +185,28 @@ def test_progress_moves_page_by_page_within_a_file(tmp_path: Path) -> None:
     Assistant(index_dir=tmp_path / "index").ingest(docs, progress=lambda done, total, item: seen.append(done))
     within = [round(d, 2) for d in seen if 0 < d < 1]
     assert within[:3] == [0.33, 0.66, 0.99], seen
+
+
+def test_changed_pdf_gets_new_boxes_and_removed_pdf_leaves_none(tmp_path: Path) -> None:
+    from reportlab.pdfgen import canvas
+
+    from qa import Assistant
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pdfdocs.facts_pdf(docs / "facts.pdf")
+    a = Assistant(index_dir=tmp_path / "index")
+    a.ingest(docs)
+    before = _cite(a, "When did the bridge at Alder Creek open?", "Alder Creek").boxes[0]
+    c = canvas.Canvas(str(docs / "facts.pdf"), pagesize=(pdfdocs.W, pdfdocs.H))
+    c.setFont("Helvetica", 12)
+    c.drawString(300, pdfdocs.H - 400, pdfdocs.FACTS[0][2])
+    c.save()
+    assert a.ingest(docs).count("updated") == 1
+    after = _cite(a, "When did the bridge at Alder Creek open?", "Alder Creek").boxes[0]
+    assert abs(after.x0 - 300) <= TOLERANCE and after.y0 < 400 < after.y1 and after != before
+    layouts = a.store().layouts
+    assert len({m["digest"] for m in layouts.get(include=["metadatas"])["metadatas"]}) == 1
+    (docs / "facts.pdf").unlink()
+    a.ingest(docs)
+    assert layouts.count() == 0
