@@ -44,6 +44,11 @@ def chunk_id(source: str, digest: str, index: int) -> str:
     return hashlib.sha1(f"{source}\x00{digest}\x00{index}".encode()).hexdigest()
 
 
+def layout_id(source: str, digest: str) -> str:
+    """Id of the first stored piece of a document's word boxes."""
+    return f"{chunk_id(source, digest, -2)}:0"
+
+
 def open_client(index_dir: Path, chroma_url: str | None, create: bool) -> Any:
     """An embedded PersistentClient at index_dir, or an HttpClient for a Chroma server."""
     import chromadb
@@ -286,10 +291,19 @@ class Store:
         for d in docs:
             data = d.layout.encode()
             n = max(1, -(-len(data) // TEXT_PIECE))
-            ids = [f"{chunk_id(d.path, d.digest, -2)}:{i}" for i in range(n)]
+            ids = [f"{chunk_id(d.path, d.digest, -2)}:{i}" for i in range(n)]  # ids[0] == layout_id(...)
             self.layouts.upsert(ids=ids, documents=[""] * n, embeddings=[[0.0]] * n, metadatas=[
                 {"source": d.path, "digest": d.digest, "piece": i, "data": data[i * TEXT_PIECE:(i + 1) * TEXT_PIECE]}
                 for i in range(n)])
+
+    def layout_ids(self) -> set[str]:
+        """Ids of every stored layout piece (ids only: the boxes themselves are not read)."""
+        ids: set[str] = set()
+        while True:
+            got = self.layouts.get(include=[], limit=5000, offset=len(ids))
+            ids.update(got["ids"])
+            if len(got["ids"]) < 5000:
+                return ids
 
     def layout(self, source: str, known: tuple[str, Any] | None = None) -> tuple[str, Any] | None:
         """(digest, `qa.positions.Layout`) of an indexed document (the layout None unless a PDF or image).

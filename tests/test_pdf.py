@@ -210,3 +210,19 @@ def test_changed_pdf_gets_new_boxes_and_removed_pdf_leaves_none(tmp_path: Path) 
     (docs / "facts.pdf").unlink()
     a.ingest(docs)
     assert layouts.count() == 0
+
+
+def test_pdf_indexed_without_boxes_is_read_again_once(tmp_path: Path) -> None:
+    from qa import Assistant
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pdfdocs.facts_pdf(docs / "facts.pdf")
+    a = Assistant(index_dir=tmp_path / "index")
+    a.ingest(docs)
+    a.store().layouts.delete(where={"source": str(docs / "facts.pdf")})  # as an index from before positions
+    assert a.ingest(docs).count("updated") == 1
+    assert a.store().count() == 1  # its chunks replaced, not doubled
+    c = _cite(a, "When did the bridge at Alder Creek open?", "Alder Creek")
+    assert c.page == 1 and c.boxes
+    assert a.ingest(docs).count("unchanged") == 1
