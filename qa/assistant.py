@@ -220,7 +220,10 @@ class Assistant:
         if got is None:
             return c
         layout = got[1]
-        return replace(c, page=layout.page_of(c.start), boxes=layout.boxes(c.start, c.end))
+        page = layout.page_of(c.start)
+        # `location` came from the passage's first page; the cited sentence may start on a later one.
+        return replace(c, page=page, boxes=layout.boxes(c.start, c.end),
+                       location=f"page {page}" if page else c.location)
 
     def _placed(self, citations: Sequence[Citation]) -> tuple[Citation, ...]:
         return tuple(self._place(c) for c in citations)
