@@ -158,7 +158,9 @@ def _gutter(lines: list[list[Char]], covers: list[list[tuple[float, float]]], wi
             if x - run_start > best[1] - best[0]:
                 best = (run_start, x)
             run_start = None
-    if best[1] - best[0] < 6:
+    # A gutter is a narrow gap with text on both sides; a wide one (a table's key and value columns,
+    # a half-empty page) is not read column by column.
+    if not 6 <= best[1] - best[0] <= 0.12 * width or best[0] == 0 or best[1] >= len(count):
         return None
     g0, g1 = best[0] + lo, best[1] + lo
     gx = (g0 + g1) / 2

@@ -226,3 +226,27 @@ def test_pdf_indexed_without_boxes_is_read_again_once(tmp_path: Path) -> None:
     c = _cite(a, "When did the bridge at Alder Creek open?", "Alder Creek")
     assert c.page == 1 and c.boxes
     assert a.ingest(docs).count("unchanged") == 1
+
+
+def test_tables_and_short_lines_keep_their_order(tmp_path: Path) -> None:
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(tmp_path / "table.pdf"), pagesize=(pdfdocs.W, pdfdocs.H))
+    c.setFont("Helvetica", 10)
+    rows = [("Colour of the glaze", "deep red"), ("Weight of the vase", "three kilograms"),
+            ("Height of the vase", "forty centimetres"), ("Name of the maker", "Orla Brandt"),
+            ("Year it was made", "1931"), ("Town of the workshop", "Bergen"), ("Price at auction", "twelve crowns")]
+    for i, (key, value) in enumerate(rows):  # a key-value table: a wide gap, not two columns of text
+        c.drawString(72, 700 - 16 * i, key)
+        c.drawString(360, 700 - 16 * i, value)
+    c.showPage()
+    c.setFont("Helvetica", 10)
+    verse = ["Short lines of a poem", "keep the order", "in which they stand,", "one under another,",
+             "even when", "none of them is long."]
+    for i, line in enumerate(verse):
+        c.drawString(72, 500 - 14 * i, line)
+    c.save()
+    text = load(tmp_path / "table.pdf").text
+    for key, value in rows:
+        assert f"{key} {value}" in text  # each row read across
+    assert " ".join(verse) in text
