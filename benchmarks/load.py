@@ -1,6 +1,6 @@
 """The UI under load: concurrent chat sessions against one `qa serve`, each a short conversation.
 
-    python -m benchmarks load [--sessions 1 20] [--timeout 300]
+    python -m benchmarks load [--sessions 1 20] [--timeout 300] [--via ui api]
 
 Indexes seeds/ in a scratch folder, starts `qa serve` on a free loopback port (extractive answers,
 no API key) and, for each session count, runs that many sessions at once. Each session is its own
@@ -11,7 +11,8 @@ conversation is the Miller question. An answer counts as correct when it contain
 citation marker and the sources panel lists exactly this conversation's questions.
 
 Latency is per question, from submit to the last streamed update, queue wait included; the UI
-queue runs one engine call at a time. "engine" is the time the assistant itself took per answer
+answers up to `qa.ui.ASK_CONCURRENCY` questions at once. With `--via api` the same conversations go
+through `POST /v1/ask` (earlier questions as `history`), checked for the fact and cited markers. "engine" is the time the assistant itself took per answer
 (shown in the sources panel). `tests/test_load.py` runs the same load with 20 sessions.
 """
 
@@ -99,9 +100,11 @@ class LoadReport:
     def summary(self) -> str:
         """One line: sessions, questions, errors, p50/p95."""
         who = "1 session" if self.sessions == 1 else f"{self.sessions} concurrent sessions"
+        timed = any(a.engine_seconds is not None for a in self.asked)  # the UI shows it; the API does not
+        engine = f" (engine p50 {self.engine(50):.2f} s)" if timed else ""
         return (f"{who}: {self.answered}/{self.planned} questions answered, "
-                f"{len(self.errors)} errors; latency p50 {self.latency(50):.2f} s, p95 {self.latency(95):.2f} s "
-                f"(engine p50 {self.engine(50):.2f} s); {self.wall_seconds:.1f} s in all")
+                f"{len(self.errors)} errors; latency p50 {self.latency(50):.2f} s, p95 {self.latency(95):.2f} s"
+                f"{engine}; {self.wall_seconds:.1f} s in all")
 
     def error_lines(self) -> str:
         """One line per error, to read when a run fails."""
@@ -174,13 +177,52 @@ def run_session(url: str, session: int, start: threading.Barrier, deadline: floa
     return asked
 
 
-def run_load(url: str, sessions: int = 20, timeout: float = 300.0) -> LoadReport:
-    """`sessions` conversations at once against the `qa serve` at `url`; stops asking after `timeout` s."""
+def check_api(body: dict[str, Any], fact: str) -> str:
+    """What a program would find wrong with a `/v1/ask` answer, or "" if it is right."""
+    if fact not in body.get("answer", ""):
+        return f"{fact!r} is not in the answer {body.get('answer', '')[:200]!r}"
+    cited = body.get("citations") or []
+    if not cited or any(f"[{c['id']}]" not in body["answer"] for c in cited):
+        return f"the answer does not cite its citations: {body['answer'][:200]!r}"
+    return ""
+
+
+def run_session_api(url: str, session: int, start: threading.Barrier, deadline: float) -> list[Asked]:
+    """One conversation through the HTTP API: `/v1/ask` with the earlier questions as `history`."""
+    import httpx
+
+    plan = conversation(session)
+    asked: list[Asked] = []
+    questions: list[str] = []
+    with httpx.Client(base_url=url.rstrip("/"), timeout=None) as http:
+        try:
+            start.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except threading.BrokenBarrierError:
+            pass
+        for question, fact in plan:
+            t0 = time.perf_counter()
+            try:
+                r = http.post("/v1/ask", json={"question": question, "top_k": TOP_K, "history": questions},
+                              timeout=max(0.1, deadline - time.monotonic()))
+                r.raise_for_status()
+                body = r.json()
+            except Exception as e:  # a timeout or a server error ends the conversation
+                asked.append(Asked(session, question, None, f"{type(e).__name__}: {e}"))
+                break
+            questions.append(question)
+            asked.append(Asked(session, question, time.perf_counter() - t0, check_api(body, fact)))
+    return asked
+
+
+def run_load(url: str, sessions: int = 20, timeout: float = 300.0, via: str = "ui") -> LoadReport:
+    """`sessions` conversations at once against the `qa serve` at `url` (its UI, or its HTTP API with
+    `via="api"`); stops asking after `timeout` s."""
     deadline = time.monotonic() + timeout
     start = threading.Barrier(sessions)
     t0 = time.perf_counter()
+    session = run_session if via == "ui" else run_session_api
     with ThreadPoolExecutor(sessions, thread_name_prefix="session") as pool:
-        results = list(pool.map(lambda i: run_session(url, i, start, deadline), range(sessions)))
+        results = list(pool.map(lambda i: session(url, i, start, deadline), range(sessions)))
     return LoadReport(sessions, sum(len(conversation(i)) for i in range(sessions)),
                       tuple(a for r in results for a in r), time.perf_counter() - t0)
 
@@ -225,6 +267,8 @@ def main(argv: list[str] | None = None) -> list[str]:
     ap = argparse.ArgumentParser(prog="python -m benchmarks load", description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 20], help="concurrent sessions, one run each")
     ap.add_argument("--timeout", type=float, default=300, help="seconds each run may take at most")
+    ap.add_argument("--via", choices=["ui", "api"], nargs="+", default=["ui", "api"],
+                    help="through the chat UI's Gradio API, the HTTP API (/v1/ask), or both")
     args = ap.parse_args(argv)
     rows = []
     with scratch() as tmp:
@@ -235,15 +279,16 @@ def main(argv: list[str] | None = None) -> list[str]:
                        capture_output=True)
         with serving(index, tmp / "serve.log") as url:
             print(f"first answer (loads the models) {warm_up(url):.1f} s", flush=True)
-            for n in args.sessions:
-                report = run_load(url, n, args.timeout)
-                print(report.summary(), flush=True)
+            for n, via in ((n, via) for via in args.via for n in args.sessions):
+                report = run_load(url, n, args.timeout, via)
+                print(f"{via}: {report.summary()}", flush=True)
                 if report.errors:
                     print(report.error_lines(), flush=True)
-                rows.append(row(f"UI under load: {n} concurrent chat session{'s' * (n != 1)} x 4 questions "
-                                "(`qa serve`, seeds/, extractive, queue concurrency 1)",
-                                f"p50 {report.latency(50):.2f} s, p95 **{report.latency(95):.2f} s** "
-                                f"(engine p50 {report.engine(50):.2f} s/answer); {report.answered}/{report.planned} "
+                what = "chat session" if via == "ui" else "API client (/v1/ask)"
+                rows.append(row(f"{via.upper()} under load: {n} concurrent {what}{'s' * (n != 1)} x 4 questions "
+                                "(`qa serve`, seeds/, extractive)",
+                                f"p50 {report.latency(50):.2f} s, p95 **{report.latency(95):.2f} s**; "
+                                f"{report.answered}/{report.planned} "
                                 f"answered, {len(report.errors)} errors, {report.wall_seconds:.0f} s",
                                 "0 errors"))
                 print(rows[-1], flush=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+import threading
 import time
 import uuid
 from functools import cache
@@ -61,6 +63,7 @@ class BM25Side:
         self.cache_dir = cache_dir
         self._retriever: Any = None
         self._stamp: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def get(self, top_k: int, generation: int | None = None) -> Any:
         """The BM25 retriever for the store's current generation (read now unless given)."""
@@ -69,12 +72,17 @@ class BM25Side:
         if generation is None:
             generation = self.store.state()["generation"]
         stamp = {"collection": str(self.store.chunks.id), "generation": generation}
-        if self._retriever is None or stamp != self._stamp:
-            self._retriever = self._load(stamp) or self._build(stamp)
-            self._stamp = stamp
-        n = int(self._retriever.bm25.scores.get("num_docs", 0))
-        self._retriever.similarity_top_k = max(1, min(top_k, n))
-        return self._retriever
+        with self._lock:  # questions run in threads (qa serve): one rebuild, not one per waiting question
+            if self._retriever is None or stamp != self._stamp:
+                self._retriever = self._load(stamp) or self._build(stamp)
+                self._stamp = stamp
+            shared = self._retriever
+        # A shallow copy per question: its own top k over the shared index, which another
+        # question with a different top k would otherwise change under it.
+        retriever = copy.copy(shared)
+        n = int(retriever.bm25.scores.get("num_docs", 0))
+        retriever.similarity_top_k = max(1, min(top_k, n))
+        return retriever
 
     def _load(self, stamp: dict[str, Any]) -> Any:
         try:

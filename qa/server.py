@@ -11,12 +11,13 @@ router (here or in a module of its own) and add it to `ROUTERS`: `create_app` in
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -176,7 +177,7 @@ class AskRequest(BaseModel):
 
     question: str = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
     top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (default QA_TOP_K).")
-    history: list[str] = Field([], max_length=50, description="Earlier questions of the conversation, oldest first.")
+    history: list[str] = Field([], max_length=200, description="Earlier questions of the conversation, oldest first.")
     stream: bool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
     # Added by later branches (kept optional so older clients keep working): sources, conversation_id.
 
@@ -300,6 +301,7 @@ def add_documents(files: Annotated[list[UploadFile], File(description="The files
         if f.size is not None and f.size > limit:
             raise ApiError(413, f"{f.filename} is {f.size / 1e6:.1f} MB, over the "
                                 f"{e.assistant.settings.max_file_mb:g} MB limit (QA_MAX_FILE_MB).")
+    e.writer.check_room()  # before an upload replaces a file of the same name
     folder = uploads_dir(e.assistant)
     folder.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
@@ -386,8 +388,14 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
         api_key = assistant.settings.api_key.get_secret_value()
     credentials = parse_auth(auth)
     writer = writer or Writer(assistant)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        writer.close()  # refuse new uploads; an ingest cut short is repaired by the next one
+
     app = FastAPI(title="qa", summary="Answers from your documents, every sentence cited.", version="1",
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
     app.state.engine = Engine(assistant, writer)
     app.state.api_key = api_key.encode() if api_key else None
     _install_error_handlers(app)

@@ -272,14 +272,16 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
     def upload(files: list[str] | None, progress: gr.Progress = tracker) -> tuple[Any, ...]:
         if not files:
             return gr.skip(), gr.skip(), gr.skip(), ""
+        try:
+            writer.check_room()  # before an upload replaces a file of the same name
+        except QAError as e:
+            return gr.skip(), gr.skip(), None, str(e)
         saved, results = save_uploads(files, uploads_dir(assistant), assistant.settings.max_file_mb)
         if saved:
             # The server's one writer indexes it; questions go on being answered meanwhile.
             try:
                 job = writer.submit(saved)
             except QAError as e:
-                for p in saved:
-                    p.unlink(missing_ok=True)
                 return render_ingest(results), status_html(), None, str(e)
             while not job.finished:
                 if job.state == "queued":

@@ -88,14 +88,19 @@ class Writer:
         self._closed = False
 
     # --- submitting and watching ------------------------------------------------------------------
+    def check_room(self) -> None:
+        """Raise QueueFullError if a new job would be refused (checked before saving its files)."""
+        with self._cond:
+            if len(self._queue) >= self.max_jobs:
+                raise QueueFullError(f"{len(self._queue)} uploads are already queued or being indexed; "
+                                     "wait for one to finish and upload again.")
+
     def submit(self, paths: list[Path], refused: tuple[FileResult, ...] = ()) -> Job:
         """Queue the ingest of saved files; `refused` are files already failed (too large), reported with them."""
         with self._cond:
             if self._closed:
                 raise QAError("The server is shutting down; upload again after it restarts.")
-            if len(self._queue) >= self.max_jobs:
-                raise QueueFullError(f"{len(self._queue)} uploads are already queued or being indexed; "
-                                     "wait for one to finish and upload again.")
+            self.check_room()  # the condition's lock is reentrant
             job = Job(uuid.uuid4().hex[:16], tuple(str(p) for p in paths), total=len(paths))
             self._jobs[job.id] = job
             self._extra[job.id] = tuple(refused)

@@ -1,4 +1,4 @@
-"""The UI under load: 20 chat sessions at once against one `qa serve` all get correct, cited answers."""
+"""Under load: 20 chat sessions, then 20 API clients, at once against one `qa serve` all get correct, cited answers."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ def test_concurrent_sessions_all_get_correct_cited_answers(seeded_index: Path, t
     with serving(index, tmp_path / "serve.log") as url:
         first = warm_up(url)  # what a visitor's page load does: load the models
         report = run_load(url, sessions=SESSIONS, timeout=240)
+        api = run_load(url, sessions=SESSIONS, timeout=240, via="api")
     with capsys.disabled():  # the figures belong in the output; speed is judged in benchmarks/README.md
-        print(f"\nload: first answer {first:.1f} s; {report.summary()}")
-    assert report.errors == [], report.error_lines()
-    assert report.answered == report.planned == sum(len(conversation(i)) for i in range(SESSIONS))
+        print(f"\nload: first answer {first:.1f} s; UI: {report.summary()}")
+        print(f"load: API (/v1/ask): {api.summary()}")
+    for r in (report, api):
+        assert r.errors == [], r.error_lines()
+        assert r.answered == r.planned == sum(len(conversation(i)) for i in range(SESSIONS))

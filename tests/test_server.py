@@ -99,6 +99,9 @@ def test_status_and_documents(served: tuple[str, Path, Path]) -> None:
     assert s["documents"] >= 1 and s["chunks"] > 0 and s["uploads"] == []
     docs = api(url, "GET", "/v1/documents").json()["documents"]
     assert SEED_FILE.name in {d["name"] for d in docs}
+    assert api(url, "GET", "/docs", key=None).status_code == 200
+    paths = api(url, "GET", "/openapi.json", key=None).json()["paths"]
+    assert {"/v1/ask", "/v1/status", "/v1/documents", "/v1/jobs/{job_id}", "/v1/chat/completions"} <= set(paths)
 
 
 @pytest.mark.slow
@@ -311,3 +314,53 @@ def test_empty_server_refuses_then_learns_from_uploads(tmp_path: Path) -> None:
         assert names == ["harbour.txt", "skerryvore.txt"]
     finally:
         stop(proc)
+
+
+@pytest.mark.slow
+def test_questions_are_answered_while_another_client_uploads(seeded_index: Path, tmp_path: Path, say) -> None:
+    """One client asks while another uploads a 2 MB file: answers keep coming, right and cited; then 429."""
+    from benchmarks.upload import big_text, run_upload
+    from qa.writer import MAX_JOBS
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    proc, url = start(index, tmp_path / "serve.log", "--api-key", KEY)
+    try:
+        api(url, "POST", "/v1/ask", json={"question": QUESTION})  # the models are loaded
+        # A person reading each answer, not a tight loop: on a shared, busy machine a loop starves the writer.
+        run = run_upload(url, big_text(tmp_path / "abstracts.txt", 2.0), "api", key=KEY, pause=1.0)
+        say(f"\nupload: {run.summary()}")
+        assert run.upload_status == "abstracts.txt added", run.upload_status
+        assert run.errors == []
+        # Nobody waited for the ingest: many questions were answered during it, each in a fraction of it.
+        assert len(run.during) >= 5 and max(run.during) < run.upload_seconds / 4, run.summary()
+
+        jobs = [api(url, "POST", "/v1/documents?wait=false",
+                    files=[("files", ("more.txt", big_text(tmp_path / "more.txt", 0.3).read_bytes()))]).json()]
+        for i in range(MAX_JOBS - 1):
+            r = api(url, "POST", "/v1/documents?wait=false", files=[("files", (f"n{i}.txt", f"Note {i}.".encode()))])
+            assert r.status_code == 202, r.text
+            jobs.append(r.json())
+        refused = api(url, "POST", "/v1/documents?wait=false", files=[("files", ("late.txt", b"Late."))])
+        assert refused.status_code == 429 and refused.json()["error"]["type"] == "busy"
+        queued = api(url, "GET", "/v1/status").json()["uploads"]
+        assert [j["position"] for j in queued] == list(range(MAX_JOBS))
+        assert [j["id"] for j in queued] == [j["id"] for j in jobs]
+        deadline = time.monotonic() + 600
+        while api(url, "GET", "/v1/status").json()["uploads"] and time.monotonic() < deadline:
+            time.sleep(1)
+        states = {api(url, "GET", f"/v1/jobs/{j['id']}").json()["state"] for j in jobs}
+        assert states == {"done"}
+    finally:
+        stop(proc)
+
+
+def test_exposed_server_warns_for_each_unprotected_door() -> None:
+    from qa.server import exposure_warnings
+
+    assert exposure_warnings("127.0.0.1", None, api_key=False) == ""
+    both = exposure_warnings("0.0.0.0", None, api_key=False)
+    assert "--auth" in both and "QA_API_KEY" in both
+    assert "QA_API_KEY" in exposure_warnings("0.0.0.0", ("a", "b"), api_key=False)
+    assert "--auth" in exposure_warnings("0.0.0.0", None, api_key=True)
+    assert exposure_warnings("0.0.0.0", ("a", "b"), api_key=True) == ""
