@@ -20,7 +20,7 @@ say     = @printf '%s\n' $(1)
 timed   = +@t0=$$(date +%s); $(MAKE) -s --no-print-directory $(1) && t=$$(( $$(date +%s) - t0 )) && \
 	if [ $$t -gt 1 ]; then echo "Set-up took $$((t / 60)) min $$((t % 60)) s."; fi
 
-.PHONY: setup setup-test index run test test-fast lint bench clean browser
+.PHONY: setup setup-test index run test test-fast lint bench clean browser ocr
 
 $(BIN)/python:
 	$(call say,"Creating the virtual environment $(VENV) (a few seconds)…")
@@ -66,10 +66,14 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "Installing Chromium for the browser tests…"; \
 		apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
-test: setup-test browser
+# Debian's Tesseract for OCR of scanned PDFs and images (qa indexes everything else without it).
+ocr:
+	@command -v tesseract >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-eng; }
+
+test: setup-test browser ocr
 	$(BIN)/python -m pytest -q
 
-test-fast: setup-test
+test-fast: setup-test ocr
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup-test

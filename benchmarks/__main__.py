@@ -1,6 +1,6 @@
 """`python -m benchmarks [NAME ...] [options]`: run the named benchmarks (default all), print a table.
 
-Names: ingest, recipe, startup, latency, memory, load, bigfile, upload, chats, integrity. Options after a single name go to that benchmark,
+Names: ingest, recipe, startup, latency, memory, load, bigfile, upload, chats, integrity, pdf. Options after a single name go to that benchmark,
 e.g. `python -m benchmarks ingest --limit 1000`; `python -m benchmarks NAME --help` lists them.
 """
 
@@ -11,7 +11,8 @@ import sys
 
 from .common import HEADER
 
-NAMES = ["ingest", "recipe", "startup", "latency", "memory", "load", "bigfile", "upload", "chats", "integrity"]
+NAMES = ["ingest", "recipe", "startup", "latency", "memory", "load", "bigfile", "upload", "chats", "integrity",
+         "pdf"]
 
 
 def main(argv: list[str]) -> int:

@@ -16,7 +16,7 @@ from .errors import (
     IngestError,
     QAError,
 )
-from .types import Answer, Citation, FileResult, IngestReport, Passage, Status
+from .types import Answer, Box, Citation, FileResult, IngestReport, Passage, Status
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -54,4 +54,6 @@ __all__ = [
     "DiskFullError",
     "IndexDamagedError",
     "IndexVersionError",
+
+    "Box",
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +20,7 @@ from .prompts import EMPTY_QUESTION, NOT_FOUND, QUESTION_TOO_LONG
 from .reading import SourceText
 from .settings import Settings
 from .store import Store, open_client, prepare_index_dir
-from .types import Answer, Check, IngestReport, RebuildReport, Status
+from .types import Answer, Check, Citation, IngestReport, RebuildReport, Status
 
 if TYPE_CHECKING:
     from .conversations import Conversation, ConversationInfo, ConversationStore
@@ -54,6 +57,8 @@ class Assistant:
         self._retriever: Any = None
         self._composer: Any = None
         self._conversations: Any = None  # the ConversationStore, or the ConversationStoreError it gave
+        self._layouts: dict[str, tuple[str, Any]] = {}  # source -> (digest, word boxes or None)
+        self._layouts_lock = threading.Lock()  # questions are answered on several threads (qa serve)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assistant:
@@ -202,14 +207,14 @@ class Assistant:
         composer = self.composer()
         if getattr(composer, "generative", False):
             for d in composer.drafts(q, passages, history):
-                yield Answer(question=question, answer=d.text, answered=d.answered, citations=d.citations,
+                yield Answer(question=question, answer=d.text, answered=d.answered, citations=self._placed(d.citations),
                              related=passages, backend=self.backend, seconds=time.perf_counter() - started,
                              verified_sentences=d.verified, total_sentences=d.total)
             return
         text, citations = "", []
         for sentence, citation in composer.stream(q, list(passages)):
             text = f"{text} {sentence}" if text else sentence
-            citations.append(citation)
+            citations.append(self._place(citation))
             yield Answer(question=question, answer=text, answered=True, citations=tuple(citations),
                          related=passages, backend=self.backend, seconds=time.perf_counter() - started,
                          verified_sentences=len(citations), total_sentences=len(citations))
@@ -390,3 +395,66 @@ class Assistant:
             raise ConfigError("With a Chroma server, restore the server's --path folder (see README).")
         self._store = self._retriever = None
         return restore(Path(src), Path(self.settings.index_dir), force)
+
+    # --- positions on the page (PDFs and images) ----------------------------------------------------
+    def _layout(self, source: str) -> tuple[str, Any] | None:
+        """(digest, word boxes) of an indexed PDF or image, cached while its digest stays the same."""
+        with self._layouts_lock:
+            known = self._layouts.get(source)
+        got = self.store().layout(source, known)
+        with self._layouts_lock:
+            if got is None:
+                self._layouts.pop(source, None)
+            else:
+                if len(self._layouts) >= 16 and source not in self._layouts:  # big PDFs: MBs each
+                    self._layouts.pop(next(iter(self._layouts)))
+                self._layouts[source] = got
+        return got if got is not None and got[1] is not None else None
+
+    def _place(self, c: Citation) -> Citation:
+        """The citation with its page and word boxes, when its document has them."""
+        if c.boxes:
+            return c
+        got = self._layout(c.source)
+        if got is None:
+            return c
+        layout = got[1]
+        page = layout.page_of(c.start)
+        # `location` came from the passage's first page; the cited sentence may start on a later one.
+        return replace(c, page=page, boxes=layout.boxes(c.start, c.end),
+                       location=f"page {page}" if page else c.location)
+
+    def _placed(self, citations: Sequence[Citation]) -> tuple[Citation, ...]:
+        return tuple(self._place(c) for c in citations)
+
+    def page_image(self, source: str, page: int, start: int | None = None, end: int | None = None,
+                   crop: bool = False) -> bytes:
+        """PNG of a page of an indexed PDF or image, the words of `[start, end)` highlighted.
+
+        `crop` keeps only those words and a margin. Cached under `<index>/pages/` by the file's
+        digest, page, span and crop.
+        """
+        from .pages import render_page
+        from .reading import file_digest
+
+        got = self._layout(source)
+        if got is None:
+            raise QAError(f"{source} is not an indexed PDF or image; only those have page images.")
+        digest, layout = got
+        span = (start, end) if start is not None and end is not None and 0 <= start < end else None
+        cache = Path(self.settings.index_dir) / "pages" / (
+            f"{digest[:24]}-{int(page)}" + (f"-{span[0]}-{span[1]}" if span else "") + ("-crop" if crop else "")
+            + ".png")
+        if cache.exists():
+            return cache.read_bytes()
+        path = Path(source)
+        if not path.is_file():
+            raise QAError(f"{source} is indexed but not on this machine; page images are drawn from the file.")
+        if file_digest(path) != digest:
+            raise QAError(f"{source} changed since it was indexed. Run: qa ingest {source}")
+        png = render_page(path, int(page), layout.boxes(*span) if span else (), crop)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(png)
+        os.replace(tmp, cache)
+        return png

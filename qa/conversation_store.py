@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConversationNotFoundError, ConversationStoreError, QAError
-from .types import Answer, Citation, Passage
+from .types import Answer, Box, Citation, Passage
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: conversations and their turns
@@ -290,11 +290,21 @@ def _beyond(full: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in full.items() if k not in record}
 
 
+def _citation(stored: dict[str, Any]) -> Citation:
+    """A citation back from its JSON: boxes become `Box`es again, spans tuples."""
+    c = {k: v for k, v in stored.items() if k in _CITATION_FIELDS}
+    if c.get("boxes"):
+        c["boxes"] = tuple(Box(**b) if isinstance(b, dict) else Box(*b) for b in c["boxes"])
+    for k in ("boxes", "answer_span"):
+        if isinstance(c.get(k), list):
+            c[k] = tuple(c[k])
+    return Citation(**c)
+
+
 def _rebuild(record: dict[str, Any], context: dict[str, Any], backend: str, seconds: float) -> Answer:
     extra = context.get("citations", [])
-    citations = tuple(
-        Citation(**{k: v for k, v in {**c, **(extra[i] if i < len(extra) else {})}.items() if k in _CITATION_FIELDS})
-        for i, c in enumerate(record.get("citations", [])))
+    citations = tuple(_citation({**c, **(extra[i] if i < len(extra) else {})})
+                      for i, c in enumerate(record.get("citations", [])))
     related = tuple(Passage(**{k: v for k, v in p.items() if k in _PASSAGE_FIELDS}) for p in context.get("related", []))
     return Answer(question=record["question"], answer=record["answer"], answered=record["answered"],
                   citations=citations, related=related, backend=backend, seconds=seconds,

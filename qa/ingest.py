@@ -17,7 +17,7 @@ from typing import Any
 
 from .embedding import encode
 from .reading import Chunk, SourceText, UnreadableFile, discover, file_digest, iter_chunks, load
-from .store import Store
+from .store import Store, layout_id
 from .types import FileResult, IngestReport
 
 # (files done, fractional while a big file streams through; total files; current file)
@@ -62,9 +62,11 @@ class Ingestor:
         roots = [p.absolute() for p in paths if p.exists()]
         present = {str(p) for p in files}
         gone = [s for s in records if _under(s, roots) and s not in present]
+        # PDFs indexed before qa kept word boxes are read again once, to gain them.
+        positioned = self.store.layout_ids() if any(p.suffix.lower() == ".pdf" for p in files) else set()
 
         def sources() -> Iterator[SourceText | FileResult]:
-            for p in files:
+            for i, p in enumerate(files):
                 try:
                     size = p.stat().st_size
                     if size > self.max_file_bytes:
@@ -75,9 +77,13 @@ class Ingestor:
                     digest = file_digest(p)
                     rec = records.get(str(p))
                     if rec is not None and rec.digest == digest:
-                        yield FileResult(str(p), "unchanged", chunks=0)
-                        continue
-                    yield load(p, digest)
+                        if p.suffix.lower() != ".pdf" or layout_id(str(p), digest) in positioned:
+                            yield FileResult(str(p), "unchanged", chunks=0)
+                            continue
+                        self.store.remove(str(p))  # same digest: its old chunks would not be replaced
+                    # OCR takes seconds a page: the progress bar moves with the pages of the file.
+                    pages = (lambda f, i=i, p=p: progress(i + 0.99 * f, len(files), str(p))) if progress else None
+                    yield load(p, digest, pages)
                 except UnreadableFile as e:
                     yield FileResult(str(p), "failed", reason=str(e))
                 except PermissionError:

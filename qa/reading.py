@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".pdf", ".html", ".htm", ".docx")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".pdf", ".html", ".htm", ".docx",
+                      ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 PAGE_SEP = "\n\n"
 
 
@@ -22,6 +23,7 @@ class SourceText:
     text: str
     digest: str
     pages: tuple[int, ...] = ()
+    layout: Any = None  # PDFs and images: a `qa.positions.Layout` mapping text offsets to word boxes
 
 
 @dataclass(frozen=True)
@@ -132,12 +134,8 @@ def read_text_file(path: Path) -> str:
 
 
 def _load_with_llamaindex(path: Path) -> list[Any]:
-    """Rich formats through LlamaIndex's file readers (one Document per page for PDFs)."""
+    """Rich formats through LlamaIndex's file readers (PDFs and images: `qa.pdf`, `qa.ocr`)."""
     suffix = path.suffix.lower()
-    if suffix == ".pdf":
-        from llama_index.readers.file import PDFReader
-
-        return PDFReader(return_full_document=False).load_data(path)
     if suffix == ".docx":
         from llama_index.readers.file import DocxReader
 
@@ -156,13 +154,26 @@ def _load_with_llamaindex(path: Path) -> list[Any]:
     raise UnreadableFile(f"unsupported file type {suffix}")
 
 
-def load(path: Path, digest: str | None = None) -> SourceText:
-    """Extract a file's text; raises UnreadableFile with a one-line reason."""
+def load(path: Path, digest: str | None = None, progress: Callable[[float], None] | None = None) -> SourceText:
+    """Extract a file's text; raises UnreadableFile with a one-line reason.
+
+    `progress` is told the fraction of a PDF's or image's pages read (OCR is slow: one call per page).
+    """
+    layout = None
     try:
         if path.stat().st_size == 0:
             raise UnreadableFile("empty file (0 bytes); nothing to index")
         digest = digest or file_digest(path)
-        if path.suffix.lower() in (".pdf", ".docx", ".html", ".htm"):
+        suffix = path.suffix.lower()
+        if suffix == ".pdf":
+            from .pdf import read_pdf
+
+            text, page_starts, layout, _ = read_pdf(path, progress)
+        elif suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+            from .ocr import read_image
+
+            text, page_starts, layout = read_image(path, progress)
+        elif suffix in (".docx", ".html", ".htm"):
             docs = _load_with_llamaindex(path)
             pages, parts, pos = [], [], 0
             for d in docs:
@@ -184,8 +195,8 @@ def load(path: Path, digest: str | None = None) -> SourceText:
         first = (str(e).splitlines() or [""])[0][:200]
         raise UnreadableFile(f"cannot parse {path.suffix} file ({type(e).__name__}: {first})") from None
     if not text.strip():
-        raise UnreadableFile("no text could be extracted (empty or scanned file)")
-    return SourceText(path=str(path), text=text, digest=digest, pages=page_starts)
+        raise UnreadableFile("no text could be extracted (empty file, or OCR found no words)")
+    return SourceText(path=str(path), text=text, digest=digest, pages=page_starts, layout=layout)
 
 
 def make_splitter(chunk_size: int, chunk_overlap: int, tokenizer: Callable[[str], list[Any]]) -> Any:

@@ -19,12 +19,13 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -333,6 +334,47 @@ def get_job(job_id: str, e: EngineDep) -> JSONResponse:
     return JSONResponse(job.to_dict())
 
 
+# --- /v1/documents/{source}/pages/{n}.png: a PDF page or image with the cited words highlighted -----------
+pages_router = APIRouter(tags=["documents"])  # included without api_auth: a signed URL needs no key
+
+
+def _page_sig(key: bytes, source: str, page: int, start: int | None, end: int | None, crop: bool) -> str:
+    return hmac.new(key, json.dumps([source, page, start, end, bool(crop)]).encode(), "sha256").hexdigest()[:32]
+
+
+def page_url(key: bytes, source: str, page: int, start: int | None = None, end: int | None = None,
+             crop: bool = False) -> str:
+    """The URL of a page image, signed with the app's key: the UI's <img> fetches it without the API key,
+    and the signature opens that one image only."""
+    from urllib.parse import quote, urlencode
+
+    query: dict[str, Any] = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+    if crop:
+        query["crop"] = 1
+    query["sig"] = _page_sig(key, source, page, start, end, crop)
+    return f"/v1/documents/{quote(source, safe='')}/pages/{page}.png?{urlencode(query)}"
+
+
+@pages_router.get(
+    "/documents/{source:path}/pages/{page:int}.png", summary="A page of a PDF or image, cited words highlighted",
+    response_class=Response, responses={200: {"content": {"image/png": {}}, "description": "The page as PNG."}})
+def page_png(source: str, page: int, request: Request, e: EngineDep,
+             start: Annotated[int | None, Query(ge=0, description="Start of the span to highlight.")] = None,
+             end: Annotated[int | None, Query(ge=0, description="End of the span to highlight.")] = None,
+             crop: Annotated[bool, Query(description="Only the highlighted words and a margin.")] = False,
+             sig: Annotated[str | None, Query(description="Signature of a URL the UI made.")] = None) -> Response:
+    if not (sig and hmac.compare_digest(sig, _page_sig(request.app.state.page_key, source, page, start, end, crop))):
+        api_auth(request)
+    a = e.ready()
+    try:
+        png = a.page_image(source, page, start, end, crop=crop)
+    except IndexMissingError:
+        raise
+    except QAError as err:
+        raise ApiError(404, str(err)) from None
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
 # Each router is included under /v1 behind api_auth; add new ones at the end.
 ROUTERS: list[APIRouter] = [
     status_router,
@@ -374,12 +416,14 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
     for router in [*ROUTERS, openai_router, chats_router]:
         app.include_router(router, prefix="/v1", dependencies=[Depends(api_auth)])
+    app.state.page_key = os.urandom(32)
+    app.include_router(pages_router, prefix="/v1")  # checks the signature, else the API key, itself
 
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     def _unknown(rest: str) -> None:
         raise ApiError(404, f"No route /v1/{rest}; see /docs for the API.")
 
-    blocks = build_app(assistant, writer)
+    blocks = build_app(assistant, writer, page_url=partial(page_url, app.state.page_key))
     blocks.queue(default_concurrency_limit=None)
     return gr.mount_gradio_app(
         app, blocks, path="/", auth=(lambda u, p: check(users, u, p)) if users else None, auth_message="qa: sign in to ask about the documents.",

@@ -44,6 +44,11 @@ def chunk_id(source: str, digest: str, index: int) -> str:
     return hashlib.sha1(f"{source}\x00{digest}\x00{index}".encode()).hexdigest()
 
 
+def layout_id(source: str, digest: str) -> str:
+    """Id of the first stored piece of a document's word boxes."""
+    return f"{chunk_id(source, digest, -2)}:0"
+
+
 def open_client(index_dir: Path, chroma_url: str | None, create: bool) -> Any:
     """An embedded PersistentClient at index_dir, or an HttpClient for a Chroma server."""
     import chromadb
@@ -109,6 +114,7 @@ class Store:
             )
         self.files = client.get_or_create_collection(f"{name}_files")
         self.texts = client.get_or_create_collection(f"{name}_texts")
+        self.layouts = client.get_or_create_collection(f"{name}_layouts")  # PDFs, images: word boxes
         self._writer: dict[str, Any] | None = None
         self._renewed = 0.0
         self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
@@ -231,6 +237,7 @@ class Store:
     def commit(self, docs: list[tuple[SourceText, int]], replaced: list[SourceText]) -> None:
         """Record fully written documents (the commit point), then drop replaced versions."""
         self._write_texts([d for d, _ in docs])
+        self._write_layouts([d for d, _ in docs if d.layout is not None])
         for i in range(0, len(docs), 1000):
             part = docs[i:i + 1000]
             self.files.upsert(
@@ -242,6 +249,7 @@ class Store:
             old = {"$and": [{"source": d.path}, {"digest": {"$ne": d.digest}}]}
             self.chunks.delete(where=old)
             self.texts.delete(where=old)
+            self.layouts.delete(where=old)
 
     def _write_texts(self, docs: list[SourceText]) -> None:
         """Store documents' text in pieces, about 1 MB per write, before their records vouch for them."""
@@ -268,6 +276,7 @@ class Store:
         self.files.delete(ids=[source])
         self.chunks.delete(where={"source": source})
         self.texts.delete(where={"source": source})
+        self.layouts.delete(where={"source": source})
 
     def repair(self) -> int:
         """Delete chunks and text pieces no catalogue record vouches for; returns how many chunks."""
@@ -278,12 +287,51 @@ class Store:
             return r is None or r.digest != m.get("digest") or int(m.get("index", -1)) >= r.chunks
 
         deleted = []
-        for collection in (self.chunks, self.texts):  # text pieces have no index: -1 passes that check
+        for collection in (self.chunks, self.texts, self.layouts):  # pieces have no index: -1 passes
             ids = [i for i, _, m in _get_all(collection, ["metadatas"]) if stray(m)]
             for i in range(0, len(ids), 5000):
                 collection.delete(ids=ids[i:i + 5000])
             deleted.append(len(ids))
         return deleted[0]
+
+    def _write_layouts(self, docs: list[SourceText]) -> None:
+        """Store documents' word boxes (compressed, in pieces) next to their text."""
+        for d in docs:
+            data = d.layout.encode()
+            n = max(1, -(-len(data) // TEXT_PIECE))
+            ids = [f"{chunk_id(d.path, d.digest, -2)}:{i}" for i in range(n)]  # ids[0] == layout_id(...)
+            self.layouts.upsert(ids=ids, documents=[""] * n, embeddings=[[0.0]] * n, metadatas=[
+                {"source": d.path, "digest": d.digest, "piece": i, "data": data[i * TEXT_PIECE:(i + 1) * TEXT_PIECE]}
+                for i in range(n)])
+
+    def layout_ids(self) -> set[str]:
+        """Ids of every stored layout piece (ids only: the boxes themselves are not read)."""
+        ids: set[str] = set()
+        while True:
+            got = self.layouts.get(include=[], limit=5000, offset=len(ids))
+            ids.update(got["ids"])
+            if len(got["ids"]) < 5000:
+                return ids
+
+    def layout(self, source: str, known: tuple[str, Any] | None = None) -> tuple[str, Any] | None:
+        """(digest, `qa.positions.Layout`) of an indexed document (the layout None unless a PDF or image).
+
+        None if it is not indexed. `known` is a copy read before: returned as is while the document's
+        digest has not changed.
+        """
+        from .positions import Layout
+
+        got = self.files.get(ids=[source], include=["metadatas"])
+        if not got["ids"]:
+            return None
+        digest = got["metadatas"][0]["digest"]
+        if known is not None and known[0] == digest:
+            return known
+        pieces = self.layouts.get(where={"$and": [{"source": source}, {"digest": digest}]}, include=["metadatas"])
+        if not pieces["ids"]:
+            return digest, None
+        ordered = sorted(pieces["metadatas"], key=lambda m: int(m["piece"]))
+        return digest, Layout.decode("".join(m["data"] for m in ordered))
 
     # --- reading ----------------------------------------------------------------------------------
     def count(self) -> int:

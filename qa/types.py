@@ -7,6 +7,20 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Box:
+    """A rectangle on a page, in PDF points (1/72 inch) with the origin at the page's top-left corner.
+
+    `y` grows downwards, like the rendered image's pixels. Images count one point per pixel.
+    """
+
+    page: int  # 1-based
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True)
 class Citation:
     """One numbered source of an answer: an exact span of a document's extracted text."""
 
@@ -21,6 +35,8 @@ class Citation:
     passage: str = ""
     location: str = ""
     verified: bool = True  # a passage supports the cited sentence (extractive: by construction)
+    page: int | None = None  # PDFs and images: the 1-based page where the span starts
+    boxes: tuple[Box, ...] = ()  # PDFs and images: where the span's words are drawn (one box per line)
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,8 @@ class Answer:
             "answer": self.answer,
             "answered": self.answered,
             "citations": [
-                {k: c[k] for k in ("id", "source", "start", "end", "text", "score", "verified")}
+                {k: c[k] for k in ("id", "source", "start", "end", "text", "score", "verified", "page", "boxes")
+                 if k not in ("page", "boxes") or c[k]}
                 for c in (asdict(c) for c in self.citations)
             ],
             "verified_sentences": self.verified_sentences,

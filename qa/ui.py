@@ -10,7 +10,7 @@ import html
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -76,7 +76,18 @@ def highlight(c: Citation) -> str:
     return f"{esc(p[:a])}<mark>{esc(p[a:b])}</mark>{esc(p[b:])}"
 
 
-def _card(n: int | None, item: Citation | Passage, body: str, elem_id: str, extra: str = "") -> str:
+def page_view(c: Citation, page_url: Callable[..., str]) -> str:
+    """A PDF's or image's cited words on the page (a crop per page they are on), linking to the whole page."""
+    pages = sorted({b.page for b in c.boxes})
+    name = Path(c.source).name
+    crops = "".join(f'<img src="{esc(page_url(c.source, p, c.start, c.end, crop=True))}" loading="lazy" '
+                    f'alt="{esc(f"{name}, page {p}: the cited words, highlighted")}">' for p in pages)
+    return (f'<a class="qa-page" href="{esc(page_url(c.source, c.page, c.start, c.end))}" target="_blank" '
+            f'rel="noopener" title="Open page {c.page} with the cited words highlighted">{crops}</a>')
+
+
+def _card(n: int | None, item: Citation | Passage, body: str, elem_id: str, extra: str = "",
+          figure: str = "") -> str:
     loc = f'<span class="qa-loc">{esc(item.location)}</span>' if item.location else ""
     if isinstance(item, Citation) and not item.verified:
         loc += '<span class="qa-flag">not verified</span>'
@@ -84,16 +95,20 @@ def _card(n: int | None, item: Citation | Passage, body: str, elem_id: str, extr
     return (f'<article class="qa-src{extra}" id="{elem_id}"><header>{num}'
             f'<span class="qa-file" title="{esc(item.source)}">{esc(Path(item.source).name)}</span>{loc}'
             f'<span class="qa-score">score {item.score:.2f}</span></header>'
-            f'<p class="qa-passage">{body}</p></article>')
+            f'{figure}<p class="qa-passage">{body}</p></article>')
 
 
-def render_sources(ans: Answer, turn: int) -> str:
-    """One turn's section of the sources panel: only the cited passages, or related ones if not found."""
+def render_sources(ans: Answer, turn: int, page_url: Callable[..., str] | None = None) -> str:
+    """One turn's section of the sources panel: only the cited passages, or related ones if not found.
+
+    With `page_url` (the server's signed image URLs), a PDF or image citation also shows its page.
+    """
     total, ok = ans.total_sentences, ans.verified_sentences
     checked = f" · {ok} of {total} generated sentences verified against the passages" if total > ok else ""
     q = f'<p class="qa-q">for “{esc(ans.question)}” · {ans.seconds:.1f} s{checked}</p>'
     if ans.answered:
-        cards = "".join(_card(c.id, c, highlight(c), source_id(turn, c.id)) for c in ans.citations)
+        cards = "".join(_card(c.id, c, highlight(c), source_id(turn, c.id), figure=page_view(c, page_url)
+                              if page_url and c.page and c.boxes else "") for c in ans.citations)
         return f'<section class="qa-turn" id="qa-turn-{turn}"><h3>Sources</h3>{q}{cards}</section>'
     cards = "".join(_card(None, p, esc(p.text), f"qa-rel-{turn}-{i}", " qa-related")
                     for i, p in enumerate(ans.related, 1))
@@ -225,7 +240,8 @@ def _message(e: QAError) -> str:
 
 
 # --- the app ----------------------------------------------------------------------------------------
-def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
+def build_app(assistant: Assistant, writer: Writer | None = None,
+              page_url: Callable[..., str] | None = None) -> gr.Blocks:
     """The chat UI over an assistant; uploads go to `writer` (the server's one background writer)."""
     import gradio as gr
 
@@ -290,7 +306,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
             answers, chat_id = chats.answers(eng, q, [t for t, _ in turns], chat_id, request, top_k=int(top_k))
             for ans in answers:
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
-                section = render_sources(ans, n)
+                section = render_sources(ans, n, page_url)
                 yield chat, render_panel([*earlier, section], busy=True), turns, "", "", chat_id
         except QAError as e:
             chat[-1] = {"role": "assistant", "content": f'<div class="qa-answer qa-error">{esc(_message(e))}</div>'}

@@ -41,6 +41,9 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
 .qa-passage { white-space: pre-wrap; font-size: .85rem; line-height: 1.5; margin: 0;
   color: var(--body-text-color-subdued); overflow-wrap: anywhere; }
 .qa-passage mark { background: #fef08a; color: #111; padding: 0 .1em; border-radius: 2px; }
+.qa-page { display: block; margin: .1rem 0 .45rem; cursor: zoom-in; }
+.qa-page img { display: block; max-width: 100%; height: auto; background: #fff; border-radius: 4px;
+  border: 1px solid var(--border-color-primary); margin-bottom: .25rem; }
 .qa-related { border-style: dashed; opacity: .9; }
 .qa-turn-notfound h3 { color: #92400e; }
 .dark .qa-turn-notfound h3 { color: #fbbf24; }

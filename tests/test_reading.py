@@ -89,7 +89,7 @@ def test_discover_recurses_and_skips_unsupported(tmp_path: Path) -> None:
     (tmp_path / "sub" / "deeper").mkdir(parents=True)
     (tmp_path / "sub" / "deeper" / "x.txt").write_text("hello there world")
     (tmp_path / "y.md").write_text("hello")
-    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "archive.zip").write_bytes(b"PK\x03\x04")  # images are read (OCR); archives are not
     (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
     files, skipped = discover([tmp_path, tmp_path / "missing"])
     assert [f.name for f in files] == ["x.txt", "y.md"]

@@ -1,0 +1,63 @@
+"""Page images: a PDF page rendered (pypdfium2) or an image file, with cited words highlighted."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import QAError
+from .types import Box
+
+SCALE = 2.0  # PDF pages render at 144 dpi: sharp on a laptop screen, ~300 KB a page
+FILL = (255, 200, 0, 90)  # semi-transparent: the words stay readable under the highlight
+EDGE = (220, 120, 0, 220)
+PAD = 1.5  # points around each box
+CROP_MARGIN = 0.05  # of the page width, kept around the highlighted words in a cropped image
+
+
+def render_page(path: Path, page: int, boxes: Sequence[Box] = (), crop: bool = False) -> bytes:
+    """PNG of page `page` (1-based) of a PDF or image file, with `boxes` on that page highlighted.
+
+    `crop` keeps only the highlighted words and a margin around them (the sources panel's view).
+    """
+    from PIL import Image, ImageDraw
+
+    if path.suffix.lower() == ".pdf":
+        import pypdfium2 as pdfium
+
+        pdf = pdfium.PdfDocument(str(path))
+        try:
+            if not 1 <= page <= len(pdf):
+                raise QAError(f"{path.name} has pages 1 to {len(pdf)}, not {page}.")
+            pg = pdf[page - 1]
+            image = pg.render(scale=SCALE).to_pil().convert("RGBA")
+            pg.close()
+        finally:
+            pdf.close()
+        factor = SCALE
+    else:
+        with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if not 1 <= page <= frames:
+                raise QAError(f"{path.name} has pages 1 to {frames}, not {page}.")
+            im.seek(page - 1)
+            image = im.convert("RGBA")
+        factor = 1.0  # image boxes are in pixels
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    here = [b for b in boxes if b.page == page]
+    for b in here:
+        draw.rectangle([(b.x0 - PAD) * factor, (b.y0 - PAD) * factor, (b.x1 + PAD) * factor,
+                        (b.y1 + PAD) * factor], fill=FILL, outline=EDGE, width=max(1, int(factor)))
+    out = io.BytesIO()
+    result = Image.alpha_composite(image, overlay).convert("RGB")
+    if crop and here:
+        m = CROP_MARGIN * image.width
+        # Across pages the crops share their x-range, so a span's pages show at one scale.
+        result = result.crop((int(max(0, min(b.x0 for b in boxes) * factor - m)),
+                              int(max(0, min(b.y0 for b in here) * factor - m)),
+                              int(min(image.width, max(b.x1 for b in boxes) * factor + m)),
+                              int(min(image.height, max(b.y1 for b in here) * factor + m))))
+    result.save(out, format="PNG", optimize=False)
+    return out.getvalue()

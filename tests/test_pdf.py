@@ -1,0 +1,252 @@
+"""Evidence on the page: PDF and OCR citations carry boxes within a few points of where the words were drawn."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from qa.reading import load
+from qa.types import Box, Citation
+
+from . import pdfdocs
+
+TOLERANCE = 4.0  # points (images: pixels) between a citation box and where its words were drawn
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A folder of generated PDFs, a scan, an image and a text file, with where every line was drawn."""
+    docs = tmp_path_factory.mktemp("pdfdocs")
+    drawn = {
+        "facts.pdf": pdfdocs.facts_pdf(docs / "facts.pdf"),
+        "columns.pdf": pdfdocs.columns_pdf(docs / "columns.pdf"),
+        "ferry.pdf": pdfdocs.ferry_pdf(docs / "ferry.pdf"),
+        "scanned.pdf": pdfdocs.scanned_pdf(docs / "scanned.pdf"),
+        "note.png": pdfdocs.text_image(docs / "note.png", pdfdocs.NOTE, size=(1400, 500), at=(60, 80)),
+    }
+    (docs / "plain.txt").write_text("The village of Morrow has a blue water tower beside the school.\n")
+    return docs, drawn
+
+
+@pytest.fixture(scope="module")
+def assistant(library: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory):
+    from qa import Assistant
+
+    a = Assistant(index_dir=tmp_path_factory.mktemp("pdf-index") / "index")
+    report = a.ingest(library[0])
+    assert report.count("failed") == 0, report.files
+    return a
+
+
+def _cite(assistant, question: str, words: str) -> Citation:
+    ans = assistant.ask(question)
+    assert ans.answered, ans.answer
+    hits = [c for c in ans.citations if words in c.text]
+    assert hits, [c.text for c in ans.citations]
+    c = hits[0]
+    assert assistant.document_text(c.source)[c.start:c.end] == c.text
+    return c
+
+
+def _near(box: Box, page: int, x0: float, baseline: float, x1: float, line_height: float = 20) -> bool:
+    """The box covers one drawn line: same page, left and right edges within tolerance, baseline inside."""
+    return (box.page == page and abs(box.x0 - x0) <= TOLERANCE and abs(box.x1 - x1) <= TOLERANCE
+            and box.y0 - TOLERANCE <= baseline <= box.y1 + TOLERANCE and box.y1 - box.y0 < line_height)
+
+
+def test_citation_boxes_lie_where_the_sentence_was_drawn(assistant, library) -> None:
+    c = _cite(assistant, "When did the bridge at Alder Creek open?", "Alder Creek")
+    text, x0, baseline, x1 = library[1]["facts.pdf"]["page1"][0]
+    assert c.text == text and c.page == 1 and len(c.boxes) == 1
+    assert _near(c.boxes[0], 1, x0, baseline, x1), (c.boxes, (x0, baseline, x1))
+    # The other sentences are elsewhere on the page: a box that covered them would be wrong.
+    c2 = _cite(assistant, "How many kinds of pears grow in the orchard behind the mill?", "pears")
+    _, x0, baseline, x1 = library[1]["facts.pdf"]["page1"][1]
+    assert len(c2.boxes) == 1 and _near(c2.boxes[0], 1, x0, baseline, x1), c2.boxes
+
+
+def test_json_has_page_and_boxes_for_pdfs_only(assistant) -> None:
+    ans = assistant.ask("When did the bridge at Alder Creek open?")
+    cited = json.loads(json.dumps(ans.to_dict()))["citations"][0]
+    assert cited["page"] == 1 and set(cited["boxes"][0]) == {"page", "x0", "y0", "x1", "y1"}
+    plain = assistant.ask("What colour is the water tower in Morrow?").to_dict()["citations"][0]
+    assert plain["source"].endswith("plain.txt") and "page" not in plain and "boxes" not in plain
+
+
+def test_two_columns_read_column_by_column(assistant, library) -> None:
+    docs, drawn = library[0], library[1]["columns.pdf"]
+    text = load(docs / "columns.pdf").text
+    for column in ("left", "right"):
+        assert " ".join(t for t, *_ in drawn[column]) in text  # each column's sentences whole, in order
+    assert "Journal of Worked Examples" not in text  # the running header, repeated on both pages
+    c = _cite(assistant, "Why did nobody die when the great pit at Falun collapsed?", "killing a single miner")
+    assert c.text == "Its great pit collapsed in 1687 without killing a single miner, because it was a " \
+                     "holiday and nobody was working below."
+    lines = drawn["right"][2:5]
+    assert len(c.boxes) == 3
+    for box, (_, x0, baseline, x1) in zip(c.boxes, lines):
+        assert _near(box, 1, x0, baseline, x1), (box, x0, baseline, x1)
+
+
+def test_sentence_across_a_page_break_has_boxes_on_both_pages(assistant, library) -> None:
+    c = _cite(assistant, "How long does the ferry crossing to Ulva take?", "twenty minutes")
+    assert c.text == ("The ferry to the island of Ulva leaves at seven in the morning and the crossing "
+                      "takes twenty minutes in calm weather.")
+    assert c.page == 1 and {b.page for b in c.boxes} == {1, 2}
+    drawn = library[1]["ferry.pdf"]
+    _, x0, baseline, x1 = drawn["page1"][3]
+    assert _near(c.boxes[1], 1, x0, baseline, x1)
+    _, x0, baseline, _ = drawn["page2"][0]
+    last = c.boxes[-1]
+    assert last.page == 2 and abs(last.x0 - x0) <= TOLERANCE and last.y0 <= baseline <= last.y1
+    assert "Page 1 of 2" not in assistant.document_text(c.source)
+
+
+def test_scanned_pdf_is_read_by_ocr_with_boxes_over_the_words(assistant, library) -> None:
+    c = _cite(assistant, "How many ships did the lighthouse keeper of Skerry Point count?", "ninety ships")
+    assert c.source.endswith("scanned.pdf") and c.page == 1 and len(c.boxes) == 2
+    for box, (_, x0, baseline, x1) in zip(c.boxes, library[1]["scanned.pdf"]["page1"]):
+        assert _near(box, 1, x0, baseline, x1), (box, x0, baseline, x1)
+
+
+def test_png_is_read_by_ocr_with_boxes_in_pixels(assistant, library) -> None:
+    c = _cite(assistant, "What colour is the tram to Brennfeld painted?", "dark green")
+    assert c.source.endswith("note.png") and c.page == 1 and len(c.boxes) == 2
+    for box, (_, x0, baseline, x1) in zip(c.boxes, library[1]["note.png"]["page1"]):
+        assert _near(box, 1, x0, baseline, x1, line_height=50), (box, x0, baseline, x1)  # 42 px type
+
+
+def _yellow(image, box: tuple[float, float, float, float]) -> float:
+    """Share of highlight-coloured pixels in a rectangle of the image."""
+    region = image.crop(tuple(int(v) for v in box)).convert("RGB")
+    px = list(region.get_flattened_data())
+    return sum(1 for r, g, b in px if r > 180 and r - b > 60) / max(len(px), 1)
+
+
+def test_page_image_highlights_the_cited_words_and_is_cached(assistant) -> None:
+    from PIL import Image
+
+    from qa.pages import SCALE
+
+    c = _cite(assistant, "How long does the ferry crossing to Ulva take?", "twenty minutes")
+    png = assistant.page_image(c.source, 2, c.start, c.end)
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (int(612 * SCALE), int(792 * SCALE))
+    box = next(b for b in c.boxes if b.page == 2)
+    inside = _yellow(image, (box.x0 * SCALE, box.y0 * SCALE, box.x1 * SCALE, box.y1 * SCALE))
+    below = _yellow(image, (box.x0 * SCALE, (box.y1 + 6) * SCALE, box.x1 * SCALE, (box.y1 + 12) * SCALE))
+    assert inside > 0.4 and below == 0, (inside, below)
+    plain = Image.open(io.BytesIO(assistant.page_image(c.source, 2)))
+    assert _yellow(plain, (box.x0 * SCALE, box.y0 * SCALE, box.x1 * SCALE, box.y1 * SCALE)) == 0
+    cached = list((Path(assistant.settings.index_dir) / "pages").glob(f"*-2-{c.start}-{c.end}.png"))
+    assert len(cached) == 1 and cached[0].read_bytes() == png
+    img = _cite(assistant, "What colour is the tram to Brennfeld painted?", "dark green")
+    shown = Image.open(io.BytesIO(assistant.page_image(img.source, 1, img.start, img.end)))
+    assert shown.size == (1400, 500)
+    b = img.boxes[0]
+    assert _yellow(shown, (b.x0, b.y0, b.x1, b.y1)) > 0.4
+
+
+def test_page_image_refuses_text_documents_and_missing_pages(assistant) -> None:
+    from qa.errors import QAError
+
+    plain = assistant.ask("What colour is the water tower in Morrow?").citations[0]
+    with pytest.raises(QAError, match="not an indexed PDF or image"):
+        assistant.page_image(plain.source, 1)
+    ferry = _cite(assistant, "How long does the ferry crossing to Ulva take?", "twenty minutes")
+    with pytest.raises(QAError, match="pages 1 to 2, not 3"):
+        assistant.page_image(ferry.source, 3)
+
+
+def test_without_tesseract_scans_fail_with_the_fix_and_the_rest_is_indexed(
+        library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa import Assistant
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tesseract on the PATH
+    report = Assistant(index_dir=tmp_path / "index").ingest(library[0])
+    status = {Path(f.path).name: f for f in report.files}
+    for name in ("scanned.pdf", "note.png"):
+        assert status[name].status == "failed"
+        assert status[name].reason == ("OCR needs Tesseract, which is not installed; run: "
+                                       "apt-get install tesseract-ocr tesseract-ocr-eng")
+    assert {status[n].status for n in ("facts.pdf", "columns.pdf", "ferry.pdf", "plain.txt")} == {"added"}
+
+
+def test_progress_moves_page_by_page_within_a_file(tmp_path: Path) -> None:
+    from qa import Assistant
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pdfdocs.scanned_pdf(docs / "three.pdf", pages=3)
+    seen: list[float] = []
+    Assistant(index_dir=tmp_path / "index").ingest(docs, progress=lambda done, total, item: seen.append(done))
+    within = [round(d, 2) for d in seen if 0 < d < 1]
+    assert within[:3] == [0.33, 0.66, 0.99], seen
+
+
+def test_changed_pdf_gets_new_boxes_and_removed_pdf_leaves_none(tmp_path: Path) -> None:
+    from reportlab.pdfgen import canvas
+
+    from qa import Assistant
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pdfdocs.facts_pdf(docs / "facts.pdf")
+    a = Assistant(index_dir=tmp_path / "index")
+    a.ingest(docs)
+    before = _cite(a, "When did the bridge at Alder Creek open?", "Alder Creek").boxes[0]
+    c = canvas.Canvas(str(docs / "facts.pdf"), pagesize=(pdfdocs.W, pdfdocs.H))
+    c.setFont("Helvetica", 12)
+    c.drawString(300, pdfdocs.H - 400, pdfdocs.FACTS[0][2])
+    c.save()
+    assert a.ingest(docs).count("updated") == 1
+    after = _cite(a, "When did the bridge at Alder Creek open?", "Alder Creek").boxes[0]
+    assert abs(after.x0 - 300) <= TOLERANCE and after.y0 < 400 < after.y1 and after != before
+    layouts = a.store().layouts
+    assert len({m["digest"] for m in layouts.get(include=["metadatas"])["metadatas"]}) == 1
+    (docs / "facts.pdf").unlink()
+    a.ingest(docs)
+    assert layouts.count() == 0
+
+
+def test_pdf_indexed_without_boxes_is_read_again_once(tmp_path: Path) -> None:
+    from qa import Assistant
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pdfdocs.facts_pdf(docs / "facts.pdf")
+    a = Assistant(index_dir=tmp_path / "index")
+    a.ingest(docs)
+    a.store().layouts.delete(where={"source": str(docs / "facts.pdf")})  # as an index from before positions
+    assert a.ingest(docs).count("updated") == 1
+    assert a.store().count() == 1  # its chunks replaced, not doubled
+    c = _cite(a, "When did the bridge at Alder Creek open?", "Alder Creek")
+    assert c.page == 1 and c.boxes
+    assert a.ingest(docs).count("unchanged") == 1
+
+
+def test_tables_and_short_lines_keep_their_order(tmp_path: Path) -> None:
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(tmp_path / "table.pdf"), pagesize=(pdfdocs.W, pdfdocs.H))
+    c.setFont("Helvetica", 10)
+    rows = [("Colour of the glaze", "deep red"), ("Weight of the vase", "three kilograms"),
+            ("Height of the vase", "forty centimetres"), ("Name of the maker", "Orla Brandt"),
+            ("Year it was made", "1931"), ("Town of the workshop", "Bergen"), ("Price at auction", "twelve crowns")]
+    for i, (key, value) in enumerate(rows):  # a key-value table: a wide gap, not two columns of text
+        c.drawString(72, 700 - 16 * i, key)
+        c.drawString(360, 700 - 16 * i, value)
+    c.showPage()
+    c.setFont("Helvetica", 10)
+    verse = ["Short lines of a poem", "keep the order", "in which they stand,", "one under another,",
+             "even when", "none of them is long."]
+    for i, line in enumerate(verse):
+        c.drawString(72, 500 - 14 * i, line)
+    c.save()
+    text = load(tmp_path / "table.pdf").text
+    for key, value in rows:
+        assert f"{key} {value}" in text  # each row read across
+    assert " ".join(verse) in text
