@@ -12,11 +12,11 @@ from .chat import condense
 from .errors import ConfigError, IndexBusyError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
-from .prompts import EMPTY_QUESTION, NOT_FOUND, QUESTION_TOO_LONG
+from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, QUESTION_TOO_LONG
 from .reading import SourceText
 from .settings import Settings
 from .store import Store, open_client, prepare_index_dir
-from .types import Answer, IngestReport, Status
+from .types import Answer, Document, IngestReport, RemoveReport, Status
 
 EMBED_DIM = 384
 MAX_QUESTION_CHARS = 2000
@@ -42,6 +42,7 @@ class Assistant:
         self._store: Store | None = None
         self._retriever: Any = None
         self._composer: Any = None
+        self._scope_sources: tuple[int, list[str]] | None = None  # (generation, indexed sources)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assistant:
@@ -138,15 +139,18 @@ class Assistant:
             self._composer = make_composer(self.settings, self.embedder)
         return self._composer
 
-    def ask(self, question: str, top_k: int | None = None, history: Sequence[str] = ()) -> Answer:
-        """Answer a question from the indexed documents, citing exact spans."""
-        *_, final = self.stream(question, top_k, history)
+    def ask(self, question: str, top_k: int | None = None, history: Sequence[str] = (),
+            sources: Sequence[str] | str | None = None) -> Answer:
+        """Answer a question from the indexed documents (or only those `sources` names), citing exact spans."""
+        *_, final = self.stream(question, top_k, history, sources)
         return final
 
-    def stream(self, question: str, top_k: int | None = None, history: Sequence[str] = ()) -> Iterator[Answer]:
+    def stream(self, question: str, top_k: int | None = None, history: Sequence[str] = (),
+               sources: Sequence[str] | str | None = None) -> Iterator[Answer]:
         """Yields the answer as it grows, one cited sentence at a time; the last yield is final.
 
         `history` holds the earlier questions of a conversation, so follow-ups are understood.
+        `sources` (paths, folders or globs, see `qa.library`) limits the answer to those documents.
         """
         started = time.perf_counter()
         q = " ".join(question.split())
@@ -157,7 +161,13 @@ class Assistant:
         # Earlier questions refused as too long would flood the retrieval query and the model's prompt.
         history = [h for h in history if len(" ".join(h.split())) <= MAX_QUESTION_CHARS]
         query = condense(q, history)
-        passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k))
+        patterns = [sources] if isinstance(sources, str) else [str(p) for p in sources or ()]
+        scope = self._scope(patterns) if patterns else None
+        if scope is not None and not scope:
+            yield Answer(question=question, answer=NO_DOCUMENT_MATCHES.format(patterns=", ".join(patterns)),
+                         answered=False, backend=self.backend, seconds=time.perf_counter() - started)
+            return
+        passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k, sources=scope))
         composer = self.composer()
         if getattr(composer, "generative", False):
             for d in composer.drafts(q, passages, history):
@@ -191,3 +201,68 @@ class Assistant:
         return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(store.records()),
                       chunks=store.count(), embed_model=s.embed_model, size_bytes=size,
                       backend=describe_backend(s), chroma_url=s.chroma_url)
+
+    # --- the document library (qa.library) ----------------------------------------------------------
+    def documents(self) -> tuple[Document, ...]:
+        """Every indexed document with its title, type, pages, chunks, size and times, sorted by source."""
+        from .library import to_document
+
+        return tuple(sorted((to_document(s, m) for s, m in self.store().catalogue()), key=lambda d: d.source))
+
+    def remove(self, *paths_or_globs: str | Path) -> RemoveReport:
+        """Take documents out of the index (chunks, text, record, BM25) and delete their uploaded copies.
+
+        Every pattern (a path, folder or glob; see `qa.library`) must name at least one indexed
+        document, else nothing is removed (QAError).
+        """
+        from .library import select
+
+        patterns = [str(p) for p in paths_or_globs]
+        if not patterns:
+            raise QAError("Name the documents to remove: qa remove PATH|GLOB ... (qa docs lists them)")
+
+        def choose(indexed: list[str]) -> list[str]:
+            chosen, unmatched = select(patterns, indexed)
+            if unmatched:
+                raise QAError(f"No indexed document matches {', '.join(unmatched)}; nothing was removed. "
+                              "See the indexed documents with: qa docs")
+            return chosen
+
+        return self._remove(choose)
+
+    def forget(self, sources: Sequence[str]) -> RemoveReport:
+        """Remove exactly these sources, no pattern matching (the folder watcher); unindexed ones are skipped."""
+        wanted = set(sources)
+        return self._remove(lambda indexed: sorted(wanted.intersection(indexed)))
+
+    def _remove(self, choose: Any) -> RemoveReport:
+        self.store()  # no index: IndexMissingError, rather than creating an empty one
+        with self._writing() as store:
+            records = store.records()
+            chosen = choose(list(records))
+            if not chosen:
+                return RemoveReport()
+            generation = store.state()["generation"]
+            store.set_state(generation, dirty=True)  # a crash midway leaves orphans the next ingest repairs
+            store.remove_many(chosen)
+            store.set_state(generation + 1, dirty=False)  # readers re-read the catalogue, BM25 rebuilds
+        uploads = Path(self.settings.index_dir).absolute() / "uploads"
+        deleted = []
+        for s in chosen:
+            p = Path(s)
+            if p.parent == uploads and p.is_file():
+                p.unlink()
+                deleted.append(s)
+        return RemoveReport(removed=tuple(chosen), chunks=sum(records[s].chunks for s in chosen),
+                            uploads_deleted=tuple(deleted))
+
+    def _scope(self, patterns: list[str]) -> list[str]:
+        """The indexed sources the patterns name (the catalogue is re-read only when the generation moves)."""
+        from .library import select
+
+        store = self.store()
+        generation = store.state()["generation"]
+        cached = self._scope_sources
+        if cached is None or cached[0] != generation:
+            cached = self._scope_sources = (generation, list(store.records()))
+        return select(patterns, cached[1])[0]

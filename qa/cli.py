@@ -25,12 +25,16 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("paths", nargs="*", default=["seeds"], help="files or folders")
     ing.add_argument("--strict", action="store_true", help="exit 1 if any file failed")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.add_argument("--watch", action="store_true",
+                     help="then keep watching the paths: added, changed, removed and renamed files follow")
 
     ask = sub.add_parser("ask", help="answer a question with cited passages")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--top-k", type=int, help="passages to retrieve (QA_TOP_K)")
     ask.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
+    ask.add_argument("--source", action="append", metavar="GLOB",
+                     help="answer only from documents this path, folder or glob names (repeatable; see qa docs)")
 
     sub.add_parser("status", help="what the index holds")
 
@@ -39,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=7860)
     srv.add_argument("--auth", help="user:password required to log in (QA_AUTH)")
     srv.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
+    srv.add_argument("--watch", action="append", metavar="PATH",
+                     help="keep this file or folder indexed while serving (repeatable)")
 
     ev = sub.add_parser("eval", help="measure retrieval (and answers) on a BEIR-layout folder")
     ev.add_argument("dir", help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv")
@@ -46,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="evaluate only the first N queries")
     ev.add_argument("--answers", action="store_true", help="also run the full ask pipeline")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+
+    docs = sub.add_parser("docs", help="list the indexed documents")
+    docs.add_argument("--json", action="store_true", help="print a JSON list of document objects")
+
+    rm = sub.add_parser("remove", help="take documents out of the index (and delete uploaded copies)")
+    rm.add_argument("patterns", nargs="+", metavar="PATH|GLOB", help="a source as qa docs lists it, a folder, or a glob")
     return p
 
 
@@ -76,6 +88,8 @@ def _progress_bar(quiet: bool, desc: str = "Indexing") -> Any:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.watch:
+        return cmd_watch(args)
     a = _assistant(args)
     update, bar = _progress_bar(args.quiet)
     try:
@@ -108,7 +122,7 @@ def format_answer(ans: Any) -> str:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    ans = _assistant(args, top_k=args.top_k, llm=args.llm).ask(args.question)
+    ans = _assistant(args, top_k=args.top_k, llm=args.llm).ask(args.question, sources=args.source)
     print(json.dumps(ans.to_dict(), ensure_ascii=False) if args.json else format_answer(ans))
     return 0
 
@@ -128,7 +142,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ui import serve
 
-    serve(_assistant(args, llm=args.llm), host=args.host, port=args.port, auth=args.auth)
+    assistant = _assistant(args, llm=args.llm)
+    if args.watch:
+        from .watch import start_thread
+
+        start_thread(assistant, args.watch, on_batch=_print_batch, on_error=_print_watch_error)
+    serve(assistant, host=args.host, port=args.port, auth=args.auth)
     return 0
 
 
@@ -145,6 +164,70 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n < 1000:
+        return f"{n} B"
+    size, unit = n / 1000, "KB"
+    for bigger in ("MB", "GB"):
+        if size < 1000:
+            break
+        size, unit = size / 1000, bigger
+    return f"{size:.1f} {unit}"
+
+
+def format_documents(docs: list[Any]) -> str:
+    """The `qa docs` table: one line per document, then a total."""
+    if not docs:
+        return "No documents indexed. Add some with: qa ingest PATH"
+    rows = [("SOURCE", "TYPE", "PAGES", "CHUNKS", "SIZE", "ADDED", "TITLE")]
+    rows += [(d.source, d.type, str(d.pages or "-"), str(d.chunks), _size(d.bytes),
+              (d.added or "-").replace("T", " ").removesuffix("Z"), d.title[:60]) for d in docs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    right = {2, 3, 4}  # numbers
+    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in rows]
+    lines.append(f"{len(docs)} document{'s' * (len(docs) != 1)}, {sum(d.chunks for d in docs)} chunks")
+    return "\n".join(lines)
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    docs = list(_assistant(args).documents())
+    print(json.dumps([d.to_dict() for d in docs], ensure_ascii=False) if args.json else format_documents(docs))
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    report = _assistant(args).remove(*args.patterns)
+    for s in report.removed:
+        print(f"removed: {s}")
+    for s in report.uploads_deleted:
+        print(f"deleted uploaded file: {s}")
+    print(report.summary())
+    return 0
+
+
+def _print_batch(report: Any) -> None:
+    for f in report.files:
+        detail = f": {f.reason}" if f.reason else ""
+        print(f"{f.status}: {f.path}{detail}", file=sys.stderr if f.status == "failed" else sys.stdout, flush=True)
+    print(report.summary(), flush=True)
+
+
+def _print_watch_error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .watch import watch
+
+    a = _assistant(args)
+    print(f"Watching {' '.join(args.paths)} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    watch(a, args.paths, on_batch=_print_batch, on_error=_print_watch_error)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `qa` command."""
     args = _parser().parse_args(argv)
@@ -155,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     for h in logging.getLogger().handlers:  # also for libraries that set their own logger to DEBUG (bm25s)
         h.setLevel(logging.ERROR)
     handler = {"ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
-               "serve": cmd_serve, "eval": cmd_eval}[args.command]
+               "serve": cmd_serve, "eval": cmd_eval, "docs": cmd_docs, "remove": cmd_remove}[args.command]
     try:
         return handler(args)
     except QAError as e:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, EmbeddingMismatchError, IndexBusyError, IndexMissingError
+from .library import describe
 from .reading import Chunk, SourceText, location
 
 STATE_ID = "\x00state"
@@ -187,6 +188,10 @@ class Store:
             for i, _, m in _get_all(self.files, ["metadatas"]) if i not in (STATE_ID, WRITER_ID)
         }
 
+    def catalogue(self) -> list[tuple[str, dict[str, Any]]]:
+        """(source, record metadata) of every completely indexed file: what `qa docs` lists."""
+        return [(i, m) for i, _, m in _get_all(self.files, ["metadatas"]) if i not in (STATE_ID, WRITER_ID)]
+
     def document(self, source: str) -> tuple[str, tuple[int, ...]] | None:
         """A document's extracted text and page starts, as indexed."""
         got = self.files.get(ids=[source], include=["documents", "metadatas"])
@@ -223,12 +228,17 @@ class Store:
     def commit(self, docs: list[tuple[SourceText, int]], replaced: list[SourceText]) -> None:
         """Record fully written documents (the commit point), then drop replaced versions."""
         self._write_texts([d for d, _ in docs])
+        now = time.time()
         for i in range(0, len(docs), 1000):
             part = docs[i:i + 1000]
+            ids = [d.path for d, _ in part]
+            before = self.files.get(ids=ids, include=["metadatas"])  # an updated document keeps its "added"
+            added = {s: m.get("added") for s, m in zip(before["ids"], before["metadatas"])}
             self.files.upsert(
-                ids=[d.path for d, _ in part], documents=[""] * len(part), embeddings=[[0.0]] * len(part),
+                ids=ids, documents=[""] * len(part), embeddings=[[0.0]] * len(part),
                 metadatas=[{"digest": d.digest, "chunks": n, "pages": json.dumps(list(d.pages)),
-                            "pieces": _pieces(d.text)} for d, n in part],
+                            "pieces": _pieces(d.text), **describe(d), "added": added.get(d.path) or now,
+                            "updated": now} for d, n in part],
             )
         for d in replaced:
             old = {"$and": [{"source": d.path}, {"digest": {"$ne": d.digest}}]}
@@ -260,6 +270,14 @@ class Store:
         self.files.delete(ids=[source])
         self.chunks.delete(where={"source": source})
         self.texts.delete(where={"source": source})
+
+    def remove_many(self, sources: list[str]) -> None:
+        """Forget files, records first (as `remove`), a few hundred per Chroma call."""
+        for i in range(0, len(sources), 500):
+            part = sources[i:i + 500]
+            self.files.delete(ids=part)
+            self.chunks.delete(where={"source": {"$in": part}})
+            self.texts.delete(where={"source": {"$in": part}})
 
     def repair(self) -> int:
         """Delete chunks and text pieces no catalogue record vouches for; returns how many chunks."""

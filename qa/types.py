@@ -112,3 +112,36 @@ class Status:
     size_bytes: int
     backend: str
     chroma_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Document:
+    """One indexed document, as `qa docs` lists it; times are ISO 8601 UTC, None when not recorded."""
+
+    source: str
+    title: str = ""
+    type: str = ""
+    pages: int | None = None  # PDFs only
+    chunks: int = 0
+    bytes: int | None = None
+    added: str | None = None
+    updated: str | None = None
+    digest: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of `qa docs --json` and `GET /v1/documents` (one object per document)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RemoveReport:
+    """What `Assistant.remove` took out of the index."""
+
+    removed: tuple[str, ...] = ()
+    chunks: int = 0
+    uploads_deleted: tuple[str, ...] = ()  # uploaded copies under <index>/uploads/ that were deleted
+
+    def summary(self) -> str:
+        """The one-line summary the CLI prints."""
+        n = len(self.removed)
+        return f"removed {n} document{'s' * (n != 1)} ({self.chunks} chunks)"
