@@ -209,7 +209,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def _print_batch(report: Any) -> None:
-    for f in report.files:
+    for f in (f for f in report.files if f.status != "unchanged"):
         detail = f": {f.reason}" if f.reason else ""
         print(f"{f.status}: {f.path}{detail}", file=sys.stderr if f.status == "failed" else sys.stdout, flush=True)
     print(report.summary(), flush=True)
