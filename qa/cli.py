@@ -38,11 +38,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="what the index holds")
 
-    srv = sub.add_parser("serve", help="start the chat UI")
+    srv = sub.add_parser("serve", help="start the chat UI and the HTTP API (/v1, docs at /docs)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=7860)
     srv.add_argument("--auth", help="user:password required to log in (QA_AUTH)")
     srv.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
+    srv.add_argument("--api-key", help="key the HTTP API requires as 'Authorization: Bearer <key>' (QA_API_KEY)")
     srv.add_argument("--watch", action="append", metavar="PATH",
                      help="keep this file or folder indexed while serving (repeatable)")
 
@@ -140,14 +141,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .ui import serve
+    from .server import serve
 
     assistant = _assistant(args, llm=args.llm)
     if args.watch:
         from .watch import start_thread
 
+        # Built before the threads start, so the watcher and the server share one store and model.
+        assistant.store(create=True)
+        assistant.embedder  # noqa: B018
         start_thread(assistant, args.watch, on_batch=_print_batch, on_error=_print_watch_error)
-    serve(assistant, host=args.host, port=args.port, auth=args.auth)
+    serve(assistant, host=args.host, port=args.port, auth=args.auth, api_key=args.api_key)
     return 0
 
 

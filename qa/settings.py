@@ -72,3 +72,7 @@ class Settings(BaseSettings):
         description="Below this evidence score the answer is 'not found in the documents'.",
     )
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are skipped.")
+    api_key: SecretStr | None = Field(
+        None, description="Key the HTTP API of `qa serve` requires as 'Authorization: Bearer <key>'; "
+        "never printed or logged.",
+    )

@@ -7,10 +7,8 @@ the sources panel is built here, so a document cannot inject tags, handlers or t
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, get_args
@@ -23,6 +21,7 @@ if TYPE_CHECKING:
     import gradio as gr
 
     from .assistant import Assistant
+    from .writer import Writer
 
 __all__ = ["build_app", "serve"]
 
@@ -31,6 +30,8 @@ PENDING = '<div class="qa-answer qa-pending">Searching the documents…</div>'
 EMPTY_PANEL = '<p class="qa-empty">Ask a question: the passages its answer cites appear here.</p>'
 _MARKER = re.compile(r"\[(\d+)\]")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+ASK_CONCURRENCY = 4  # questions answered at once (each on one torch thread); more wait their turn
+UPLOAD_CONCURRENCY = 16  # uploads waiting on the writer at once (the writer itself indexes one at a time)
 
 
 # --- rendering (pure functions: what the user sees) ----------------------------------------------
@@ -194,10 +195,13 @@ def _message(e: QAError) -> str:
 
 
 # --- the app ----------------------------------------------------------------------------------------
-def build_app(assistant: Assistant) -> gr.Blocks:
-    """The chat UI over an assistant; `serve` launches it with its CSS and script."""
+def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
+    """The chat UI over an assistant; uploads go to `writer` (the server's one background writer)."""
     import gradio as gr
 
+    from .writer import Writer, prepare
+
+    writer = writer or Writer(assistant)
     engines: dict[str, Any] = {assistant.settings.llm: assistant}
 
     def engine(mode: str) -> Assistant:
@@ -214,10 +218,9 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             return render_status(None, str(e))
 
     def warm() -> None:
-        # Load the models while the visitor reads the page; a question waits for this in the queue.
+        # Load the models while the visitor reads the page; a question waits for this on the parts lock.
         try:
-            assistant.retriever()
-            assistant.composer()
+            prepare(assistant, writer.parts_lock)
         except QAError:
             pass  # no index yet: the status line says so
 
@@ -235,7 +238,9 @@ def build_app(assistant: Assistant) -> gr.Blocks:
         yield chat, render_panel(earlier, busy=True), turns, "", ""
         section = ""
         try:
-            for ans in engine(mode).stream(q, top_k=int(top_k), history=[t for t, _ in turns]):
+            eng = engine(mode)
+            prepare(eng, writer.parts_lock)
+            for ans in eng.stream(q, top_k=int(top_k), history=[t for t, _ in turns]):
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
                 section = render_sources(ans, n)
                 yield chat, render_panel([*earlier, section], busy=True), turns, "", ""
@@ -253,19 +258,24 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             return gr.skip(), gr.skip(), gr.skip(), ""
         saved, results = save_uploads(files, uploads_dir(assistant), assistant.settings.max_file_mb)
         if saved:
-            progress(0, desc="Indexing")
-
-            def step(done: float, total: int, item: str) -> None:
-                progress(done / max(total, 1), desc=f"Indexing {Path(item).name} ({int(done)}/{total})")
-
+            # The server's one writer indexes it; questions go on being answered meanwhile.
             try:
-                report = assistant.ingest(*saved, progress=step)
+                job = writer.submit(saved)
             except QAError as e:
+                for p in saved:
+                    p.unlink(missing_ok=True)
                 return render_ingest(results), status_html(), None, str(e)
-            results += report.files
-            for r in report.files:  # keep only what the index holds
-                if r.status == "failed" and Path(r.path) in saved:
-                    Path(r.path).unlink(missing_ok=True)
+            while not job.finished:
+                if job.state == "queued":
+                    ahead = f"{job.position} upload{'s' * (job.position != 1)} ahead"
+                    progress(0, desc=f"Queued: {ahead}")
+                else:
+                    progress(job.done / max(job.total, 1),
+                             desc=f"Indexing {job.current} ({int(job.done)}/{job.total})")
+                job = writer.wait(job.id, timeout=5, changed=job)
+            if job.state == "failed":
+                return render_ingest(results), status_html(), None, job.error
+            results += job.results
         failed = [r for r in results if r.status == "failed"]
         if failed:
             gr.Warning(f"{len(failed)} of {len(results)} files could not be indexed; see the list for why.")
@@ -311,15 +321,18 @@ def build_app(assistant: Assistant) -> gr.Blocks:
 
         outs = [chat, sources, turns, box, problem]
         # Named API endpoints: "/ask" and "/upload" (scripts, load tests), and "/status_html" (the status line).
+        # Questions run side by side (ASK_CONCURRENCY at once, both buttons sharing the slots); an upload
+        # waits for the writer in its own slots, so neither waits for the other.
         for trigger, api in ((send.click, "ask"), (box.submit, False)):
-            trigger(ask, [box, chat, turns, top_k, mode], outs, concurrency_id="engine",
-                    show_progress="minimal", api_name=api).then(complain, problem, None, api_name=False)
-        files.upload(upload, [files], [results, status, files, problem], concurrency_id="engine",
-                     api_name="upload").then(
+            trigger(ask, [box, chat, turns, top_k, mode], outs, concurrency_id="ask",
+                    concurrency_limit=ASK_CONCURRENCY, show_progress="minimal",
+                    api_name=api).then(complain, problem, None, api_name=False)
+        files.upload(upload, [files], [results, status, files, problem], concurrency_id="upload",
+                     concurrency_limit=UPLOAD_CONCURRENCY, api_name="upload").then(
             complain, problem, None, api_name=False)
         chat.clear(lambda: ([], render_panel([]), [], "", ""), None, outs, queue=False, api_name=False)
         app.load(status_html, None, status, api_name=False)
-        app.load(warm, None, None, concurrency_id="engine", show_progress="hidden", api_name=False)
+        app.load(warm, None, None, concurrency_id="warm", show_progress="hidden", api_name=False)
     return app
 
 
@@ -332,16 +345,7 @@ def _theme() -> Any:
 
 
 def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> None:
-    """Run the chat UI until interrupted; `auth` (or QA_AUTH) is `user:password`."""
-    from .ui_assets import CSS, HEAD
+    """Run the chat UI (and the HTTP API) until interrupted: `qa.server.serve`."""
+    from .server import serve as serve_app
 
-    credentials = parse_auth(auth or os.environ.get("QA_AUTH"))
-    warning = exposure_warning(host, credentials)
-    if warning:
-        print(warning, file=sys.stderr)
-    app = build_app(assistant)
-    app.queue(default_concurrency_limit=1)
-    app.launch(server_name=host, server_port=port, auth=credentials, css=CSS, head=HEAD, theme=_theme(),
-               max_file_size=f"{int(assistant.settings.max_file_mb * 1e6)}b", footer_links=[],
-               show_error=False, ssr_mode=False, enable_monitoring=False, mcp_server=False,
-               run_history=False, auth_message="qa: sign in to ask about the documents.")
+    serve_app(assistant, host=host, port=port, auth=auth)

@@ -1,0 +1,148 @@
+"""The OpenAI-compatible endpoint: `GET /v1/models`, `POST /v1/chat/completions`, with qa's citations.
+
+The answer, `[n]` markers included, is `choices[0].message.content`. Its citations travel as OpenAI's
+`url_citation` annotations, one per citation in order of `[n]`: `start_index`/`end_index` locate the
+marker in the content, `url` is the document's `file://` URL with an RFC 5147 `#char=start,end`
+fragment, and `url_citation.qa` is the citation object exactly as `qa ask --json` prints it. In a
+stream, content deltas come first, then one chunk whose `delta.annotations` holds all annotations,
+then the finish chunk and `[DONE]` (see /work/shared/notes/citations-over-openai.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import QAError
+from .server import ERROR_TYPES, ApiError, EngineDep, status_of
+from .types import Answer
+
+MODEL = "qa"
+CREATED = 1_700_000_000  # a fixed "created" for the one model
+
+router = APIRouter(tags=["openai"])
+
+
+class ChatMessage(BaseModel):
+    """One OpenAI chat message; `content` is a string or a list of parts of which text parts are read."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """`POST /v1/chat/completions`: the last user message is the question, earlier user turns the history."""
+
+    model_config = ConfigDict(extra="allow")  # temperature, max_tokens... are accepted and ignored
+
+    model: str = Field(MODEL, description="Always 'qa'.")
+    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    stream: bool = False
+
+
+def text_of(m: ChatMessage) -> str:
+    """A message's text: the string, or its text parts joined."""
+    if isinstance(m.content, str):
+        return m.content
+    return "\n".join(str(p.get("text", "")) for p in m.content or () if p.get("type") in ("text", "input_text"))
+
+
+def annotations(ans: Answer) -> list[dict[str, Any]]:
+    """One url_citation per citation; `qa` is the citation of `Answer.to_dict()`, the one JSON of a citation."""
+    out = []
+    for c in ans.to_dict()["citations"]:
+        marker = f"[{c['id']}]"
+        at = ans.answer.find(marker)
+        start, end = (at, at + len(marker)) if at >= 0 else (len(ans.answer), len(ans.answer))
+        path = Path(c["source"])
+        out.append({"type": "url_citation", "url_citation": {
+            "url": f"{path.absolute().as_uri()}#char={c['start']},{c['end']}", "title": path.name,
+            "start_index": start, "end_index": end, "qa": c}})
+    return out
+
+
+def _question(body: ChatRequest) -> tuple[str, list[str]]:
+    if body.model != MODEL:
+        raise ApiError(404, f"The model {body.model!r} does not exist; this server has the model 'qa'.",
+                       "model_not_found")
+    users = [text_of(m) for m in body.messages if m.role == "user"]
+    if not users or not users[-1].strip():
+        raise ApiError(400, "No question: the last user message is the question and it is empty or missing.")
+    return users[-1], users[:-1]
+
+
+@router.get("/models", summary="The one model: qa")
+def list_models() -> dict[str, Any]:
+    return {"object": "list", "data": [{"id": MODEL, "object": "model", "created": CREATED, "owned_by": "qa"}]}
+
+
+@router.get("/models/{model_id}", summary="The model qa")
+def get_model(model_id: str) -> dict[str, Any]:
+    if model_id != MODEL:
+        raise ApiError(404, f"The model {model_id!r} does not exist; this server has the model 'qa'.",
+                       "model_not_found")
+    return {"id": MODEL, "object": "model", "created": CREATED, "owned_by": "qa"}
+
+
+@router.post("/chat/completions", summary="OpenAI-compatible chat: the cited answer, citations as annotations")
+def chat_completions(body: ChatRequest, e: EngineDep) -> Any:
+    question, history = _question(body)
+    from .assistant import MAX_QUESTION_CHARS
+
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ApiError(422, f"The question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}.")
+    a = e.ready()
+    answers = a.stream(question, history=history)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if not body.stream:
+        *_, final = answers
+        return JSONResponse({
+            "id": cid, "object": "chat.completion", "created": created, "model": MODEL,
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
+                "role": "assistant", "content": final.answer, "refusal": None, "annotations": annotations(final)}}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
+    first = next(answers)  # errors before the first answer still get their status code
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    def events() -> Iterator[str]:
+        sent, last = "", first
+        yield chunk({"role": "assistant", "content": ""})
+        try:
+            for last in _chain(first, answers):
+                # The answer grows sentence by sentence; a generative draft that rewrites earlier text is
+                # held back, and only text that extends what was sent goes out.
+                if last.answer.startswith(sent) and len(last.answer) > len(sent):
+                    yield chunk({"content": last.answer[len(sent):]})
+                    sent = last.answer
+        except QAError as err:
+            data = {"error": {"message": str(err), "type": ERROR_TYPES[status_of(err)]}}
+            yield f"data: {json.dumps(data)}\n\n"
+            return
+        if last.answer != sent and last.answer.startswith(sent):
+            yield chunk({"content": last.answer[len(sent):]})
+        if last.citations:
+            yield chunk({"annotations": annotations(last)})
+        yield chunk({}, "stop")
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _chain(first: Answer, rest: Iterator[Answer]) -> Iterator[Answer]:
+    yield first
+    yield from rest

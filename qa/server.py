@@ -1,0 +1,415 @@
+"""`qa serve`: one ASGI app for people and programs: the chat UI at `/`, the HTTP API under `/v1`.
+
+    app = create_app(assistant, api_key="...", auth="user:password")
+
+Routes live in `APIRouter`s, one per section below; each route gets the engine from the request
+(`engine(request)`: the assistant, the background writer) and raises `ApiError` (or a `QAError`,
+mapped by `status_of`) for the JSON error `{"error": {"message", "type"}}`. To add routes, define a
+router (here or in a module of its own) and add it to `ROUTERS`: `create_app` includes each one under
+`/v1` with the `api_auth` dependency, before the JSON 404 for unknown `/v1` paths and the UI mount.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .assistant import MAX_QUESTION_CHARS
+from .errors import BackendError, ConfigError, IndexBusyError, IndexMissingError, QAError
+from .writer import QueueFullError, Writer, prepare
+
+if TYPE_CHECKING:
+    from .assistant import Assistant
+
+__all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine", "error_response", "serve"]
+
+MAX_JSON_BYTES = 1_000_000  # a question is at most 2,000 characters; history and options fit easily
+MAX_FILES = 20  # files per upload request
+WAIT_SECONDS = 3600.0  # how long `POST /v1/documents` waits for its job before answering 202 with the job
+ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+               413: "too_large", 422: "invalid", 429: "busy", 500: "server_error", 502: "backend_error",
+               503: "no_index"}
+
+
+# --- errors: one JSON shape for every failure under /v1 ---------------------------------------------
+class ApiError(Exception):
+    """An error a route returns as `{"error": {"message", "type"}}` with `status`."""
+
+    def __init__(self, status: int, message: str, type: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type = status, message, type or ERROR_TYPES.get(status, "error")
+
+
+def error_response(status: int, message: str, type: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON error body every /v1 failure has."""
+    return JSONResponse({"error": {"message": message, "type": type or ERROR_TYPES.get(status, "error")}},
+                        status_code=status, headers=headers)
+
+
+def status_of(e: QAError) -> int:
+    """The HTTP status of an engine error."""
+    if isinstance(e, IndexMissingError):
+        return 503
+    if isinstance(e, (QueueFullError, IndexBusyError)):
+        return 429
+    if isinstance(e, BackendError):
+        return 502
+    if isinstance(e, ConfigError):
+        return 400
+    return 400
+
+
+def _validation_message(e: RequestValidationError) -> str:
+    parts = []
+    for err in e.errors()[:3]:
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) + " (see /docs for the request format)"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError) -> JSONResponse:
+        return error_response(e.status, e.message, e.type,
+                              {"WWW-Authenticate": "Bearer"} if e.status == 401 else None)
+
+    @app.exception_handler(QAError)
+    async def _qa_error(request: Request, e: QAError) -> JSONResponse:
+        hint = " (or add files: POST /v1/documents)" if isinstance(e, IndexMissingError) else ""
+        return error_response(status_of(e), f"{e}{hint}")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        if any(err.get("type") == "json_invalid" for err in e.errors()):
+            return error_response(400, "The request body is not valid JSON.")
+        return error_response(422, _validation_message(e))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        return error_response(e.status_code, str(e.detail), headers=getattr(e, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, e: Exception) -> JSONResponse:
+        print(f"qa serve: {request.method} {request.url.path} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return error_response(500, "The server failed to handle this request; its log says why.")
+
+
+class BodyLimit:
+    """ASGI middleware: a /v1 request body over its limit is refused with 413 before it is read whole."""
+
+    def __init__(self, app: Any, json_limit: int, upload_limit: int) -> None:
+        self.app, self.json_limit, self.upload_limit = app, json_limit, upload_limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        limit = self.upload_limit if scope["path"].rstrip("/") == "/v1/documents" else self.json_limit
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await error_response(413, f"The request body is over the limit of {limit / 1e6:g} MB.")(
+                scope, receive, send)
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:  # an HTTPException: FastAPI re-raises it while reading a body, others become 400
+                raise StarletteHTTPException(413, f"The request body is over the limit of {limit / 1e6:g} MB.")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+# --- what routes work with ------------------------------------------------------------------------
+@dataclass
+class Engine:
+    """The one engine of the process, shared by the API and the UI."""
+
+    assistant: Assistant
+    writer: Writer
+
+    def ready(self) -> Assistant:
+        """The assistant with its parts built (raises IndexMissingError when there is no index yet)."""
+        prepare(self.assistant, self.writer.parts_lock)
+        return self.assistant
+
+
+def engine(request: Request) -> Engine:
+    """The engine of the app serving this request (a FastAPI dependency)."""
+    return request.app.state.engine
+
+
+EngineDep = Annotated[Engine, Depends(engine)]  # a route's parameter `e: EngineDep` receives the engine
+
+
+def api_auth(request: Request) -> None:
+    """Require `Authorization: Bearer <key>` when the app has an API key (compared in constant time)."""
+    key: bytes | None = request.app.state.api_key
+    if key is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key):
+        raise ApiError(401, "Missing or wrong API key: send the header 'Authorization: Bearer <QA_API_KEY>'.")
+
+
+# --- request and response models: mirrors of qa.types, whose to_dict() builds every answer's JSON ----
+class AskRequest(BaseModel):
+    """`POST /v1/ask`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
+    top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (default QA_TOP_K).")
+    history: list[str] = Field([], max_length=50, description="Earlier questions of the conversation, oldest first.")
+    stream: bool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
+    # Added by later branches (kept optional so older clients keep working): sources, conversation_id.
+
+
+class CitationOut(BaseModel):
+    """One citation as `qa ask --json` prints it: `text == document_text[start:end]`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    source: str
+    start: int
+    end: int
+    text: str
+    score: float
+    verified: bool
+
+
+class AnswerOut(BaseModel):
+    """The object `qa ask --json` prints (`Answer.to_dict()`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    question: str
+    answer: str
+    answered: bool
+    citations: list[CitationOut]
+    verified_sentences: int
+    total_sentences: int
+
+
+class StatusOut(BaseModel):
+    """What `qa status` shows."""
+
+    model_config = ConfigDict(extra="allow")
+
+    index_dir: str
+    documents: int
+    chunks: int
+    embed_model: str
+    size_bytes: int
+    backend: str
+    chroma_url: str | None = None
+    uploads: list[dict[str, Any]] = Field([], description="Upload jobs queued or being indexed, in order.")
+
+
+# --- /v1/status ---------------------------------------------------------------------------------------
+status_router = APIRouter(tags=["index"])
+
+
+@status_router.get("/status", response_model=StatusOut, summary="What the index holds")
+def get_status(e: EngineDep) -> JSONResponse:
+    from dataclasses import asdict
+
+    body = asdict(e.assistant.status())
+    body["uploads"] = [j.to_dict() for j in e.writer.jobs()]
+    return JSONResponse(body)
+
+
+# --- /v1/ask ----------------------------------------------------------------------------------------
+ask_router = APIRouter(tags=["questions"])
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@ask_router.post("/ask", response_model=AnswerOut, summary="Answer a question with cited passages",
+                 responses={200: {"description": "The answer, or with `stream` an event stream of "
+                                                 "`partial` answers, then `answer` (or `error`)."}})
+def ask(body: AskRequest, e: EngineDep) -> Any:
+    a = e.ready()
+    # Later: sources=body.sources (branch library), conversation_id (branch chats), passed on here.
+    answers = a.stream(body.question, top_k=body.top_k, history=body.history)
+    if not body.stream:
+        *_, final = answers
+        return JSONResponse(final.to_dict())
+    first = next(answers)  # errors before the first answer still get their status code
+
+    def events() -> Iterator[str]:
+        last = first
+        try:
+            yield _sse("partial", first.to_dict())
+            for last in answers:
+                yield _sse("partial", last.to_dict())
+        except QAError as err:
+            yield _sse("error", {"error": {"message": str(err), "type": ERROR_TYPES[status_of(err)]}})
+            return
+        yield _sse("answer", last.to_dict())
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# --- /v1/documents -----------------------------------------------------------------------------------
+documents_router = APIRouter(tags=["documents"])
+
+
+@documents_router.get("/documents", summary="The indexed documents")
+def list_documents(e: EngineDep) -> JSONResponse:
+    records = e.assistant.store().records()
+    return JSONResponse({"documents": [{"source": r.source, "name": Path(r.source).name, "chunks": r.chunks}
+                                       for r in sorted(records.values(), key=lambda r: r.source)]})
+
+
+@documents_router.post(
+    "/documents", summary="Add documents (multipart field `files`, one or many)",
+    responses={200: {"description": "The job, finished: per-file `results` (added, updated, unchanged, failed)."},
+               202: {"description": "With `wait=false`, or still running after the wait: the job to poll."}})
+def add_documents(files: Annotated[list[UploadFile], File(description="The files to index.")], e: EngineDep,
+                  wait: Annotated[bool, Query(description="Wait until indexed (else 202 and the job).")] = True,
+                  ) -> JSONResponse:
+    from .ui import safe_name, uploads_dir
+
+    if not files:
+        raise ApiError(400, "No files: send them as multipart/form-data in the field 'files'.")
+    if len(files) > MAX_FILES:
+        raise ApiError(413, f"{len(files)} files in one request; send at most {MAX_FILES} at a time.")
+    limit = e.assistant.settings.max_file_mb * 1e6
+    for f in files:
+        if f.size is not None and f.size > limit:
+            raise ApiError(413, f"{f.filename} is {f.size / 1e6:.1f} MB, over the "
+                                f"{e.assistant.settings.max_file_mb:g} MB limit (QA_MAX_FILE_MB).")
+    folder = uploads_dir(e.assistant)
+    folder.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    for f in files:
+        dest = folder / safe_name(f.filename or "upload")
+        with dest.open("wb") as out:
+            while block := f.file.read(1 << 20):
+                out.write(block)
+        saved.append(dest)
+    job = e.writer.submit(saved)
+    if wait:
+        job = e.writer.wait(job.id, timeout=WAIT_SECONDS)
+    return JSONResponse(job.to_dict(), status_code=200 if job.finished else 202)
+
+
+@documents_router.get("/jobs/{job_id}", summary="An upload job: state, queue position, per-file results")
+def get_job(job_id: str, e: EngineDep) -> JSONResponse:
+    job = e.writer.job(job_id)
+    if job is None:
+        raise ApiError(404, f"No upload job {job_id!r} (finished jobs are kept for a while, then forgotten).")
+    return JSONResponse(job.to_dict())
+
+
+# Each router is included under /v1 behind api_auth; add new ones at the end.
+ROUTERS: list[APIRouter] = [
+    status_router,
+    ask_router,
+    documents_router,
+]
+
+
+# --- the app ----------------------------------------------------------------------------------------
+def create_app(assistant: Assistant, api_key: str | None = None, auth: str | None = None,
+               writer: Writer | None = None) -> Any:
+    """The FastAPI app: the HTTP API under /v1 (docs at /docs) and the chat UI mounted at /."""
+    import gradio as gr
+
+    from .openai_api import router as openai_router
+    from .ui import _theme, build_app, parse_auth
+    from .ui_assets import CSS, HEAD
+
+    if api_key is None and assistant.settings.api_key is not None:
+        api_key = assistant.settings.api_key.get_secret_value()
+    credentials = parse_auth(auth)
+    writer = writer or Writer(assistant)
+    app = FastAPI(title="qa", summary="Answers from your documents, every sentence cited.", version="1",
+                  redoc_url=None)
+    app.state.engine = Engine(assistant, writer)
+    app.state.api_key = api_key.encode() if api_key else None
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
+                       upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
+    for router in [*ROUTERS, openai_router]:
+        app.include_router(router, prefix="/v1", dependencies=[Depends(api_auth)])
+
+    @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def _unknown(rest: str) -> None:
+        raise ApiError(404, f"No route /v1/{rest}; see /docs for the API.")
+
+    blocks = build_app(assistant, writer)
+    blocks.queue(default_concurrency_limit=None)
+    return gr.mount_gradio_app(
+        app, blocks, path="/", auth=credentials, auth_message="qa: sign in to ask about the documents.",
+        css=CSS, head=HEAD, theme=_theme(), max_file_size=f"{int(assistant.settings.max_file_mb * 1e6)}b",
+        footer_links=[], run_history=False, show_error=False, ssr_mode=False, enable_monitoring=False,
+        mcp_server=False)
+
+
+def exposure_warnings(host: str, credentials: tuple[str, str] | None, api_key: bool) -> str:
+    """The loud warnings for what other machines can reach without a login or key, else ""."""
+    from .ui import _LOOPBACK, exposure_warning
+
+    text = exposure_warning(host, credentials)
+    if not api_key and host not in _LOOPBACK:
+        text += (f"\n*** WARNING: serving the HTTP API (/v1) on {host} with no API key: anyone who can reach "
+                 "this machine can ask about your documents and add files. Set QA_API_KEY (or --api-key). ***\n")
+    return text
+
+
+def budget_threads() -> None:
+    """One torch thread per question and for the writer: concurrent work then shares the cores."""
+    # A question embeds one short text, which never gains from a second thread; questions and the
+    # writer running side by side each take a core instead. Must be set before torch is imported.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
+          api_key: str | None = None) -> None:
+    """Run the UI and the API until interrupted; `auth` (or QA_AUTH) is the UI's `user:password`."""
+    import uvicorn
+
+    from .ui import parse_auth
+
+    budget_threads()
+    auth = auth or os.environ.get("QA_AUTH")
+    if api_key is None and assistant.settings.api_key is not None:
+        api_key = assistant.settings.api_key.get_secret_value()
+    warning = exposure_warnings(host, parse_auth(auth), bool(api_key))
+    if warning:
+        print(warning, file=sys.stderr)
+    app = create_app(assistant, api_key=api_key, auth=auth)
+
+    def warm() -> None:  # load the models now rather than at the first question
+        try:
+            app.state.engine.ready()
+        except QAError:
+            pass  # no index yet: the status says so
+
+    threading.Thread(target=warm, name="qa-warm", daemon=True).start()
+    print(f"qa: chat UI on http://{host}:{port}/ · API on http://{host}:{port}/v1 (docs /docs)", file=sys.stderr,
+          flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)

@@ -1,0 +1,313 @@
+"""`qa serve` as one app for people and programs: the HTTP API under /v1 against a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT, SEED_FILE, free_port
+
+KEY = "qa-test-key-4711"
+QUESTION = "Where will Putin travel after North Korea?"
+
+
+def start(index: Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """`qa serve` on a free loopback port; (process, base URL) once its UI page answers."""
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--port", str(port), *extra], cwd=ROOT,
+                            env={**os.environ, "QA_INDEX_DIR": str(index), "HF_HUB_OFFLINE": "1",
+                                 "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"qa serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url + "/", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop(proc)
+    pytest.fail(f"qa serve did not answer within 120 s:\n{log.read_text()}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(seeded_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+    """`qa serve --api-key KEY` over a private copy of the seeded index: (base URL, its log, the index)."""
+    index = tmp_path_factory.mktemp("served") / "index"
+    shutil.copytree(seeded_index, index)
+    log = index.parent / "serve.log"
+    proc, url = start(index, log, "--api-key", KEY)
+    yield url, log, index
+    stop(proc)
+
+
+def api(url: str, method: str, path: str, key: str | None = KEY, headers: dict[str, str] | None = None,
+        **kw: Any) -> Any:
+    import httpx
+
+    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.request(method, url + path, headers={**auth, **(headers or {})}, timeout=120, **kw)
+
+
+def document_text(source: str) -> str:
+    return Path(source).read_text()
+
+
+@pytest.mark.slow
+def test_ask_returns_what_qa_ask_json_prints(served: tuple[str, Path, Path]) -> None:
+    url, _, index = served
+    r = api(url, "POST", "/v1/ask", json={"question": QUESTION})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answered"] and "Vietnam" in body["answer"] and body["question"] == QUESTION
+    assert set(body) == {"question", "answer", "answered", "citations", "verified_sentences", "total_sentences"}
+    for c in body["citations"]:
+        assert f"[{c['id']}]" in body["answer"]
+        assert document_text(c["source"])[c["start"]:c["end"]] == c["text"]
+    cli = subprocess.run([sys.executable, "-m", "qa", "ask", "--json", QUESTION], capture_output=True, text=True,
+                         env={**os.environ, "QA_INDEX_DIR": str(index)}, cwd=ROOT, check=True)
+    assert json.loads(cli.stdout) == body
+
+
+@pytest.mark.slow
+def test_status_and_documents(served: tuple[str, Path, Path]) -> None:
+    url, *_ = served
+    s = api(url, "GET", "/v1/status").json()
+    assert s["documents"] >= 1 and s["chunks"] > 0 and s["uploads"] == []
+    docs = api(url, "GET", "/v1/documents").json()["documents"]
+    assert SEED_FILE.name in {d["name"] for d in docs}
+
+
+@pytest.mark.slow
+def test_key_is_required_and_unknown_routes_are_json(served: tuple[str, Path, Path]) -> None:
+    url, log, _ = served
+    r = api(url, "POST", "/v1/ask", key=None, json={"question": QUESTION})
+    assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized"
+    assert api(url, "GET", "/v1/status", key="wrong").status_code == 401
+    r = api(url, "GET", "/v1/nothing-here")
+    assert r.status_code == 404 and "message" in r.json()["error"]
+    assert KEY not in log.read_text()
+    assert api(url, "GET", "/", key=None).status_code == 200  # the UI has its own login (none here)
+
+
+def test_to_dict_is_the_one_json_of_an_answer() -> None:
+    from qa.server import AnswerOut, CitationOut
+    from qa.types import Answer, Citation
+
+    ans = Answer("q", "A [1].", True, (Citation(1, "/x.txt", 0, 1, "A", 0.5),))
+    d = ans.to_dict()
+    assert set(AnswerOut.model_fields) == set(d) and set(CitationOut.model_fields) == set(d["citations"][0])
+    assert json.loads(AnswerOut.model_validate(d).model_dump_json()) == d
+
+
+def exact(citations: list[dict[str, Any]]) -> None:
+    """Every citation's text is exactly its document's text at [start:end]."""
+    assert citations
+    for c in citations:
+        assert document_text(c["source"])[c["start"]:c["end"]] == c["text"], c
+
+
+def sse(r: Any) -> list[tuple[str, Any]]:
+    """The (event, data) pairs of a Server-Sent Events response."""
+    events, event = [], "message"
+    for line in r.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            events.append((event, json.loads(line[6:])))
+            event = "message"
+    return events
+
+
+@pytest.mark.slow
+def test_ask_streams_the_growing_answer_then_the_object(served: tuple[str, Path, Path]) -> None:
+    import httpx
+
+    url, *_ = served
+    body = {"question": "Who is Matthew Miller?", "stream": True}
+    with httpx.stream("POST", url + "/v1/ask", json=body, headers={"Authorization": f"Bearer {KEY}"},
+                      timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = sse(r)
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "answer" and set(kinds[:-1]) == {"partial"}, kinds
+    partials = [d["answer"] for k, d in events if k == "partial"]
+    assert all(b.startswith(a) for a, b in zip(partials, partials[1:]))  # it grows
+    final = events[-1][1]
+    assert final["answer"] == partials[-1] and "State Department" in final["answer"]
+    exact(final["citations"])
+    plain = api(url, "POST", "/v1/ask", json={"question": "Who is Matthew Miller?"}).json()
+    assert plain == final
+    follow = api(url, "POST", "/v1/ask", json={"question": "What did he reiterate?",
+                                                "history": ["Who is Matthew Miller?"]}).json()
+    assert "11,000 containers" in follow["answer"]
+
+
+def openai_client(url: str, key: str = KEY) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
+
+
+@pytest.mark.slow
+def test_openai_client_gets_the_cited_answer(served: tuple[str, Path, Path]) -> None:
+    url, *_ = served
+    client = openai_client(url)
+    assert [m.id for m in client.models.list()] == ["qa"]
+    resp = client.chat.completions.create(model="qa", messages=[
+        {"role": "system", "content": "Answer from the documents."},
+        {"role": "user", "content": "Who is Matthew Miller?"},
+        {"role": "assistant", "content": "He is the State Department spokesman [1]."},
+        {"role": "user", "content": "What did he reiterate?"}])
+    msg = resp.choices[0].message
+    assert "11,000 containers" in msg.content and resp.model == "qa"
+    cited = [a.url_citation.model_extra["qa"] for a in msg.annotations]
+    exact(cited)
+    same = api(url, "POST", "/v1/ask", json={"question": "What did he reiterate?",
+                                              "history": ["Who is Matthew Miller?"]}).json()
+    assert msg.content == same["answer"] and cited == same["citations"]  # one JSON of a citation
+    for a, c in zip(msg.annotations, cited):
+        u = a.url_citation
+        assert msg.content[u.start_index:u.end_index] == f"[{c['id']}]"
+        assert u.url == f"{Path(c['source']).absolute().as_uri()}#char={c['start']},{c['end']}"
+        assert u.title == Path(c["source"]).name
+
+
+@pytest.mark.slow
+def test_openai_client_streams_the_answer_then_its_annotations(served: tuple[str, Path, Path]) -> None:
+    url, *_ = served
+    client = openai_client(url)
+    content, annotated, finish = "", [], None
+    for chunk in client.chat.completions.create(model="qa", stream=True,
+                                                messages=[{"role": "user", "content": QUESTION}]):
+        delta = chunk.choices[0].delta
+        content += delta.content or ""
+        extra = (delta.model_extra or {}).get("annotations")
+        if extra:
+            assert not annotated, "annotations must come in one chunk"
+            assert not finish
+            annotated = extra
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "stop" and "Vietnam" in content
+    cited = [a["url_citation"]["qa"] for a in annotated]
+    exact(cited)
+    for a, c in zip(annotated, cited):
+        assert content[a["url_citation"]["start_index"]:a["url_citation"]["end_index"]] == f"[{c['id']}]"
+    with client.chat.completions.stream(model="qa", messages=[{"role": "user", "content": QUESTION}]) as s:
+        final = s.get_final_completion().choices[0].message
+    assert final.content == content
+    assert [a.url_citation.model_extra["qa"] for a in final.annotations or []] == cited
+
+
+@pytest.mark.slow
+def test_error_statuses(served: tuple[str, Path, Path]) -> None:
+    from openai import AuthenticationError, BadRequestError, NotFoundError
+
+    url, *_ = served
+
+    def error(r: Any, status: int) -> str:
+        assert r.status_code == status, r.text
+        err = r.json()["error"]
+        assert set(err) == {"message", "type"} and err["message"]
+        return err["message"]
+
+    error(api(url, "POST", "/v1/ask", content=b"{not json", headers={"Content-Type": "application/json"}), 400)
+    error(api(url, "POST", "/v1/chat/completions", json={"model": "qa", "messages": [
+        {"role": "system", "content": "no question here"}]}), 400)
+    assert "top_k" in error(api(url, "POST", "/v1/ask", json={"question": QUESTION, "top_k": 0}), 422)
+    error(api(url, "POST", "/v1/ask", json={"question": "x" * 2001}), 422)
+    error(api(url, "POST", "/v1/ask", json={}), 422)
+    error(api(url, "POST", "/v1/documents", files=[]), 422)
+    error(api(url, "GET", "/v1/jobs/nope"), 404)
+    error(api(url, "POST", "/v1/nope", json={}), 404)
+    assert "1 MB" in error(api(url, "POST", "/v1/ask", json={"question": QUESTION, "history": ["y" * 600_000] * 2}),
+                           413)
+    with pytest.raises(AuthenticationError):
+        openai_client(url, key="wrong").models.list()
+    with pytest.raises(NotFoundError):
+        openai_client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(BadRequestError):
+        openai_client(url).chat.completions.create(model="qa", messages=[{"role": "user", "content": " "}])
+
+
+@pytest.mark.slow
+def test_empty_server_refuses_then_learns_from_uploads(tmp_path: Path) -> None:
+    """No index yet: 503; a file over QA_MAX_FILE_MB: 413; uploads (API and UI) create the index and answer."""
+    from gradio_client import Client, handle_file
+    from openai import InternalServerError
+
+    index = tmp_path / "index"
+    proc, url = start(index, tmp_path / "serve.log", env={"QA_MAX_FILE_MB": "1"})  # no key: open API
+    try:
+        for method, path, kw in (("GET", "/v1/status", {}), ("GET", "/v1/documents", {}),
+                                 ("POST", "/v1/ask", {"json": {"question": QUESTION}})):
+            r = api(url, method, path, key=None, **kw)
+            assert r.status_code == 503 and "POST /v1/documents" in r.json()["error"]["message"], r.text
+        with pytest.raises(InternalServerError):
+            openai_client(url, key="any").chat.completions.create(
+                model="qa", messages=[{"role": "user", "content": QUESTION}])
+        r = api(url, "POST", "/v1/documents", key=None, files=[("files", ("big.txt", b"word " * 300_000))])
+        assert r.status_code == 413 and "QA_MAX_FILE_MB" in r.json()["error"]["message"]
+        assert not (index / "uploads" / "big.txt").exists()
+
+        fact = "The lighthouse keeper of Skerryvore was Alan Stevenson in 1844."
+        r = api(url, "POST", "/v1/documents?wait=false", key=None,
+                files=[("files", ("skerryvore.txt", f"Notes.\n\n{fact}\n".encode())),
+                       ("files", ("notes.xyz", b"not a document type"))])
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["state"] in ("queued", "running", "done") and job["position"] == 0
+        deadline = time.monotonic() + 180
+        while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = api(url, "GET", f"/v1/jobs/{job['id']}", key=None).json()
+        assert job["state"] == "done", job
+        by_name = {f["name"]: f for f in job["results"]}
+        assert by_name["skerryvore.txt"]["status"] == "added" and by_name["skerryvore.txt"]["chunks"] >= 1
+        assert by_name["notes.xyz"]["status"] == "failed" and by_name["notes.xyz"]["reason"]
+        assert not (index / "uploads" / "notes.xyz").exists()  # only what the index holds is kept
+
+        ans = api(url, "POST", "/v1/ask", key=None, json={"question": "Who was the lighthouse keeper of Skerryvore?"})
+        assert ans.status_code == 200 and "Alan Stevenson" in ans.json()["answer"], ans.text
+        cited = ans.json()["citations"]
+        exact(cited)
+        assert Path(cited[0]["source"]) == (index / "uploads" / "skerryvore.txt").absolute()
+
+        again = api(url, "POST", "/v1/documents", key=None,
+                    files=[("files", ("skerryvore.txt", f"Notes.\n\n{fact}\n".encode()))]).json()
+        assert again["state"] == "done" and [f["status"] for f in again["results"]] == ["unchanged"]
+
+        doc = tmp_path / "harbour.txt"  # the UI's upload goes through the same writer
+        doc.write_text("Harbour log.\n\nThe harbour master of Stromness in 1850 was Peter Flett.\n")
+        client = Client(url + "/", verbose=False)
+        results, status, *_ = client.predict([handle_file(str(doc))], api_name="/upload")
+        assert "added" in results and "harbour.txt" in results
+        s = api(url, "GET", "/v1/status", key=None).json()
+        assert s["documents"] == 2 and s["uploads"] == []
+        names = [d["name"] for d in api(url, "GET", "/v1/documents", key=None).json()["documents"]]
+        assert names == ["harbour.txt", "skerryvore.txt"]
+    finally:
+        stop(proc)
