@@ -177,6 +177,8 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (default QA_TOP_K).")
     history: list[str] = Field([], max_length=50, description="Earlier questions of the conversation, oldest first.")
     stream: bool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
+    sources: list[str] | None = Field(None, max_length=1000, description="Answer only from the documents these "
+                                      "paths, folders or globs name (as `qa ask --source`); default all.")
     # Added by later branches (kept optional so older clients keep working): sources, conversation_id.
 
 
@@ -249,7 +251,7 @@ def _sse(event: str, data: Any) -> str:
 def ask(body: AskRequest, e: EngineDep) -> Any:
     a = e.ready()
     # Later: sources=body.sources (branch library), conversation_id (branch chats), passed on here.
-    answers = a.stream(body.question, top_k=body.top_k, history=body.history)
+    answers = a.stream(body.question, top_k=body.top_k, history=body.history, sources=body.sources)
     if not body.stream:
         *_, final = answers
         return JSONResponse(final.to_dict())
@@ -274,11 +276,11 @@ def ask(body: AskRequest, e: EngineDep) -> Any:
 documents_router = APIRouter(tags=["documents"])
 
 
-@documents_router.get("/documents", summary="The indexed documents")
+@documents_router.get("/documents", summary="The indexed documents (the records of `qa docs --json`)")
 def list_documents(e: EngineDep) -> JSONResponse:
-    records = e.assistant.store().records()
-    return JSONResponse({"documents": [{"source": r.source, "name": Path(r.source).name, "chunks": r.chunks}
-                                       for r in sorted(records.values(), key=lambda r: r.source)]})
+    with e.writer.parts_lock:
+        e.assistant.store()
+    return JSONResponse({"documents": [d.to_dict() for d in e.assistant.documents()]})
 
 
 @documents_router.post(
@@ -320,6 +322,24 @@ def get_job(job_id: str, e: EngineDep) -> JSONResponse:
     if job is None:
         raise ApiError(404, f"No upload job {job_id!r} (finished jobs are kept for a while, then forgotten).")
     return JSONResponse(job.to_dict())
+
+
+@documents_router.delete(
+    "/documents/{source:path}", summary="Remove documents: a source as listed (URL-encoded), or a folder or glob",
+    responses={200: {"description": "`removed` sources, their `chunks`, and `uploads_deleted` files."},
+               404: {"description": "No indexed document matches; nothing was removed."},
+               429: {"description": "An ingest is writing to the index; try again when it is done."}})
+def remove_documents(source: str, e: EngineDep) -> JSONResponse:
+    from dataclasses import asdict
+
+    from .library import select
+
+    with e.writer.parts_lock:
+        e.assistant.store()
+    if select([source], [d.source for d in e.assistant.documents()])[1]:
+        raise ApiError(404, f"No indexed document matches {source}; nothing was removed. "
+                            "GET /v1/documents lists them.")
+    return JSONResponse(asdict(e.assistant.remove(source)))
 
 
 # Each router is included under /v1 behind api_auth; add new ones at the end.

@@ -130,7 +130,7 @@ class Document:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of `qa docs --json` and `GET /v1/documents` (one object per document)."""
-        return asdict(self)
+        return {**asdict(self), "name": self.source.rsplit("/", 1)[-1]}  # the file name, for lists
 
 
 @dataclass(frozen=True)

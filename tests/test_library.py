@@ -41,7 +41,7 @@ def test_documents_lists_every_document_with_its_record(tmp_path: Path) -> None:
     assert owls.added and owls.added == owls.updated and owls.added.endswith("Z")
     assert listed["putin.txt"].chunks > 1 and sum(d.chunks for d in listed.values()) == a.status().chunks
     assert set(owls.to_dict()) == {"source", "title", "type", "pages", "chunks", "bytes", "added", "updated",
-                                   "digest"}
+                                   "digest", "name"}
 
     # An edit keeps "added" and moves "updated"; the size and digest follow the file.
     store = a.store()

@@ -35,7 +35,8 @@ def test_docs_remove_and_scoped_ask(tmp_path: Path) -> None:
     r = qa("docs", "--json")
     listed = json.loads(r.stdout)
     assert [Path(d["source"]).name for d in listed] == ["ferry.txt", "putin.txt"]
-    assert set(listed[0]) == {"source", "title", "type", "pages", "chunks", "bytes", "added", "updated", "digest"}
+    assert set(listed[0]) == {"source", "name", "title", "type", "pages", "chunks", "bytes", "added", "updated",
+                              "digest"}
     assert listed[0]["bytes"] == (docs / "ferry.txt").stat().st_size and listed[0]["type"] == "txt"
 
     r = qa("ask", "--json", "--source", "ferry.txt", "Where will Putin travel after North Korea?")
