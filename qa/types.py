@@ -144,4 +144,4 @@ class RemoveReport:
     def summary(self) -> str:
         """The one-line summary the CLI prints."""
         n = len(self.removed)
-        return f"removed {n} document{'s' * (n != 1)} ({self.chunks} chunks)"
+        return f"removed {n} document{'s' * (n != 1)} ({self.chunks} chunk{'s' * (self.chunks != 1)})"

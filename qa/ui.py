@@ -225,7 +225,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
             pass  # no index yet: the status line says so
 
     def ask(question: str, chat: list[dict[str, Any]], turns: list[Turn], top_k: float,
-            mode: str) -> Iterator[tuple[Any, ...]]:
+            mode: str, scope: list[str] | None = None) -> Iterator[tuple[Any, ...]]:
         q = question.strip()
         if not q:
             gr.Warning("Type a question first.")
@@ -240,7 +240,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
         try:
             eng = engine(mode)
             prepare(eng, writer.parts_lock)
-            for ans in eng.stream(q, top_k=int(top_k), history=[t for t, _ in turns]):
+            for ans in eng.stream(q, top_k=int(top_k), history=[t for t, _ in turns], sources=scope or None):
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
                 section = render_sources(ans, n)
                 yield chat, render_panel([*earlier, section], busy=True), turns, "", ""
@@ -318,20 +318,25 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
                     files = gr.File(label="Add documents", file_count="multiple",
                                     type="filepath", elem_id="qa-upload", height=120)
                     results = gr.HTML("", elem_id="qa-ingest", js_on_load=None)
+                from .ui_library import library_panel
+
+                library = library_panel(assistant, writer, status, status_html)
 
         outs = [chat, sources, turns, box, problem]
         # Named API endpoints: "/ask" and "/upload" (scripts, load tests), and "/status_html" (the status line).
         # Questions run side by side (ASK_CONCURRENCY at once, both buttons sharing the slots); an upload
         # waits for the writer in its own slots, so neither waits for the other.
         for trigger, api in ((send.click, "ask"), (box.submit, False)):
-            trigger(ask, [box, chat, turns, top_k, mode], outs, concurrency_id="ask",
+            trigger(ask, [box, chat, turns, top_k, mode, library.scope], outs, concurrency_id="ask",
                     concurrency_limit=ASK_CONCURRENCY, show_progress="minimal",
                     api_name=api).then(complain, problem, None, api_name=False)
         files.upload(upload, [files], [results, status, files, problem], concurrency_id="upload",
                      concurrency_limit=UPLOAD_CONCURRENCY, api_name="upload").then(
-            complain, problem, None, api_name=False)
+            complain, problem, None, api_name=False).then(library.refresh, library.inputs, library.outputs,
+                                                          api_name=False)
         chat.clear(lambda: ([], render_panel([]), [], "", ""), None, outs, queue=False, api_name=False)
         app.load(status_html, None, status, api_name=False)
+        app.load(library.refresh, library.inputs, library.outputs, api_name=False)
         app.load(warm, None, None, concurrency_id="warm", show_progress="hidden", api_name=False)
     return app
 
