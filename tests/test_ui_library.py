@@ -1,4 +1,4 @@
-"""The Library panel in headless Chromium against a real `qa serve`: list, filter, ask only, re-index, remove."""
+"""The Library panel: its filter and labels, and in headless Chromium against a real `qa serve`."""
 
 from __future__ import annotations
 
@@ -91,6 +91,12 @@ def test_panel_lists_scopes_and_removes(tmp_path: Path, page: Any) -> None:  # n
         answer = _ask(page, "When does the night ferry Nordlys sail to Svalbard?")
         assert "Tuesday" not in answer.inner_text()
         assert "ferry.txt" not in " ".join(page.locator("#qa-turn-4 .qa-file").all_inner_texts())
+        # Re-index reads a changed file again.
+        (docs / "owls.md").write_text("# Arctic birds\n\nSnowy owls hunt voles in the forest in winter.\n")
+        page.locator("#qa-doc-list label").filter(has_text="owls.md").click()
+        page.locator("#qa-doc-reindex").click()
+        page.locator("#qa-doc-result li").filter(has_text="updated").wait_for()
+        assert "voles" in _ask(page, "What do snowy owls hunt in winter?").inner_text()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "library-panel.png"), full_page=True)
     finally:
