@@ -213,7 +213,8 @@ class Retriever:
                     retriever_weights=[self.dense_weight, 1.0 - self.dense_weight],
                 )
                 results = fusion.retrieve(question)
-        if not results and sources is None and self.store.count() == 0:  # counted only then: a count costs 15 ms at 100k chunks
+        # Counted only then: a count costs 15 ms at 100k chunks. An empty scope is no empty index.
+        if not results and sources is None and self.store.count() == 0:
             raise IndexMissingError("The index is empty. Run: qa ingest seeds/")
         passages: list[Passage] = []
         seen: set[str] = set()
