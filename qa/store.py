@@ -92,8 +92,6 @@ class Store:
     """The chunk collection, its file catalogue, and the state record that versions them."""
 
     def __init__(self, client: Any, name: str, embed_model: str, dim: int, create: bool) -> None:
-        from llama_index.vector_stores.chroma import ChromaVectorStore
-
         self.client = client
         self.embed_model = embed_model
         existing = {c if isinstance(c, str) else c.name for c in client.list_collections()}
@@ -112,7 +110,17 @@ class Store:
         self.texts = client.get_or_create_collection(f"{name}_texts")
         self._writer: dict[str, Any] | None = None
         self._renewed = 0.0
-        self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
+        self._vector_store: Any = None
+
+    @property
+    def vector_store(self) -> Any:
+        """LlamaIndex's ChromaVectorStore over the chunks, made on first use: `qa docs` and `qa status`
+        never import LlamaIndex (10 s of a 12 s `qa docs` on a busy machine)."""
+        if self._vector_store is None:
+            from llama_index.vector_stores.chroma import ChromaVectorStore
+
+            self._vector_store = ChromaVectorStore(chroma_collection=self.chunks)
+        return self._vector_store
 
     # --- the state record: a generation counter and an "ingest in progress" flag -----------------
     def state(self) -> dict[str, Any]:
