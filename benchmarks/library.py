@@ -1,11 +1,11 @@
 """The document library at 1,000 documents: `qa docs`, scoped questions, the UI filter, and watch latency.
 
-    python -m benchmarks library [--docs 1000] [--queries 30] [--files 5] [--keep DIR]
+    python -m benchmarks library [--docs 1000] [--queries 30] [--files 5] [--keep DIR] [--no-ui]
 
 The index holds the first `--docs` squad-dev paragraphs (one document each, as `qa eval` ingests
 them). Timed: `Assistant.documents()` in-process and `qa docs --json` as a command (Python start-up
 included); questions whose gold paragraph is in a scope of 1, 10 and 100 documents, beside the same
-questions unscoped; the Library panel's filter over the list. Watch: `qa.watch.watch` runs on an
+questions unscoped; the Library panel's filter over the list, in Python and in headless Chromium over `qa serve`. Watch: `qa.watch.watch` runs on an
 empty folder beside the index; each of `--files` files is saved with a new fact, and the time from
 its save until a question scoped to it is answered with a citation of it is measured.
 """
@@ -23,7 +23,8 @@ from pathlib import Path
 
 from qa import Assistant
 from qa.evaluation import load_benchmark
-from qa.ui_library import label, matching
+from qa.types import Document
+from qa.ui_library import label, matching, summary
 
 from .common import DATA, ROOT, pct, row, scratch, texts
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--files", type=int, default=5, help="files saved one after another for the watch figure")
     ap.add_argument("--keep", type=Path, help="build (or reuse) the index here instead of a temp folder")
+    ap.add_argument("--no-ui", action="store_true", help="skip the browser figures")
     args = ap.parse_args(argv)
     rows: list[str] = []
     with scratch() as tmp:
@@ -95,9 +97,51 @@ def main(argv: list[str] | None = None) -> list[str]:
         for r in rows:
             print(r, flush=True)
 
+        if not args.no_ui:
+            rows += _ui(index, docs)
+            for r in rows[-2:]:
+                print(r, flush=True)
         rows.append(_watch(a, tmp / "watched", args.files))
         print(rows[-1], flush=True)
     return rows
+
+
+def _ui(index: Path, docs: list[Document]) -> list[str]:
+    """The Library panel in headless Chromium over `qa serve`: first listing, then each filter until shown."""
+    from playwright.sync_api import sync_playwright
+
+    from .startup import start_serve, wait_http
+
+    env = {**os.environ, "QA_INDEX_DIR": str(index), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc, url, t0 = start_serve(env)
+    try:
+        wait_http(url, proc, t0)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.set_default_timeout(120_000)
+            t = time.perf_counter()
+            page.goto(url)
+            page.wait_for_function(f"document.querySelectorAll('#qa-doc-list label').length === {min(len(docs), 200)}")
+            first = time.perf_counter() - t
+            words = [d.title.split()[0] for d in docs[:: max(1, len(docs) // 8)]][:8]
+            box = page.locator("#qa-doc-filter textarea, #qa-doc-filter input").first
+            times = []
+            for query in [*words, ""]:
+                want = summary(len(matching(docs, query)), len(docs), query)
+                t = time.perf_counter()
+                box.fill(query)
+                page.wait_for_function("w => document.querySelector('#qa-doc-count').innerText.trim() === w", arg=want)
+                times.append((time.perf_counter() - t) * 1000)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return [row(f"Library panel in Chromium, {len(docs)} documents: page load to list shown", f"{first:.1f} s", "—"),
+            row(f"Library panel in Chromium, {len(docs)} documents: filter typed to list updated ({len(times)} filters)",
+                f"p50 **{pct(times, 50):.0f} ms**, max {max(times):.0f} ms", "< 1 s")]
 
 
 def _watch(a: Assistant, folder: Path, files: int) -> str:
