@@ -5,9 +5,10 @@
 The index holds the first `--docs` squad-dev paragraphs (one document each, as `qa eval` ingests
 them). Timed: `Assistant.documents()` in-process and `qa docs --json` as a command (Python start-up
 included); questions whose gold paragraph is in a scope of 1, 10 and 100 documents, beside the same
-questions unscoped; the Library panel's filter over the list, in Python and in headless Chromium over `qa serve`. Watch: `qa.watch.watch` runs on an
-empty folder beside the index; each of `--files` files is saved with a new fact, and the time from
-its save until a question scoped to it is answered with a citation of it is measured.
+questions unscoped; the Library panel's filter over the list, in Python and in headless Chromium
+over `qa serve`. Watch: `qa.watch.watch` runs on an empty folder beside the index; each of
+`--files` files is saved with a new fact, and the time from its save until a question scoped to it
+is answered with a citation of it is measured.
 """
 
 from __future__ import annotations
