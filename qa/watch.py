@@ -84,11 +84,11 @@ def watch(assistant: Assistant, paths: Sequence[str | Path], stop: threading.Eve
         except IndexBusyError:
             retry_at = time.monotonic() + BUSY_RETRY_SECONDS  # keep them pending
             continue
-        except QAError as e:
+        except Exception as e:  # noqa: BLE001 - one bad batch (a QAError, a store hiccup) must not stop the watch
             for p in ready:
                 pending.pop(p, None)
             if on_error:
-                on_error(str(e))
+                on_error(str(e) if isinstance(e, QAError) else f"{type(e).__name__}: {e}")
             continue
         for p in ready:
             pending.pop(p, None)
