@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ class Assistant:
         self._retriever: Any = None
         self._composer: Any = None
         self._scope_sources: tuple[int, list[str]] | None = None  # (generation, indexed sources)
+        self._store_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assistant:
@@ -61,9 +63,12 @@ class Assistant:
     def store(self, create: bool = False) -> Store:
         """The Chroma store; `create` makes a new index where none exists."""
         if self._store is None:
-            s = self.settings
-            client = open_client(s.index_dir, s.chroma_url, create)
-            self._store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)
+            # Its own lock: listing documents must not wait behind a thread that is loading the models.
+            with self._store_lock:
+                if self._store is None:
+                    s = self.settings
+                    client = open_client(s.index_dir, s.chroma_url, create)
+                    self._store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)
         return self._store
 
     @property

@@ -278,8 +278,6 @@ documents_router = APIRouter(tags=["documents"])
 
 @documents_router.get("/documents", summary="The indexed documents (the records of `qa docs --json`)")
 def list_documents(e: EngineDep) -> JSONResponse:
-    with e.writer.parts_lock:
-        e.assistant.store()
     return JSONResponse({"documents": [d.to_dict() for d in e.assistant.documents()]})
 
 
@@ -334,8 +332,6 @@ def remove_documents(source: str, e: EngineDep) -> JSONResponse:
 
     from .library import select
 
-    with e.writer.parts_lock:
-        e.assistant.store()
     if select([source], [d.source for d in e.assistant.documents()])[1]:
         raise ApiError(404, f"No indexed document matches {source}; nothing was removed. "
                             "GET /v1/documents lists them.")

@@ -65,8 +65,6 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
 
     def read() -> list[Document]:
         try:
-            with writer.parts_lock:
-                assistant.store()
             return list(assistant.documents())
         except IndexMissingError:
             return []
