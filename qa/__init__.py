@@ -13,7 +13,7 @@ from .errors import (
     IngestError,
     QAError,
 )
-from .types import Answer, Citation, FileResult, IngestReport, Passage, Status
+from .types import Answer, Citation, Document, FileResult, IngestReport, Passage, RemoveReport, Status
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -48,4 +48,6 @@ __all__ = [
     "QAError",
     "Settings",
     "Status",
+    "Document",
+    "RemoveReport",
 ]
