@@ -16,7 +16,7 @@ from .errors import (
     IngestError,
     QAError,
 )
-from .types import Answer, Box, Citation, FileResult, IngestReport, Passage, Status
+from .types import Answer, Box, Citation, Document, FileResult, IngestReport, Passage, RemoveReport, Status
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -54,6 +54,7 @@ __all__ = [
     "DiskFullError",
     "IndexDamagedError",
     "IndexVersionError",
-
     "Box",
+    "Document",
+    "RemoveReport",
 ]

@@ -16,11 +16,11 @@ from .chat import condense
 from .errors import ConfigError, ConversationStoreError, IndexBusyError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
-from .prompts import EMPTY_QUESTION, NOT_FOUND, QUESTION_TOO_LONG
+from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, QUESTION_TOO_LONG
 from .reading import SourceText
 from .settings import Settings
 from .store import Store, open_client, prepare_index_dir
-from .types import Answer, Check, Citation, IngestReport, RebuildReport, Status
+from .types import Answer, Check, Citation, Document, IngestReport, RebuildReport, RemoveReport, Status
 
 if TYPE_CHECKING:
     from .conversations import Conversation, ConversationInfo, ConversationStore
@@ -59,6 +59,8 @@ class Assistant:
         self._conversations: Any = None  # the ConversationStore, or the ConversationStoreError it gave
         self._layouts: dict[str, tuple[str, Any]] = {}  # source -> (digest, word boxes or None)
         self._layouts_lock = threading.Lock()  # questions are answered on several threads (qa serve)
+        self._scope_sources: tuple[int, list[str]] | None = None  # (generation, indexed sources)
+        self._store_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assistant:
@@ -79,16 +81,19 @@ class Assistant:
         if self._store is None:
             from . import integrity
 
-            s = self.settings
-            if not s.chroma_url:  # a visibly damaged file is reported before Chroma touches the folder
-                integrity.precheck(Path(s.index_dir), pages=True)
-            try:
-                client = open_client(s.index_dir, s.chroma_url, create)
-                store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)
-                integrity.opened(store, s.chroma_url or s.index_dir)
-            except Exception as e:
-                raise self._storage_error(e) from None
-            self._store = store
+            # Its own lock: listing documents must not wait behind a thread that is loading the models.
+            with self._store_lock:
+                if self._store is None:
+                    s = self.settings
+                    if not s.chroma_url:  # a visibly damaged file is reported before Chroma touches the folder
+                        integrity.precheck(Path(s.index_dir), pages=True)
+                    try:
+                        client = open_client(s.index_dir, s.chroma_url, create)
+                        store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)
+                        integrity.opened(store, s.chroma_url or s.index_dir)
+                    except Exception as e:
+                        raise self._storage_error(e) from None
+                    self._store = store
         return self._store
 
     @property
@@ -176,15 +181,18 @@ class Assistant:
             self._composer = make_composer(self.settings, self.embedder)
         return self._composer
 
-    def ask(self, question: str, top_k: int | None = None, history: Sequence[str] = ()) -> Answer:
-        """Answer a question from the indexed documents, citing exact spans."""
-        *_, final = self.stream(question, top_k, history)
+    def ask(self, question: str, top_k: int | None = None, history: Sequence[str] = (),
+            sources: Sequence[str] | str | None = None) -> Answer:
+        """Answer a question from the indexed documents (or only those `sources` names), citing exact spans."""
+        *_, final = self.stream(question, top_k, history, sources)
         return final
 
-    def stream(self, question: str, top_k: int | None = None, history: Sequence[str] = ()) -> Iterator[Answer]:
+    def stream(self, question: str, top_k: int | None = None, history: Sequence[str] = (),
+               sources: Sequence[str] | str | None = None) -> Iterator[Answer]:
         """Yields the answer as it grows, one cited sentence at a time; the last yield is final.
 
         `history` holds the earlier questions of a conversation, so follow-ups are understood.
+        `sources` (paths, folders or globs, see `qa.library`) limits the answer to those documents.
         """
         started = time.perf_counter()
         # Lone surrogates (undecodable bytes from a terminal, broken JSON escapes) cannot be tokenized,
@@ -200,8 +208,14 @@ class Assistant:
         # Earlier questions refused as too long would flood the retrieval query and the model's prompt.
         history = [h for h in history if len(" ".join(h.split())) <= MAX_QUESTION_CHARS]
         query = condense(q, history)
+        patterns = [sources] if isinstance(sources, str) else [str(p) for p in sources or ()]
+        scope = self._scope(patterns) if patterns else None
+        if scope is not None and not scope:
+            yield Answer(question=question, answer=NO_DOCUMENT_MATCHES.format(patterns=", ".join(patterns)),
+                         answered=False, backend=self.backend, seconds=time.perf_counter() - started)
+            return
         try:
-            passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k))
+            passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k, sources=scope))
         except Exception as e:
             raise self._storage_error(e) from None
         composer = self.composer()
@@ -458,3 +472,68 @@ class Assistant:
         tmp.write_bytes(png)
         os.replace(tmp, cache)
         return png
+
+    # --- the document library (qa.library) ----------------------------------------------------------
+    def documents(self) -> tuple[Document, ...]:
+        """Every indexed document with its title, type, pages, chunks, size and times, sorted by source."""
+        from .library import to_document
+
+        return tuple(sorted((to_document(s, m) for s, m in self.store().catalogue()), key=lambda d: d.source))
+
+    def remove(self, *paths_or_globs: str | Path) -> RemoveReport:
+        """Take documents out of the index (chunks, text, record, BM25) and delete their uploaded copies.
+
+        Every pattern (a path, folder or glob; see `qa.library`) must name at least one indexed
+        document, else nothing is removed (QAError).
+        """
+        from .library import select
+
+        patterns = [str(p) for p in paths_or_globs]
+        if not patterns:
+            raise QAError("Name the documents to remove: qa remove PATH|GLOB ... (qa docs lists them)")
+
+        def choose(indexed: list[str]) -> list[str]:
+            chosen, unmatched = select(patterns, indexed)
+            if unmatched:
+                raise QAError(f"No indexed document matches {', '.join(unmatched)}; nothing was removed. "
+                              "See the indexed documents with: qa docs")
+            return chosen
+
+        return self._remove(choose)
+
+    def forget(self, sources: Sequence[str]) -> RemoveReport:
+        """Remove exactly these sources, no pattern matching (the folder watcher); unindexed ones are skipped."""
+        wanted = set(sources)
+        return self._remove(lambda indexed: sorted(wanted.intersection(indexed)))
+
+    def _remove(self, choose: Any) -> RemoveReport:
+        self.store()  # no index: IndexMissingError, rather than creating an empty one
+        with self._writing() as store:
+            records = store.records()
+            chosen = choose(list(records))
+            if not chosen:
+                return RemoveReport()
+            generation = store.state()["generation"]
+            store.set_state(generation, dirty=True)  # a crash midway leaves orphans the next ingest repairs
+            store.remove_many(chosen)
+            store.set_state(generation + 1, dirty=False)  # readers re-read the catalogue, BM25 rebuilds
+        uploads = Path(self.settings.index_dir).absolute() / "uploads"
+        deleted = []
+        for s in chosen:
+            p = Path(s)
+            if p.parent == uploads and p.is_file():
+                p.unlink()
+                deleted.append(s)
+        return RemoveReport(removed=tuple(chosen), chunks=sum(records[s].chunks for s in chosen),
+                            uploads_deleted=tuple(deleted))
+
+    def _scope(self, patterns: list[str]) -> list[str]:
+        """The indexed sources the patterns name (the catalogue is re-read only when the generation moves)."""
+        from .library import select
+
+        store = self.store()
+        generation = store.state()["generation"]
+        cached = self._scope_sources
+        if cached is None or cached[0] != generation:
+            cached = self._scope_sources = (generation, list(store.records()))
+        return select(patterns, cached[1])[0]

@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--rebuild", action="store_true",
                      help="move the index aside (kept, never deleted) and index again the files its catalogue "
                      "names, PATHs and uploads/")
+    ing.add_argument("--watch", action="store_true",
+                     help="then keep watching the paths: added, changed, removed and renamed files follow")
 
     ask = sub.add_parser("ask", help="answer a question with cited passages")
     ask.add_argument("question")
@@ -38,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--chat", metavar="ID", help="ask in saved conversation ID (a follow-up uses its questions)")
     ask.add_argument("--new-chat", action="store_true", help="start a saved conversation; prints its id")
     ask.add_argument("--user", help="whose conversations (a QA_AUTH login); default: those made without login")
+    ask.add_argument("--source", action="append", metavar="GLOB",
+                     help="answer only from documents this path, folder or glob names (repeatable; see qa docs)")
 
     st = sub.add_parser("status", help="what the index holds")
     st.add_argument("--check", action="store_true",
@@ -49,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--auth", help="logins user:password[,user2:password2] (QA_AUTH; or a file: QA_USERS_FILE)")
     srv.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
     srv.add_argument("--api-key", help="key the HTTP API requires as 'Authorization: Bearer <key>' (QA_API_KEY)")
+    srv.add_argument("--watch", action="append", metavar="PATH",
+                     help="keep this file or folder indexed while serving (repeatable)")
 
     ev = sub.add_parser("eval", help="measure retrieval (and answers) on a BEIR-layout folder")
     ev.add_argument("dir", help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv")
@@ -58,12 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     _chats_parser(sub)
 
-
     bk = sub.add_parser("backup", help="write a consistent snapshot of the index (while qa serve answers)")
     bk.add_argument("dest", help="new or empty folder")
     rs = sub.add_parser("restore", help="put a backup in place of the index")
     rs.add_argument("src", help="folder written by qa backup")
     rs.add_argument("--force", action="store_true", help="replace a non-empty index (it is moved aside)")
+
+    docs = sub.add_parser("docs", help="list the indexed documents")
+    docs.add_argument("--json", action="store_true", help="print a JSON list of document objects")
+
+    rm = sub.add_parser("remove", help="take documents out of the index (and delete uploaded copies)")
+    rm.add_argument("patterns", nargs="+", metavar="PATH|GLOB", help="a source as qa docs lists it, a folder, or a glob")
     return p
 
 
@@ -104,6 +115,8 @@ def _progress_bar(quiet: bool, desc: str = "Indexing") -> Any:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.watch:
+        return cmd_watch(args)
     a = _assistant(args)
     if args.rebuild:
         return _rebuild(a, args)
@@ -120,7 +133,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     indexed = report.count("added") + report.count("updated") + report.count("unchanged")
     if indexed == 0 and report.count("removed") == 0:
         raise QAError(f"Nothing could be indexed from {' '.join(args.paths)}; "
-                      "give a folder or files of type .txt .md .pdf .html .docx")
+                      "give a folder or files of type .txt .md .pdf .html .docx .png .jpg .tif")
     return 1 if args.strict and report.count("failed") else 0
 
 
@@ -152,7 +165,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         from .cli_chats import ask_in_chat
 
         return ask_in_chat(a, args, format_answer)
-    ans = a.ask(args.question)
+    ans = a.ask(args.question, sources=args.source)
     print(json.dumps(ans.to_dict(), ensure_ascii=False) if args.json else format_answer(ans))
     return 0
 
@@ -179,6 +192,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_local(a)
     if index_is_empty(a):
         print(EMPTY_INDEX.format(where=a.settings.chroma_url or a.settings.index_dir), file=sys.stderr)
+    if args.watch:
+        from .watch import start_thread
+
+        # Built before the threads start, so the watcher and the server share one store and model.
+        a.store(create=True)
+        a.embedder  # noqa: B018
+        start_thread(a, args.watch, on_batch=_print_batch, on_error=_print_watch_error)
     serve(a, host=args.host, port=args.port, auth=args.auth, api_key=args.api_key)
     return 0
 
@@ -278,6 +298,68 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if moved:
         print(f"moved the previous index aside to {moved} (nothing deleted)")
     print(f"restored {args.src} to {a.settings.index_dir}")
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n < 1000:
+        return f"{n} B"
+    size, unit = n / 1000, "KB"
+    for bigger in ("MB", "GB"):
+        if size < 1000:
+            break
+        size, unit = size / 1000, bigger
+    return f"{size:.1f} {unit}"
+
+
+def format_documents(docs: list[Any]) -> str:
+    """The `qa docs` table: one line per document, then a total."""
+    if not docs:
+        return "No documents indexed. Add some with: qa ingest PATH"
+    rows = [("SOURCE", "TYPE", "PAGES", "CHUNKS", "SIZE", "ADDED", "TITLE")]
+    rows += [(d.source, d.type, str(d.pages or "-"), str(d.chunks), _size(d.bytes),
+              (d.added or "-").replace("T", " ").removesuffix("Z"), d.title[:60]) for d in docs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    right = {2, 3, 4}  # numbers
+    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in rows]
+    lines.append(f"{len(docs)} document{'s' * (len(docs) != 1)}, {sum(d.chunks for d in docs)} chunks")
+    return "\n".join(lines)
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    docs = list(_assistant(args).documents())
+    print(json.dumps([d.to_dict() for d in docs], ensure_ascii=False) if args.json else format_documents(docs))
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    report = _assistant(args).remove(*args.patterns)
+    for s in report.removed:
+        print(f"removed: {s}")
+    for s in report.uploads_deleted:
+        print(f"deleted uploaded file: {s}")
+    print(report.summary())
+    return 0
+
+
+def _print_batch(report: Any) -> None:
+    for f in (f for f in report.files if f.status != "unchanged"):
+        detail = f": {f.reason}" if f.reason else ""
+        print(f"{f.status}: {f.path}{detail}", file=sys.stderr if f.status == "failed" else sys.stdout, flush=True)
+    print(report.summary(), flush=True)
+
+
+def _print_watch_error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .watch import watch
+
+    a = _assistant(args)
+    print(f"Watching {' '.join(args.paths)} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    watch(a, args.paths, on_batch=_print_batch, on_error=_print_watch_error)
     return 0
 
 
@@ -295,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         h.setLevel(logging.ERROR)
     handler = {"ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
                "serve": cmd_serve, "eval": cmd_eval, "chats": cmd_chats, "backup": cmd_backup,
-               "restore": cmd_restore}[args.command]
+               "restore": cmd_restore, "docs": cmd_docs, "remove": cmd_remove}[args.command]
     try:
         return handler(args)
     except QAError as e:

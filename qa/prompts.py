@@ -15,3 +15,5 @@ ANSWER_SYSTEM = (
 ANSWER_PASSAGE = "[{n}] {text}"
 ANSWER_HISTORY = "Earlier questions in this conversation: {questions}\n\n"
 ANSWER_USER = "Passages:\n{passages}\n\n{history}Question: {question}"
+NO_DOCUMENT_MATCHES = ("No indexed document matches {patterns}, so there is nothing to answer from. "
+                       "See what is indexed with: qa docs")

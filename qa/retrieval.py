@@ -39,20 +39,56 @@ def _bm25_class() -> Any:
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
 
     class MatchingBM25Retriever(BM25Retriever):
+        _scope: tuple[frozenset[str], Any] | None = None  # the last scope's sources and chunk mask
+
         def _retrieve(self, query_bundle: Any) -> list[Any]:
             k = self.similarity_top_k
-            tokens = bm25s.tokenize(query_bundle.query_str, stemmer=None if self.skip_stemming else self.stemmer,
-                                    token_pattern=self.token_pattern, return_ids=False, show_progress=False)[0]
-            scores = self.bm25.get_scores(tokens) if tokens and tokens[0] else None
+            scores = self._scores(query_bundle.query_str)
             hits = np.flatnonzero(scores) if scores is not None else ()
             if len(hits) < k or self.corpus_weight_mask:
                 return super()._retrieve(query_bundle)  # bm25s fills up with chunks that do not match
-            top = np.sort(hits[np.argpartition(scores[hits], -k)[-k:]])
+            return self._nodes(hits, scores, k)
+
+        def search_within(self, query: str, k: int, sources: frozenset[str]) -> list[Any]:
+            """The top k chunks of these sources: every chunk is scored, then only the scope competes."""
+            if self._scope is None or self._scope[0] != sources:
+                mask = np.fromiter((c.get("source") in sources for c in self.corpus), bool, len(self.corpus))
+                self._scope = (sources, np.flatnonzero(mask))
+            inside = self._scope[1]
+            scores = self._scores(query)
+            if scores is None:
+                scores = np.zeros(len(self.corpus), dtype=np.float32)
+            return self._nodes(inside, scores, k) if len(inside) else []
+
+        def _scores(self, query: str) -> Any:
+            tokens = bm25s.tokenize(query, stemmer=None if self.skip_stemming else self.stemmer,
+                                    token_pattern=self.token_pattern, return_ids=False, show_progress=False)[0]
+            return self.bm25.get_scores(tokens) if tokens and tokens[0] else None
+
+        def _nodes(self, candidates: Any, scores: Any, k: int) -> list[Any]:
+            top = candidates if len(candidates) <= k else candidates[np.argpartition(scores[candidates], -k)[-k:]]
+            top = np.sort(top)
             top = top[np.argsort(-scores[top], kind="stable")]  # ties: earlier chunk first
             return [NodeWithScore(node=metadata_dict_to_node(self.corpus[int(i)]), score=float(scores[i]))
                     for i in top]
 
     return MatchingBM25Retriever
+
+
+@cache
+def _scoped_class() -> Any:
+    """A retriever for QueryFusionRetriever: the BM25 side limited to some documents for one question."""
+    from llama_index.core.retrievers import BaseRetriever
+
+    class ScopedBM25(BaseRetriever):
+        def __init__(self, bm25: Any, k: int, sources: frozenset[str]) -> None:
+            super().__init__()
+            self.bm25, self.k, self.sources = bm25, k, sources
+
+        def _retrieve(self, query_bundle: Any) -> list[Any]:
+            return self.bm25.search_within(query_bundle.query_str, self.k, self.sources)
+
+    return ScopedBM25
 
 
 class BM25Side:
@@ -153,27 +189,44 @@ class Retriever:
             self._committed_generation = generation
         return self._committed.get(source) == digest
 
-    def retrieve(self, question: str, top_k: int) -> list[Passage]:
-        """The best `top_k` passages, best first."""
+    def retrieve(self, question: str, top_k: int, sources: list[str] | None = None) -> list[Passage]:
+        """The best `top_k` passages, best first; with `sources`, only from those documents.
+
+        A scope filters both sides before fusion (a Chroma `where` on the source, and the BM25
+        ranking taken among the scope's chunks), so the top k is filled from inside it.
+        """
         from llama_index.core.llms import MockLLM
         from llama_index.core.retrievers import QueryFusionRetriever
 
         wide = top_k * CANDIDATES_PER_SIDE
         generation = self.store.state()["generation"]
-        dense = self.index.as_retriever(similarity_top_k=wide)
+        if sources is None:
+            dense = self.index.as_retriever(similarity_top_k=wide)
+        else:
+            from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
+
+            where = MetadataFilters(filters=[MetadataFilter(key="source", operator=FilterOperator.IN,
+                                                            value=list(sources))])
+            dense = self.index.as_retriever(similarity_top_k=wide, filters=where)
+
+        def keywords() -> Any:
+            bm25 = self.bm25.get(wide, generation)
+            return bm25 if sources is None else _scoped_class()(bm25, wide, frozenset(sources))
+
         with one_thread():  # the question is one short text to embed
             if self.mode == "dense":
                 results = dense.retrieve(question)
             elif self.mode == "bm25":
-                results = self.bm25.get(wide, generation).retrieve(question)
+                results = keywords().retrieve(question)
             else:
                 fusion = QueryFusionRetriever(
-                    [dense, self.bm25.get(wide, generation)], llm=MockLLM(), mode=self.fusion, num_queries=1,
+                    [dense, keywords()], llm=MockLLM(), mode=self.fusion, num_queries=1,
                     use_async=False, similarity_top_k=wide,
                     retriever_weights=[self.dense_weight, 1.0 - self.dense_weight],
                 )
                 results = fusion.retrieve(question)
-        if not results and self.store.count() == 0:  # counted only then: a count costs 15 ms at 100k chunks
+        # Counted only then: a count costs 15 ms at 100k chunks. An empty scope is no empty index.
+        if not results and sources is None and self.store.count() == 0:
             raise IndexMissingError("The index is empty. Run: qa ingest seeds/")
         passages: list[Passage] = []
         seen: set[str] = set()

@@ -179,6 +179,8 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve (default QA_TOP_K).")
     history: list[str] = Field([], max_length=200, description="Earlier questions of the conversation, oldest first.")
     stream: bool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
+    sources: list[str] | None = Field(None, max_length=1000, description="Answer only from the documents these "
+                                      "paths, folders or globs name (as `qa ask --source`); default all.")
     conversation_id: str | None = Field(
         None, max_length=100, description="Ask in this saved conversation (its stored questions are the history, "
         "`history` is ignored) or 'new' to start one; the answer then carries `conversation_id`.")
@@ -253,14 +255,14 @@ def _sse(event: str, data: Any) -> str:
                                                  "`partial` answers, then `answer` (or `error`)."}})
 def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
     a = e.ready()
-    # Later: sources=body.sources (branch library), passed on here.
     extra: dict[str, Any] = {}  # conversation_id (and a warning if the turn could not be saved)
     if body.conversation_id is not None:
         from .api_chats import conversation_answers
 
-        answers, extra = conversation_answers(a, request, body.conversation_id, body.question, top_k=body.top_k)
+        answers, extra = conversation_answers(a, request, body.conversation_id, body.question, top_k=body.top_k,
+                                              sources=body.sources)
     else:
-        answers = a.stream(body.question, top_k=body.top_k, history=body.history)
+        answers = a.stream(body.question, top_k=body.top_k, history=body.history, sources=body.sources)
     if not body.stream:
         *_, final = answers
         return JSONResponse({**final.to_dict(), **extra})
@@ -285,11 +287,9 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
 documents_router = APIRouter(tags=["documents"])
 
 
-@documents_router.get("/documents", summary="The indexed documents")
+@documents_router.get("/documents", summary="The indexed documents (the records of `qa docs --json`)")
 def list_documents(e: EngineDep) -> JSONResponse:
-    records = e.assistant.store().records()
-    return JSONResponse({"documents": [{"source": r.source, "name": Path(r.source).name, "chunks": r.chunks}
-                                       for r in sorted(records.values(), key=lambda r: r.source)]})
+    return JSONResponse({"documents": [d.to_dict() for d in e.assistant.documents()]})
 
 
 @documents_router.post(
@@ -373,6 +373,21 @@ def page_png(source: str, page: int, request: Request, e: EngineDep,
     except QAError as err:
         raise ApiError(404, str(err)) from None
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+@documents_router.delete(
+    "/documents/{source:path}", summary="Remove documents: a source as listed (URL-encoded), or a folder or glob",
+    responses={200: {"description": "`removed` sources, their `chunks`, and `uploads_deleted` files."},
+               404: {"description": "No indexed document matches; nothing was removed."},
+               429: {"description": "An ingest is writing to the index; try again when it is done."}})
+def remove_documents(source: str, e: EngineDep) -> JSONResponse:
+    from dataclasses import asdict
+
+    from .library import select
+
+    if select([source], [d.source for d in e.assistant.documents()])[1]:
+        raise ApiError(404, f"No indexed document matches {source}; nothing was removed. "
+                            "GET /v1/documents lists them.")
+    return JSONResponse(asdict(e.assistant.remove(source)))
 
 
 # Each router is included under /v1 behind api_auth; add new ones at the end.

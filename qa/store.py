@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, EmbeddingMismatchError, IndexBusyError, IndexMissingError
+from .library import describe
 from .reading import Chunk, SourceText, location
 
 STATE_ID = "\x00state"
@@ -96,8 +97,6 @@ class Store:
     """The chunk collection, its file catalogue, and the state record that versions them."""
 
     def __init__(self, client: Any, name: str, embed_model: str, dim: int, create: bool) -> None:
-        from llama_index.vector_stores.chroma import ChromaVectorStore
-
         self.client = client
         self.embed_model = embed_model
         existing = {c if isinstance(c, str) else c.name for c in client.list_collections()}
@@ -117,7 +116,17 @@ class Store:
         self.layouts = client.get_or_create_collection(f"{name}_layouts")  # PDFs, images: word boxes
         self._writer: dict[str, Any] | None = None
         self._renewed = 0.0
-        self.vector_store = ChromaVectorStore(chroma_collection=self.chunks)
+        self._vector_store: Any = None
+
+    @property
+    def vector_store(self) -> Any:
+        """LlamaIndex's ChromaVectorStore over the chunks, made on first use: `qa docs` and `qa status`
+        never import LlamaIndex (10 s of a 12 s `qa docs` on a busy machine)."""
+        if self._vector_store is None:
+            from llama_index.vector_stores.chroma import ChromaVectorStore
+
+            self._vector_store = ChromaVectorStore(chroma_collection=self.chunks)
+        return self._vector_store
 
     # --- the state record: a generation counter and an "ingest in progress" flag -----------------
     def state(self) -> dict[str, Any]:
@@ -196,6 +205,10 @@ class Store:
             for i, _, m in _get_all(self.files, ["metadatas"]) if i not in (STATE_ID, WRITER_ID)
         }
 
+    def catalogue(self) -> list[tuple[str, dict[str, Any]]]:
+        """(source, record metadata) of every completely indexed file: what `qa docs` lists."""
+        return [(i, m) for i, _, m in _get_all(self.files, ["metadatas"]) if i not in (STATE_ID, WRITER_ID)]
+
     def document(self, source: str) -> tuple[str, tuple[int, ...]] | None:
         """A document's extracted text and page starts, as indexed."""
         got = self.files.get(ids=[source], include=["documents", "metadatas"])
@@ -238,12 +251,18 @@ class Store:
         """Record fully written documents (the commit point), then drop replaced versions."""
         self._write_texts([d for d, _ in docs])
         self._write_layouts([d for d, _ in docs if d.layout is not None])
+
+        now = time.time()
         for i in range(0, len(docs), 1000):
             part = docs[i:i + 1000]
+            ids = [d.path for d, _ in part]
+            before = self.files.get(ids=ids, include=["metadatas"])  # an updated document keeps its "added"
+            added = {s: m.get("added") for s, m in zip(before["ids"], before["metadatas"])}
             self.files.upsert(
-                ids=[d.path for d, _ in part], documents=[""] * len(part), embeddings=[[0.0]] * len(part),
+                ids=ids, documents=[""] * len(part), embeddings=[[0.0]] * len(part),
                 metadatas=[{"digest": d.digest, "chunks": n, "pages": json.dumps(list(d.pages)),
-                            "pieces": _pieces(d.text)} for d, n in part],
+                            "pieces": _pieces(d.text), **describe(d), "added": added.get(d.path) or now,
+                            "updated": now} for d, n in part],
             )
         for d in replaced:
             old = {"$and": [{"source": d.path}, {"digest": {"$ne": d.digest}}]}
@@ -277,6 +296,15 @@ class Store:
         self.chunks.delete(where={"source": source})
         self.texts.delete(where={"source": source})
         self.layouts.delete(where={"source": source})
+
+    def remove_many(self, sources: list[str]) -> None:
+        """Forget files, records first (as `remove`), a few hundred per Chroma call."""
+        for i in range(0, len(sources), 500):
+            part = sources[i:i + 500]
+            self.files.delete(ids=part)
+            self.chunks.delete(where={"source": {"$in": part}})
+            self.texts.delete(where={"source": {"$in": part}})
+            self.layouts.delete(where={"source": {"$in": part}})
 
     def repair(self) -> int:
         """Delete chunks and text pieces no catalogue record vouches for; returns how many chunks."""

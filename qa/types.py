@@ -148,3 +148,34 @@ class RebuildReport:
     report: IngestReport
     missing: tuple[str, ...] = ()  # catalogued sources that no longer exist (nothing to rebuild them from)
     sources_from: str = "catalogue"  # "catalogue", or "paths" when the damaged catalogue was unreadable
+
+class Document:
+    """One indexed document, as `qa docs` lists it; times are ISO 8601 UTC, None when not recorded."""
+
+    source: str
+    title: str = ""
+    type: str = ""
+    pages: int | None = None  # PDFs only
+    chunks: int = 0
+    bytes: int | None = None
+    added: str | None = None
+    updated: str | None = None
+    digest: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of `qa docs --json` and `GET /v1/documents` (one object per document)."""
+        return {**asdict(self), "name": self.source.rsplit("/", 1)[-1]}  # the file name, for lists
+
+
+@dataclass(frozen=True)
+class RemoveReport:
+    """What `Assistant.remove` took out of the index."""
+
+    removed: tuple[str, ...] = ()
+    chunks: int = 0
+    uploads_deleted: tuple[str, ...] = ()  # uploaded copies under <index>/uploads/ that were deleted
+
+    def summary(self) -> str:
+        """The one-line summary the CLI prints."""
+        n = len(self.removed)
+        return f"removed {n} document{'s' * (n != 1)} ({self.chunks} chunk{'s' * (self.chunks != 1)})"

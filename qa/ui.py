@@ -287,7 +287,8 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
     chats = Chats(assistant)
 
     def ask(question: str, chat: list[dict[str, Any]], turns: list[Turn], top_k: float,
-            mode: str, chat_id: str | None, request: Any = None) -> Iterator[tuple[Any, ...]]:
+            mode: str, chat_id: str | None, scope: list[str] | None = None,
+            request: Any = None) -> Iterator[tuple[Any, ...]]:
         q = question.strip()
         if not q:
             gr.Warning("Type a question first.")
@@ -303,7 +304,8 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
             # Stored in the open conversation (a new one if none), whose questions make the history.
             eng = engine(mode)
             prepare(eng, writer.parts_lock)
-            answers, chat_id = chats.answers(eng, q, [t for t, _ in turns], chat_id, request, top_k=int(top_k))
+            answers, chat_id = chats.answers(eng, q, [t for t, _ in turns], chat_id, request, top_k=int(top_k),
+                                             sources=scope or None)
             for ans in answers:
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
                 section = render_sources(ans, n, page_url)
@@ -400,6 +402,9 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                     files = gr.File(label="Add documents", file_count="multiple",
                                     type="filepath", elem_id="qa-upload", height=120)
                     results = gr.HTML("", elem_id="qa-ingest", js_on_load=None)
+                from .ui_library import library_panel
+
+                library = library_panel(assistant, writer, status, status_html)
 
         outs = [chat, sources, turns, box, problem, chat_id]
         after_ask = wire(chats, panel, app, chat, sources, turns, chat_id)
@@ -407,15 +412,17 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
         # Questions run side by side (ASK_CONCURRENCY at once, both buttons sharing the slots); an upload
         # waits for the writer in its own slots, so neither waits for the other.
         for trigger, api in ((send.click, "ask"), (box.submit, False)):
-            after_ask(trigger(ask, [box, chat, turns, top_k, mode, chat_id], outs, concurrency_id="ask",
+            after_ask(trigger(ask, [box, chat, turns, top_k, mode, chat_id, library.scope], outs, concurrency_id="ask",
                               concurrency_limit=ASK_CONCURRENCY, show_progress="minimal",
                               api_name=api).then(complain, problem, None, api_name=False))
         files.upload(upload, [files], [results, status, files, problem], concurrency_id="upload",
                      concurrency_limit=UPLOAD_CONCURRENCY, api_name="upload").then(
-            complain, problem, None, api_name=False)
+            complain, problem, None, api_name=False).then(library.refresh, library.inputs, library.outputs,
+                                                          api_name=False)
         after_ask(chat.clear(lambda: ([], render_panel([]), [], "", "", None), None, outs, queue=False, api_name=False))
         app.load(status_html, None, status, api_name=False)
         app.load(banner_html, None, banner, api_name=False)
+        app.load(library.refresh, library.inputs, library.outputs, api_name=False)
         app.load(warm, None, None, concurrency_id="warm", show_progress="hidden", api_name=False)
         mode.change(check_mode, mode, None, api_name=False, show_progress="hidden")
     return app

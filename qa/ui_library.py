@@ -1,0 +1,169 @@
+"""The Library panel of the chat UI: the indexed documents with a filter, "Ask only: …", re-index and remove.
+
+The list is filtered here, in Python, from the documents read once per refresh, and at most
+MAX_SHOWN of them are rendered at a time, so the panel stays quick with thousands of documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import IndexMissingError, QAError
+from .types import Document, FileResult
+
+if TYPE_CHECKING:
+    from .assistant import Assistant
+    from .writer import Writer
+
+MAX_SHOWN = 200  # documents rendered in the list at once; the filter narrows the rest down
+
+
+def name_of(d: Document) -> str:
+    return d.source.rsplit("/", 1)[-1]
+
+
+def label(d: Document) -> str:
+    """One line of the list: name, type, chunks, when it was added."""
+    added = (d.added or "").replace("T", " ")[:16] or "unknown"
+    return f"{name_of(d)} · {d.type} · {d.chunks} chunk{'s' * (d.chunks != 1)} · added {added}"
+
+
+def matching(docs: Sequence[Document], query: str) -> list[Document]:
+    """Documents whose path, title or type contains every word of the filter (any case)."""
+    words = query.lower().split()
+    return [d for d in docs if all(w in f"{d.source} {d.title} {d.type}".lower() for w in words)]
+
+
+def summary(shown: int, total: int, query: str) -> str:
+    """The count line above the list."""
+    if not total:
+        return "No documents yet: add some above."
+    what = f"{total} document{'s' * (total != 1)}"
+    if query.strip():
+        what = f"{shown} of {what} match"
+    return what if shown <= MAX_SHOWN else f"{what}; showing the first {MAX_SHOWN}, type to narrow the list"
+
+
+@dataclass
+class LibraryPanel:
+    """What `build_app` wires: the scope for questions, and how to refresh the panel after an upload."""
+
+    scope: Any  # gr.Dropdown: sources to ask only (empty: all)
+    refresh: Callable[..., tuple[Any, ...]]
+    inputs: list[Any]
+    outputs: list[Any]
+
+
+def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html: Callable[[], str]) -> LibraryPanel:
+    """Build the panel inside the current Blocks layout (a right-column accordion)."""
+    import gradio as gr
+
+    from .ui import esc, render_ingest
+
+    def read() -> list[Document]:
+        try:
+            return list(assistant.documents())
+        except IndexMissingError:
+            return []
+
+    def listing(docs: list[Document], query: str, selected: list[str]) -> tuple[Any, str]:
+        found = matching(docs, query)
+        shown = found[:MAX_SHOWN]
+        visible = {d.source for d in shown}
+        return (gr.update(choices=[(label(d), d.source) for d in shown], value=[s for s in selected if s in visible]),
+                summary(len(found), len(docs), query))
+
+    def refresh(query: str, selected: list[str], scope: list[str] | None) -> tuple[Any, ...]:
+        docs = read()
+        indexed = {d.source for d in docs}
+        selected = [s for s in selected if s in indexed]
+        items, count = listing(docs, query, selected)
+        names = [name_of(d) for d in docs]
+        choices = [(n if names.count(n) == 1 else d.source, d.source) for n, d in zip(names, docs)]
+        kept = [s for s in scope or [] if s in indexed]
+        return docs, selected, items, count, gr.update(choices=choices, value=kept), status_html()
+
+    def filtered(docs: list[Document], query: str, selected: list[str]) -> tuple[Any, str]:
+        return listing(docs, query, selected)
+
+    def picked(value: list[str], docs: list[Document], query: str, selected: list[str]) -> list[str]:
+        # Selections hidden by the filter stay selected; the visible part is what the list shows.
+        visible = {d.source for d in matching(docs, query)[:MAX_SHOWN]}
+        return [s for s in selected if s not in visible] + list(value or [])
+
+    def ask_only(selected: list[str]) -> Any:
+        if not selected:
+            gr.Warning("Tick the documents to ask first.")
+            return gr.skip()
+        return gr.update(value=list(selected))
+
+    def confirm(selected: list[str]) -> tuple[Any, str]:
+        if not selected:
+            gr.Warning("Tick the documents to remove first.")
+            return gr.update(visible=False), ""
+        names = ", ".join(esc(s.rsplit("/", 1)[-1]) for s in selected[:10])
+        more = f" and {len(selected) - 10} more" if len(selected) > 10 else ""
+        n = len(selected)
+        return gr.update(visible=True), (
+            f"<p>Remove {n} document{'s' * (n != 1)} from the index: <b>{names}</b>{more}? Uploaded copies are "
+            "deleted; files in your folders stay.</p>")
+
+    def remove(selected: list[str], query: str, scope: list[str] | None) -> tuple[Any, ...]:
+        try:
+            report = assistant.forget(selected)
+            message = f'<p class="qa-doc-done">{esc(report.summary())}</p>'
+        except QAError as e:
+            message = f'<p class="qa-doc-error">{esc(str(e))}</p>'
+        return (gr.update(visible=False), message, *refresh(query, [], scope))
+
+    def reindex(selected: list[str], query: str, scope: list[str] | None) -> tuple[Any, ...]:
+        if not selected:
+            gr.Warning("Tick the documents to re-index first.")
+            return (gr.skip(),) * 7
+        present = [Path(s) for s in selected if Path(s).is_file()]
+        results = [FileResult(s, "failed", reason="the file is no longer there; remove it or add it again")
+                   for s in selected if not Path(s).is_file()]
+        if present:
+            try:
+                job = writer.wait(writer.submit(present).id)
+                results += list(job.results)
+                if job.error:
+                    gr.Warning(job.error)
+            except QAError as e:
+                gr.Warning(str(e))
+        return (render_ingest(results), *refresh(query, selected, scope))
+
+    with gr.Accordion("Library", open=True, elem_id="qa-library"):
+        docs = gr.State([])
+        selected = gr.State([])
+        scope = gr.Dropdown(choices=[], value=[], multiselect=True, label="Ask only: (empty: all documents)",
+                            elem_id="qa-scope", allow_custom_value=False)
+        query = gr.Textbox(show_label=False, placeholder="Filter documents by name, title or type…",
+                           elem_id="qa-doc-filter", max_lines=1)
+        count = gr.Markdown("", elem_id="qa-doc-count")
+        items = gr.CheckboxGroup(choices=[], value=[], show_label=False, elem_id="qa-doc-list")
+        with gr.Row():
+            only = gr.Button("Ask only these", size="sm", elem_id="qa-doc-only")
+            again = gr.Button("Re-index", size="sm", elem_id="qa-doc-reindex")
+            drop = gr.Button("Remove…", size="sm", variant="stop", elem_id="qa-doc-remove")
+        with gr.Group(visible=False, elem_id="qa-doc-confirm") as confirmation:
+            question = gr.HTML("", elem_id="qa-doc-question")
+            with gr.Row():
+                yes = gr.Button("Remove", size="sm", variant="stop", elem_id="qa-doc-yes")
+                no = gr.Button("Cancel", size="sm", elem_id="qa-doc-no")
+        result = gr.HTML("", elem_id="qa-doc-result")
+
+    state_out = [docs, selected, items, count, scope, status]
+    query.change(filtered, [docs, query, selected], [items, count], queue=False, api_name=False,
+                 trigger_mode="always_last")
+    items.input(picked, [items, docs, query, selected], selected, queue=False, api_name=False)
+    only.click(ask_only, selected, scope, queue=False, api_name=False)
+    drop.click(confirm, selected, [confirmation, question], queue=False, api_name=False)
+    no.click(lambda: gr.update(visible=False), None, confirmation, queue=False, api_name=False)
+    yes.click(remove, [selected, query, scope], [confirmation, result, *state_out], concurrency_id="library",
+              api_name=False)
+    again.click(reindex, [selected, query, scope], [result, *state_out], concurrency_id="library", api_name=False)
+    return LibraryPanel(scope=scope, refresh=refresh, inputs=[query, selected, scope], outputs=state_out)

@@ -1,0 +1,84 @@
+"""`qa docs`, `qa remove`, `qa ask --source` and `qa ingest --watch` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .conftest import ROOT, SEED_FILE
+from .test_cli import _one_line_error, qa
+
+FERRY = "The night ferry Nordlys sails from Tromsø to Svalbard every Tuesday at nine."
+
+
+def test_docs_remove_and_scoped_ask(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SEED_FILE, docs / "putin.txt")
+    (docs / "ferry.txt").write_text(FERRY)
+    assert qa("docs").returncode == 1  # no index yet
+    assert qa("ingest", str(docs)).returncode == 0
+
+    r = qa("docs")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["SOURCE", "TYPE", "PAGES", "CHUNKS", "SIZE", "ADDED", "TITLE"]
+    assert lines[1].startswith(str(docs / "ferry.txt")) and "The night ferry Nordlys" in lines[1]
+    assert lines[-1].startswith("2 documents,")
+
+    r = qa("docs", "--json")
+    listed = json.loads(r.stdout)
+    assert [Path(d["source"]).name for d in listed] == ["ferry.txt", "putin.txt"]
+    assert set(listed[0]) == {"source", "name", "title", "type", "pages", "chunks", "bytes", "added", "updated",
+                              "digest"}
+    assert listed[0]["bytes"] == (docs / "ferry.txt").stat().st_size and listed[0]["type"] == "txt"
+
+    r = qa("ask", "--json", "--source", "ferry.txt", "Where will Putin travel after North Korea?")
+    out = json.loads(r.stdout)
+    assert not out["answered"] and "Vietnam" not in out["answer"]
+    r = qa("ask", "--json", "--source", "*.pdf", "--source", str(docs / "putin.*"),
+           "Where will Putin travel after North Korea?")
+    out = json.loads(r.stdout)
+    assert out["answered"] and {Path(c["source"]).name for c in out["citations"]} == {"putin.txt"}
+    r = qa("ask", "--source", "nothing-like-this", "Where will Putin travel?")
+    assert r.returncode == 0 and "No indexed document matches nothing-like-this" in r.stdout
+
+    _one_line_error(qa("remove", "*.txt", "missing.pdf"), "No indexed document matches missing.pdf",
+                    "nothing was removed", "qa docs")
+    assert len(json.loads(qa("docs", "--json").stdout)) == 2
+    r = qa("remove", "ferry.*")
+    assert r.returncode == 0 and f"removed: {docs / 'ferry.txt'}" in r.stdout and "removed 1 document" in r.stdout
+    r = qa("ask", "--json", "When does the night ferry Nordlys sail to Svalbard?")
+    assert not any(c["source"].endswith("ferry.txt") for c in json.loads(r.stdout)["citations"])
+    assert [Path(d["source"]).name for d in json.loads(qa("docs", "--json").stdout)] == ["putin.txt"]
+
+
+def test_ingest_watch_follows_the_folder_until_interrupted(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "orca.txt").write_text("Orcas were seen in the Lyngen fjord on the fourteenth of November.")
+    proc = subprocess.Popen([sys.executable, "-m", "qa", "ingest", "--watch", str(docs)], cwd=ROOT,
+                            env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        seen: list[str] = []
+        assert proc.stdout is not None
+        while not any(line.startswith("added: ") and "orca.txt" in line for line in seen):
+            seen.append(proc.stdout.readline())
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+        (docs / "ferry.txt").write_text(FERRY)
+        while not any(line.startswith("added: ") and "ferry.txt" in line for line in seen):
+            seen.append(proc.stdout.readline())
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+        r = qa("ask", "--json", "When does the night ferry Nordlys sail to Svalbard?")
+        assert "Tuesday" in json.loads(r.stdout)["answer"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130) and "Traceback" not in err, err

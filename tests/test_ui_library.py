@@ -1,0 +1,103 @@
+"""The Library panel: its filter and labels, and in headless Chromium against a real `qa serve`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qa.types import Document
+from qa.ui_library import MAX_SHOWN, label, matching, summary
+
+from .conftest import ARTIFACTS, ROOT, SEED_FILE
+from .test_ui import _ask, _open, _start, _stop, browser, page  # noqa: F401 (fixtures)
+
+QUESTION = "Where will Putin travel after North Korea?"
+FERRY = "The night ferry Nordlys sails from Tromsø to Svalbard every Tuesday at nine."
+
+
+def test_filter_and_labels() -> None:
+    docs = [Document(f"/d/note{i}.txt", title=f"Note {i}", type="txt", chunks=1, added="2026-11-29T09:30:00Z")
+            for i in range(1000)] + [Document("/d/ferry.md", title="Timetables", type="md", chunks=3)]
+    assert label(docs[0]) == "note0.txt · txt · 1 chunk · added 2026-11-29 09:30"
+    assert label(docs[-1]) == "ferry.md · md · 3 chunks · added unknown"
+    assert [d.source for d in matching(docs, "TIMETABLES")] == ["/d/ferry.md"]
+    assert len(matching(docs, "note 99")) == 19  # every word matches: note99, note199..note899, note990..note999
+    assert summary(1001, 1001, "") == f"1001 documents; showing the first {MAX_SHOWN}, type to narrow the list"
+    assert summary(1, 1001, "md") == "1 of 1001 documents match"
+
+
+def _items(pg: Any) -> list[str]:
+    return [t.split(" · ")[0] for t in pg.locator("#qa-doc-list label").all_inner_texts()]
+
+
+@pytest.mark.slow
+def test_panel_lists_scopes_and_removes(tmp_path: Path, page: Any) -> None:  # noqa: F811
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    docs.mkdir()
+    shutil.copy(SEED_FILE, docs / "putin.txt")
+    (docs / "ferry.txt").write_text(FERRY)
+    (docs / "owls.md").write_text("# Arctic birds\n\nSnowy owls hunt lemmings on the open tundra.\n")
+    subprocess.run([sys.executable, "-m", "qa", "ingest", str(docs)], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "QA_INDEX_DIR": str(index)})
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        _open(page, url)
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+        assert _items(page) == ["ferry.txt", "owls.md", "putin.txt"]
+        row = page.locator("#qa-doc-list label").filter(has_text="owls.md").inner_text()
+        assert "owls.md · md · 1 chunk · added 20" in row
+        assert "3 documents" in page.locator("#qa-doc-count").inner_text()
+
+        page.locator("#qa-doc-filter textarea, #qa-doc-filter input").first.fill("ferry")
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 1")
+        assert _items(page) == ["ferry.txt"]
+        page.locator("#qa-doc-list label").filter(has_text="ferry.txt").click()
+        page.locator("#qa-doc-only").click()
+        page.wait_for_function("document.querySelector('#qa-scope').innerText.includes('ferry.txt')")
+
+        answer = _ask(page, QUESTION)  # the best passage is outside the scope
+        assert "qa-notfound" in answer.get_attribute("class") and "Vietnam" not in answer.inner_text()
+        related = page.locator("#qa-turn-1 .qa-file").all_inner_texts()
+        assert related and set(related) == {"ferry.txt"}
+        answer = _ask(page, "When does the night ferry Nordlys sail to Svalbard?")
+        assert "Tuesday" in answer.inner_text()
+        assert set(page.locator("#qa-turn-2 .qa-file").all_inner_texts()) == {"ferry.txt"}
+
+        # Remove asks first; Cancel keeps the document.
+        page.locator("#qa-doc-remove").click()
+        page.wait_for_selector("#qa-doc-confirm", state="visible")
+        assert "ferry.txt" in page.locator("#qa-doc-question").inner_text()
+        page.locator("#qa-doc-no").click()
+        page.wait_for_selector("#qa-doc-confirm", state="hidden")
+        page.locator("#qa-doc-filter textarea, #qa-doc-filter input").first.fill("")
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+
+        page.locator("#qa-doc-remove").click()
+        page.locator("#qa-doc-yes").click()
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 2")
+        assert _items(page) == ["owls.md", "putin.txt"]
+        assert "removed 1 document" in page.locator("#qa-doc-result").inner_text()
+        page.wait_for_function("document.querySelector('#qa-status').innerText.includes('2 documents')")
+        assert "ferry.txt" not in page.locator("#qa-scope").inner_text()  # the scope lost it: all documents
+        assert (docs / "ferry.txt").exists()  # the user's file stays
+        answer = _ask(page, QUESTION)
+        assert "Vietnam" in answer.inner_text()
+        answer = _ask(page, "When does the night ferry Nordlys sail to Svalbard?")
+        assert "Tuesday" not in answer.inner_text()
+        assert "ferry.txt" not in " ".join(page.locator("#qa-turn-4 .qa-file").all_inner_texts())
+        # Re-index reads a changed file again.
+        (docs / "owls.md").write_text("# Arctic birds\n\nSnowy owls hunt voles in the forest in winter.\n")
+        page.locator("#qa-doc-list label").filter(has_text="owls.md").click()
+        page.locator("#qa-doc-reindex").click()
+        page.locator("#qa-doc-result li").filter(has_text="updated").wait_for()
+        assert "voles" in _ask(page, "What do snowy owls hunt in winter?").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "library-panel.png"), full_page=True)
+    finally:
+        _stop(proc)
