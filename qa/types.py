@@ -149,6 +149,8 @@ class RebuildReport:
     missing: tuple[str, ...] = ()  # catalogued sources that no longer exist (nothing to rebuild them from)
     sources_from: str = "catalogue"  # "catalogue", or "paths" when the damaged catalogue was unreadable
 
+
+@dataclass(frozen=True)
 class Document:
     """One indexed document, as `qa docs` lists it; times are ISO 8601 UTC, None when not recorded."""
 
