@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .assistant import MAX_QUESTION_CHARS
 from .errors import BackendError, ConfigError, IndexBusyError, IndexMissingError, QAError
-from .writer import QueueFullError, Writer, prepare
+from .writer import QueueFullError, Writer, metered, prepare
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -105,8 +105,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, e: Exception) -> JSONResponse:
-        print(f"qa serve: {request.method} {request.url.path} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return error_response(500, "The server failed to handle this request; its log says why.")
+        import traceback
+
+        print(f"qa serve: {request.method} {request.url.path} failed:", file=sys.stderr)
+        traceback.print_exception(e, file=sys.stderr)
+        return error_response(500, f"The server failed to handle this request ({type(e).__name__}: {e}); "
+                                   "its log has the details.")
 
 
 class BodyLimit:
@@ -250,7 +254,7 @@ def _sse(event: str, data: Any) -> str:
 def ask(body: AskRequest, e: EngineDep) -> Any:
     a = e.ready()
     # Later: sources=body.sources (branch library), conversation_id (branch chats), passed on here.
-    answers = a.stream(body.question, top_k=body.top_k, history=body.history)
+    answers = metered(a.stream(body.question, top_k=body.top_k, history=body.history), a, e.writer)
     if not body.stream:
         *_, final = answers
         return JSONResponse(final.to_dict())

@@ -199,7 +199,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
     """The chat UI over an assistant; uploads go to `writer` (the server's one background writer)."""
     import gradio as gr
 
-    from .writer import Writer, prepare
+    from .writer import Writer, metered, prepare
 
     writer = writer or Writer(assistant)
     engines: dict[str, Any] = {assistant.settings.llm: assistant}
@@ -240,7 +240,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None) -> gr.Blocks:
         try:
             eng = engine(mode)
             prepare(eng, writer.parts_lock)
-            for ans in eng.stream(q, top_k=int(top_k), history=[t for t, _ in turns]):
+            for ans in metered(eng.stream(q, top_k=int(top_k), history=[t for t, _ in turns]), eng, writer):
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
                 section = render_sources(ans, n)
                 yield chat, render_panel([*earlier, section], busy=True), turns, "", ""
