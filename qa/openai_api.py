@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import QAError
 from .server import ERROR_TYPES, ApiError, EngineDep, status_of
 from .types import Answer
+from .writer import metered
 
 MODEL = "qa"
 CREATED = 1_700_000_000  # a fixed "created" for the one model
@@ -102,7 +103,7 @@ def chat_completions(body: ChatRequest, e: EngineDep) -> Any:
     if len(question) > MAX_QUESTION_CHARS:
         raise ApiError(422, f"The question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}.")
     a = e.ready()
-    answers = a.stream(question, history=history)
+    answers = metered(a.stream(question, history=history), a, e.writer)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not body.stream:
         *_, final = answers

@@ -30,8 +30,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .assistant import MAX_QUESTION_CHARS
-from .errors import BackendError, ConfigError, IndexBusyError, IndexMissingError, QAError
-from .writer import QueueFullError, Writer, prepare
+from .errors import (
+    BackendError,
+    ConfigError,
+    ConversationNotFoundError,
+    DiskFullError,
+    IndexBusyError,
+    IndexDamagedError,
+    IndexMissingError,
+    QAError,
+)
+from .writer import QueueFullError, Writer, metered, prepare
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -43,7 +52,7 @@ MAX_FILES = 20  # files per upload request
 WAIT_SECONDS = 3600.0  # how long `POST /v1/documents` waits for its job before answering 202 with the job
 ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                413: "too_large", 422: "invalid", 429: "busy", 500: "server_error", 502: "backend_error",
-               503: "no_index"}
+               503: "no_index", 507: "disk_full"}
 
 
 # --- errors: one JSON shape for every failure under /v1 ---------------------------------------------
@@ -64,8 +73,12 @@ def error_response(status: int, message: str, type: str | None = None,
 
 def status_of(e: QAError) -> int:
     """The HTTP status of an engine error."""
-    if isinstance(e, IndexMissingError):
+    if isinstance(e, (IndexMissingError, IndexDamagedError)):  # no index to answer from, or not a safe one
         return 503
+    if isinstance(e, DiskFullError):
+        return 507
+    if isinstance(e, ConversationNotFoundError):
+        return 404
     if isinstance(e, (QueueFullError, IndexBusyError)):
         return 429
     if isinstance(e, BackendError):
@@ -106,8 +119,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, e: Exception) -> JSONResponse:
-        print(f"qa serve: {request.method} {request.url.path} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return error_response(500, "The server failed to handle this request; its log says why.")
+        import traceback
+
+        print(f"qa serve: {request.method} {request.url.path} failed:", file=sys.stderr)
+        traceback.print_exception(e, file=sys.stderr)
+        return error_response(500, f"The server failed to handle this request ({type(e).__name__}: {e}); "
+                                   "its log has the details.")
 
 
 class BodyLimit:
@@ -263,6 +280,7 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
                                               sources=body.sources)
     else:
         answers = a.stream(body.question, top_k=body.top_k, history=body.history, sources=body.sources)
+    answers = metered(answers, a, e.writer)
     if not body.stream:
         *_, final = answers
         return JSONResponse({**final.to_dict(), **extra})

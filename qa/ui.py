@@ -245,7 +245,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
     """The chat UI over an assistant; uploads go to `writer` (the server's one background writer)."""
     import gradio as gr
 
-    from .writer import Writer, prepare
+    from .writer import Writer, metered, prepare
 
     writer = writer or Writer(assistant)
     engines: dict[str, Any] = {assistant.settings.llm: assistant}
@@ -306,7 +306,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
             prepare(eng, writer.parts_lock)
             answers, chat_id = chats.answers(eng, q, [t for t, _ in turns], chat_id, request, top_k=int(top_k),
                                              sources=scope or None)
-            for ans in answers:
+            for ans in metered(answers, eng, writer):
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
                 section = render_sources(ans, n, page_url)
                 yield chat, render_panel([*earlier, section], busy=True), turns, "", "", chat_id

@@ -13,12 +13,14 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import QAError
-from .types import FileResult
+from .types import Answer, FileResult
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -63,6 +65,21 @@ def file_result_dict(r: FileResult) -> dict[str, Any]:
     return {"path": r.path, "name": Path(r.path).name, "status": r.status, "chunks": r.chunks, "reason": r.reason}
 
 
+def metered(answers: Iterator[Answer], assistant: Assistant, writer: Writer) -> Iterator[Answer]:
+    """Yield an answer stream, computing each step in the process's answer slot when answering is CPU-bound."""
+    # Answering on this machine's CPU (extractive, local model) is mostly Python under the GIL: two
+    # questions in parallel took longer than the same two in turn. A remote model (openai) mostly
+    # waits on the network, so its questions run side by side.
+    slot = writer.answer_slot if assistant.settings.llm != "openai" else nullcontext()
+    while True:
+        with slot:  # held while the next answer is computed, not while a client reads it
+            try:
+                ans = next(answers)
+            except StopIteration:
+                return
+        yield ans
+
+
 def prepare(assistant: Assistant, lock: threading.Lock) -> None:
     """Build the assistant's retriever and composer once, under `lock`, before answering."""
     # Lazily built parts are not safe to build from two threads at once (two models, two stores).
@@ -80,6 +97,8 @@ class Writer:
         # Guards the assistant's lazily built parts (store, embedder, retriever, composer), which the
         # writer and the question threads would otherwise each build on first use.
         self.parts_lock = threading.Lock()
+        # One CPU-bound answer at a time (see `metered`); questions never wait for the writer itself.
+        self.answer_slot = threading.BoundedSemaphore(1)
         self._cond = threading.Condition()  # guards _jobs and _queue; notified whenever a job changes
         self._jobs: dict[str, Job] = {}
         self._queue: deque[str] = deque()  # ids of jobs not finished, the running one first

@@ -324,7 +324,8 @@ def test_questions_are_answered_while_another_client_uploads(seeded_index: Path,
 
     index = tmp_path / "index"
     shutil.copytree(seeded_index, index)
-    proc, url = start(index, tmp_path / "serve.log", "--api-key", KEY)
+    log = tmp_path / "serve.log"
+    proc, url = start(index, log, "--api-key", KEY)
     try:
         api(url, "POST", "/v1/ask", json={"question": QUESTION})  # the models are loaded
         # A person reading each answer, not a tight loop: on a shared, busy machine a loop starves the writer.
@@ -351,6 +352,9 @@ def test_questions_are_answered_while_another_client_uploads(seeded_index: Path,
             time.sleep(1)
         states = {api(url, "GET", f"/v1/jobs/{j['id']}").json()["state"] for j in jobs}
         assert states == {"done"}
+    except BaseException:
+        say(f"qa serve's log:\n{log.read_text()[-5000:]}")  # a 500's traceback is there
+        raise
     finally:
         stop(proc)
 
