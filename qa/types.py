@@ -21,6 +21,7 @@ class Citation:
     passage: str = ""
     location: str = ""
     verified: bool = True  # a passage supports the cited sentence (extractive: by construction)
+    answer_span: tuple[int, int] | None = None  # document offsets of the answer words, when known with confidence
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Answer:
             "answered": self.answered,
             "citations": [
                 {k: c[k] for k in ("id", "source", "start", "end", "text", "score", "verified")}
+                | ({"answer_span": list(c["answer_span"])} if c["answer_span"] else {})
                 for c in (asdict(c) for c in self.citations)
             ],
             "verified_sentences": self.verified_sentences,
