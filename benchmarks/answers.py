@@ -67,6 +67,8 @@ def main() -> None:
     comp = a.composer()
     comp.embedder = _Embedder(a.embedder, memo)
     rows: dict[tuple[str, int], list[list[float]]] = {}
+    spans: list[float] = []  # per answered question with answer words marked: do they match a gold answer
+    answered = 0
     started = time.perf_counter()
     for n, (qid, text, gold) in enumerate(bench.queries):
         answer, cites = comp.compose(text, list(passages[qid]))
@@ -77,6 +79,11 @@ def main() -> None:
         r[0].append(acc)
         r[1].extend(prec)
         r[2].append(float(bool(cites)))
+        answered += bool(cites)
+        if cites and cites[0].answer_span:
+            a0, b0 = cites[0].answer_span
+            words = cites[0].text[a0 - cites[0].start:b0 - cites[0].start].lower()
+            spans.append(float(any(g.lower() in words or words in g.lower() for g in gold)))
         if args.show in (question_type(text), "all") and not acc:
             print(f"MISS {text} | gold {gold[:2]}\n     {answer[:300]}")
     seconds = (time.perf_counter() - started) / len(bench.queries)
@@ -87,6 +94,8 @@ def main() -> None:
 
     print(f"{len(bench.queries)} questions, composer {seconds * 1000:.0f} ms/question (embeddings cached), "
           f"{machine()}")
+    print(f"answer words marked in {len(spans)} of {answered} answers; they match a gold answer in "
+          f"{sum(spans) / max(1, len(spans)):.3f} (the gold answer holds them or they hold it)")
     print("| type | n | accuracy even / odd | citation precision even / odd | answered even / odd |")
     print("|---|---|---|---|---|")
     for t in [*TYPES, "all"]:

@@ -1,8 +1,11 @@
 """The extractive answer composer: the retrieved sentences that best answer the question, cited.
 
 Each sentence is scored by embedding similarity to the question, by how many of the question's
-content words it contains, and by the rank of its passage; the best few become the answer, each
-with an inline [n] marker pointing at its exact span in the document.
+content words it contains, and by the rank of its passage: its support, which decides whether the
+documents answer at all. Among supported sentences the answer prefers one that holds a phrase of the
+kind the question asks for (qa/question.py) and the question's rarer words; a sentence that refers
+back ("The letter, ...") is read with the one before it. The best few become the answer, each with an
+inline [n] marker pointing at its exact span in the document, and the answer words when known.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ having do does did doing i me my we our you your he him his she her it its they 
 which who whom this that these those am would could also as per whose one many much""".split())
 
 W_DENSE, W_LEXICAL, W_RANK = 0.55, 0.35, 0.10
+# How close to the best a further sentence must score to join the answer, from the same / another document.
+CLOSE_SAME_DOCUMENT, CLOSE_OTHER_DOCUMENT = 0.12, 0.06
 W_TYPE = 0.10  # reward for holding a phrase of the kind the question asks for, not already in the question
 W_CONTEXT = 0.9  # share of the question's words found only in the sentence a follow-on sentence refers back to
 _REFERS_BACK = re.compile(r"^(?:it|he|she|they|this|these|that|those|his|her|its|their|there|then|the\s+(\w+))\b",
@@ -152,17 +157,26 @@ class ExtractiveComposer:
         texts = [s.text for s in sentences] + [f"{sentences[i - 1].text} {sentences[i].text}" for i in back]
         vecs = encode(self.embedder, [question, *texts])
         dense = vecs[1:len(sentences) + 1] @ vecs[0]
-        lexical = np.array([len(q_words & w) / len(q_words) for w in words])
+        # A question word found in few of the retrieved sentences tells more than one found in most of them.
+        idf = {w: 1.0 + np.log((1 + len(words)) / (1 + sum(w in ws for ws in words))) for w in q_words}
+        norm = sum(idf.values())
+
+        def share(ws: set[str]) -> float:
+            return sum(idf[w] for w in q_words & ws) / norm
+
+        lexical = np.array([len(q_words & w) / len(q_words) for w in words])  # for support: calibrated
+        weighted = np.array([share(w) for w in words])  # for the choice among supported sentences
         for n, i in enumerate(back):
             dense[i] = max(dense[i], W_CONTEXT * float(vecs[len(sentences) + 1 + n] @ vecs[0]))
             lexical[i] = max(lexical[i], W_CONTEXT * len(q_words & (words[i] | words[i - 1])) / len(q_words))
+            weighted[i] = max(weighted[i], W_CONTEXT * share(words[i] | words[i - 1]))
         rank = np.array([1.0 / (1 + s.rank) for s in sentences])
         support = W_DENSE * dense + W_LEXICAL * lexical + W_RANK * rank
         exp = expect(question)
         q_lower = {w.lower() for w in _WORD.findall(question)}
         cands = [candidates(s.text, exp, q_lower, self._stem) for s in sentences]
         fit = np.array([c[0].fit if c else 0.0 for c in cands])
-        choice = support + W_TYPE * fit
+        choice = support + W_LEXICAL * (weighted - lexical) + W_TYPE * fit
         order = np.argsort(-choice, kind="stable")
         return [Ranked(float(support[i]), float(choice[i]), sentences[i], _span(sentences[i], cands[i]))
                 for i in order]
@@ -180,11 +194,13 @@ class ExtractiveComposer:
         picked: list[Ranked] = []
         for r in ranked:
             s = r.sentence
-            if len(picked) == self.max_sentences or r.choice < best - 0.12:
+            if len(picked) == self.max_sentences or r.choice < best - CLOSE_SAME_DOCUMENT:
                 break
             if any(p.sentence.passage.source == s.passage.source and p.sentence.start < s.end
                    and s.start < p.sentence.end for p in picked):
                 continue
+            if s.passage.source != ranked[0].sentence.passage.source and r.choice < best - CLOSE_OTHER_DOCUMENT:
+                continue  # a sentence of another document is more often off the subject: only a very close second
             picked.append(r)
         return picked
 

@@ -23,7 +23,8 @@ _DATE_NOUNS = frozenset("year years date day days month months century centuries
                         "period season age dynasty".split())
 _NUMBER_NOUNS = frozenset("number numbers percentage percent amount rate size population temperature "
                           "distance height length speed cost price value total ratio proportion share "
-                          "fraction score depth weight area".split())
+                          "fraction score depth weight area rating record average salary budget revenue income capacity "
+                          "count margin".split())
 _PLACE_NOUNS = frozenset("city cities country countries state states place places region regions town towns "
                          "continent location locations area island islands river rivers county province "
                          "nation capital village street building mountain ocean sea lake park".split())
@@ -133,6 +134,14 @@ def expect(question: str) -> Expectation:
             return Expectation("place", noun, qtype)
         if noun:
             return Expectation("name", noun, qtype)
+        # "What was the percentage of ...", "What is Manning's passer rating": the noun after the verb says
+        # the kind when it is a number, a date or a place.
+        typed = re.match(r"\s+(?:is|was|are|were)\s+(?:the\s+|an?\s+|[\w.]+['’]s\s+)?((?:[\w/-]+\s+){0,2}?[\w/-]+)"
+                         r"(?=\s+(?:of|in|for|at|on|that|when|did|does|do|to|by)\b|\s*\?)", low[m.end():])
+        head = typed.group(1).split()[-1].split("/")[-1] if typed else ""
+        for kind, nouns in (("date", _DATE_NOUNS), ("number", _NUMBER_NOUNS), ("place", _PLACE_NOUNS)):
+            if head in nouns:
+                return Expectation(kind, head, qtype)
     if re.search(r"\bhow\s+(?:long|far|old|large|big|tall|high|fast|often|deep|wide|heavy)\b", low):
         return Expectation("number", "", qtype)
     return Expectation("", "", qtype)
@@ -171,8 +180,8 @@ def _names(text: str) -> list[tuple[int, int, float]]:
         if first and j > i and words[0].lower() in _STOP_OPENERS:
             start, fit = toks[i + 1].start(), 1.0 if j > i + 1 or not _WEAK_NAME.match(toks[i + 1].group()) else 0.3
         if poss := re.search(r"['’]s$", text[start:end]):  # a possessor ("North Korea’s") modifies the answer
-            end, fit = start + poss.start(), min(fit, 0.7)
-        if fit:
+            end, fit = start + poss.start(), min(fit, 0.5)
+        if fit and not _DATE.match(text[start:end]):  # "Wednesday", "May 2022" are dates, not names
             spans.append((start, end, fit))
         i = j + 1
     return spans
