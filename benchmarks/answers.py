@@ -105,6 +105,9 @@ def main() -> None:
             continue
         n = len(half[0][2]) + len(half[1][2])
         print(f"| {t} | {n} | " + " | ".join(f"{mean(half[0][i])} / {mean(half[1][i])}" for i in range(3)) + " |")
+    every = [sum((v[i] for v in rows.values()), []) for i in range(3)]
+    print(f"all questions: answer_accuracy {mean(every[0])}, citation_precision {mean(every[1])}, "
+          f"answered_rate {mean(every[2])}")
 
 
 if __name__ == "__main__":
