@@ -99,6 +99,7 @@ class Ranked:
     choice: float
     sentence: Sentence
     span: tuple[int, int] | None = None  # document offsets of the answer words inside the sentence
+    in_context: float = 0.0  # support read with the sentence it refers back to (its own support if none)
 
     @property
     def passage(self) -> Passage:
@@ -166,20 +167,24 @@ class ExtractiveComposer:
 
         lexical = np.array([len(q_words & w) / len(q_words) for w in words])  # for support: calibrated
         weighted = np.array([share(w) for w in words])  # for the choice among supported sentences
+        rank = np.array([1.0 / (1 + s.rank) for s in sentences])
+        # The not-found decision stays on each sentence's own support; context only lets a follow-on
+        # sentence join an answer that the documents do give.
+        support = W_DENSE * dense + W_LEXICAL * lexical + W_RANK * rank
+        in_context = support.copy()
         for n, i in enumerate(back):
             dense[i] = max(dense[i], W_CONTEXT * float(vecs[len(sentences) + 1 + n] @ vecs[0]))
             lexical[i] = max(lexical[i], W_CONTEXT * len(q_words & (words[i] | words[i - 1])) / len(q_words))
             weighted[i] = max(weighted[i], W_CONTEXT * share(words[i] | words[i - 1]))
-        rank = np.array([1.0 / (1 + s.rank) for s in sentences])
-        support = W_DENSE * dense + W_LEXICAL * lexical + W_RANK * rank
+            in_context[i] = W_DENSE * dense[i] + W_LEXICAL * lexical[i] + W_RANK * rank[i]
         exp = expect(question)
         q_lower = {w.lower() for w in _WORD.findall(question)}
         cands = [candidates(s.text, exp, q_lower, self._stem) for s in sentences]
         fit = np.array([c[0].fit if c else 0.0 for c in cands])
-        choice = support + W_LEXICAL * (weighted - lexical) + W_TYPE * fit
+        choice = in_context + W_LEXICAL * (weighted - lexical) + W_TYPE * fit
         order = np.argsort(-choice, kind="stable")
-        return [Ranked(float(support[i]), float(choice[i]), sentences[i], _span(sentences[i], cands[i]))
-                for i in order]
+        return [Ranked(float(support[i]), float(choice[i]), sentences[i], _span(sentences[i], cands[i]),
+                       float(in_context[i])) for i in order]
 
     def score(self, question: str, passages: list[Passage]) -> list[tuple[float, Sentence]]:
         """Every sentence of the passages with its support score, in the order the answer prefers them."""
@@ -187,9 +192,9 @@ class ExtractiveComposer:
 
     def choose(self, ranked: list[Ranked]) -> list[Ranked]:
         """The answer's sentences: the best supported choice, plus close seconds, never overlapping."""
-        ranked = [r for r in ranked if r.support >= self.min_support]
-        if not ranked:
+        if not any(r.support >= self.min_support for r in ranked):
             return []
+        ranked = [r for r in ranked if r.in_context >= self.min_support]
         best = ranked[0].choice
         picked: list[Ranked] = []
         for r in ranked:
@@ -216,7 +221,7 @@ class ExtractiveComposer:
         for n, r in enumerate(self.choose(self.rank(question, passages)), start=1):
             s, p = r.sentence, r.passage
             yield with_marker(s.text, n), Citation(
-                id=n, source=p.source, start=s.start, end=s.end, text=s.text, score=round(r.support, 4),
+                id=n, source=p.source, start=s.start, end=s.end, text=s.text, score=round(r.in_context, 4),
                 passage_start=p.start, passage_end=p.end, passage=p.text, location=p.location,
                 answer_span=r.span,
             )
