@@ -35,18 +35,16 @@ def main() -> None:
         passages = a.retriever().retrieve(text, 40)
         own = passages[: a.settings.top_k]
         other = [p for p in passages if not p.source.startswith(article + "_")][: a.settings.top_k]
-        s_own = comp.score(text, own)
-        s_other = comp.score(text, other)
-        best = s_own[0] if s_own else (0.0, None)
-        correct = best[1] is not None and any(g.lower() in best[1].text.lower() for g in gold)
-        pos.append((best[0], correct))
-        neg.append(s_other[0][0] if s_other else 0.0)
+        # The composer answers with its preferred sentence among those whose support reaches the threshold.
+        pos.append([(r.support, any(g.lower() in r.sentence.text.lower() for g in gold))
+                    for r in comp.rank(text, own)])
+        neg.append(max((r.support for r in comp.rank(text, other)), default=0.0))
     print(f"{len(pos)} answerable, {len(neg)} unanswerable (own article removed)")
     print("| min_support | answerable answered | answered and correct | unanswerable refused | balanced |")
     print("|---|---|---|---|---|")
-    for t in [x / 100 for x in range(30, 71, 3)]:
-        answered = sum(s >= t for s, _ in pos) / len(pos)
-        correct = sum(s >= t and c for s, c in pos) / len(pos)
+    for t in sorted({x / 100 for x in range(30, 71, 3)} | {a.settings.min_support}):  # and the setting in force
+        answered = sum(any(s >= t for s, _ in r) for r in pos) / len(pos)
+        correct = sum(next((c for s, c in r if s >= t), False) for r in pos) / len(pos)
         refused = sum(s < t for s in neg) / len(neg)
         print(f"| {t:.2f} | {answered:.3f} | {correct:.3f} | {refused:.3f} | {(answered + refused) / 2:.3f} |")
 

@@ -1,8 +1,11 @@
 """The extractive answer composer: the retrieved sentences that best answer the question, cited.
 
 Each sentence is scored by embedding similarity to the question, by how many of the question's
-content words it contains, and by the rank of its passage; the best few become the answer, each
-with an inline [n] marker pointing at its exact span in the document.
+content words it contains, and by the rank of its passage: its support, which decides whether the
+documents answer at all. Among supported sentences the answer prefers one that holds a phrase of the
+kind the question asks for (qa/question.py) and the question's rarer words; a sentence that refers
+back ("The letter, ...") is read with the one before it. The best few become the answer, each with an
+inline [n] marker pointing at its exact span in the document, and the answer words when known.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .prompts import NOT_FOUND
+from .question import Candidate, candidates, expect
 from .types import Citation, Passage
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co",
@@ -30,6 +34,12 @@ having do does did doing i me my we our you your he him his she her it its they 
 which who whom this that these those am would could also as per whose one many much""".split())
 
 W_DENSE, W_LEXICAL, W_RANK = 0.55, 0.35, 0.10
+# How close to the best a further sentence must score to join the answer, from the same / another document.
+CLOSE_SAME_DOCUMENT, CLOSE_OTHER_DOCUMENT = 0.12, 0.06
+W_TYPE = 0.10  # reward for holding a phrase of the kind the question asks for, not already in the question
+W_CONTEXT = 0.9  # share of the question's words found only in the sentence a follow-on sentence refers back to
+_REFERS_BACK = re.compile(r"^(?:it|he|she|they|this|these|that|those|his|her|its|their|there|then|the\s+(\w+))\b",
+                          re.IGNORECASE)
 # Orders to an AI assistant planted in a document (prompt injection): such sentences are data, never an
 # answer. They are not quoted, not cited and not shown to a model. A heuristic for the common English forms.
 _INSTRUCTION = re.compile(
@@ -80,6 +90,36 @@ def split_sentences(passage: Passage, rank: int = 0) -> list[Sentence]:
     return out
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """A candidate sentence: how well it supports an answer (the not-found threshold applies to it), how
+    strongly the answer prefers it (support plus a fitting answer phrase) and, when known, the answer words."""
+
+    support: float
+    choice: float
+    sentence: Sentence
+    span: tuple[int, int] | None = None  # document offsets of the answer words inside the sentence
+    in_context: float = 0.0  # support read with the sentence it refers back to (its own support if none)
+
+    @property
+    def passage(self) -> Passage:
+        return self.sentence.passage
+
+
+def refers_back(text: str, previous_words: set[str], stem: Any) -> bool:
+    """Whether a sentence opens with a pronoun or 'the X' naming something of the sentence before it."""
+    m = _REFERS_BACK.match(text)
+    return bool(m) and (m.group(1) is None or stem(m.group(1).lower()) in previous_words)
+
+
+def _span(s: Sentence, cands: list[Candidate]) -> tuple[int, int] | None:
+    """The answer words when one phrase of the sentence fits the question clearly best."""
+    if not cands or cands[0].fit < 0.5 or (len(cands) > 1 and cands[1].fit > 0.8 * cands[0].fit):
+        return None
+    c = cands[0]
+    return s.start + c.start, s.start + c.end
+
+
 def is_instruction(text: str) -> bool:
     """Whether a sentence gives orders to an AI assistant ("ignore previous instructions ...")."""
     return bool(_INSTRUCTION.search(text))
@@ -101,8 +141,8 @@ class ExtractiveComposer:
         self.min_support = min_support
         self._stem = Stemmer.Stemmer("english").stemWord
 
-    def score(self, question: str, passages: list[Passage]) -> list[tuple[float, Sentence]]:
-        """Every sentence of the passages with its support score, best first."""
+    def rank(self, question: str, passages: list[Passage]) -> list[Ranked]:
+        """Every sentence of the passages with its support and choice scores, best choice first."""
         from .embedding import encode
 
         sentences = [s for r, p in enumerate(passages) for s in split_sentences(p, r) if not is_instruction(s.text)]
@@ -110,28 +150,63 @@ class ExtractiveComposer:
         sentences = [s for s in sentences if (k := (s.passage.source, s.start)) not in seen and not seen.add(k)]
         if not sentences:
             return []
-        vecs = encode(self.embedder, [question] + [s.text for s in sentences])
-        dense = vecs[1:] @ vecs[0]
         q_words = content_words(question, self._stem) or {w.lower() for w in _WORD.findall(question)}
-        lexical = np.array([len(q_words & content_words(s.text, self._stem)) / max(len(q_words), 1)
-                            for s in sentences])
-        rank = np.array([1.0 / (1 + s.rank) for s in sentences])
-        total = W_DENSE * dense + W_LEXICAL * lexical + W_RANK * rank
-        order = np.argsort(-total, kind="stable")
-        return [(float(total[i]), sentences[i]) for i in order]
+        words = [content_words(s.text, self._stem) for s in sentences]
+        # "The letter, featured in ..." answers together with the sentence it refers back to.
+        back = [i for i, s in enumerate(sentences) if i and sentences[i - 1].passage is s.passage
+                and refers_back(s.text, words[i - 1], self._stem)]
+        texts = [s.text for s in sentences] + [f"{sentences[i - 1].text} {sentences[i].text}" for i in back]
+        vecs = encode(self.embedder, [question, *texts])
+        dense = vecs[1:len(sentences) + 1] @ vecs[0]
+        # A question word found in few of the retrieved sentences tells more than one found in most of them.
+        idf = {w: 1.0 + np.log((1 + len(words)) / (1 + sum(w in ws for ws in words))) for w in q_words}
+        norm = sum(idf.values()) or 1.0  # a question without words is refused earlier; never divide by 0
 
-    def choose(self, scored: list[tuple[float, Sentence]]) -> list[tuple[float, Sentence]]:
-        """The answer's sentences: the best, plus close seconds, never overlapping."""
-        if not scored or scored[0][0] < self.min_support:
+        def share(ws: set[str]) -> float:
+            return sum(idf[w] for w in q_words & ws) / norm
+
+        lexical = np.array([len(q_words & w) / len(q_words) for w in words])  # for support: calibrated
+        weighted = np.array([share(w) for w in words])  # for the choice among supported sentences
+        rank = np.array([1.0 / (1 + s.rank) for s in sentences])
+        # The not-found decision stays on each sentence's own support; context only lets a follow-on
+        # sentence join an answer that the documents do give.
+        support = W_DENSE * dense + W_LEXICAL * lexical + W_RANK * rank
+        in_context = support.copy()
+        for n, i in enumerate(back):
+            dense[i] = max(dense[i], W_CONTEXT * float(vecs[len(sentences) + 1 + n] @ vecs[0]))
+            lexical[i] = max(lexical[i], W_CONTEXT * len(q_words & (words[i] | words[i - 1])) / len(q_words))
+            weighted[i] = max(weighted[i], W_CONTEXT * share(words[i] | words[i - 1]))
+            in_context[i] = W_DENSE * dense[i] + W_LEXICAL * lexical[i] + W_RANK * rank[i]
+        exp = expect(question)
+        q_lower = {w.lower() for w in _WORD.findall(question)}
+        cands = [candidates(s.text, exp, q_lower, self._stem) for s in sentences]
+        fit = np.array([c[0].fit if c else 0.0 for c in cands])
+        choice = in_context + W_LEXICAL * (weighted - lexical) + W_TYPE * fit
+        order = np.argsort(-choice, kind="stable")
+        return [Ranked(float(support[i]), float(choice[i]), sentences[i], _span(sentences[i], cands[i]),
+                       float(in_context[i])) for i in order]
+
+    def score(self, question: str, passages: list[Passage]) -> list[tuple[float, Sentence]]:
+        """Every sentence of the passages with its support score, in the order the answer prefers them."""
+        return [(r.support, r.sentence) for r in self.rank(question, passages)]
+
+    def choose(self, ranked: list[Ranked]) -> list[Ranked]:
+        """The answer's sentences: the best supported choice, plus close seconds, never overlapping."""
+        if not any(r.support >= self.min_support for r in ranked):
             return []
-        best = scored[0][0]
-        picked: list[tuple[float, Sentence]] = []
-        for sc, s in scored:
-            if len(picked) == self.max_sentences or sc < best - 0.12 or sc < self.min_support:
+        ranked = [r for r in ranked if r.in_context >= self.min_support]
+        best = ranked[0].choice
+        picked: list[Ranked] = []
+        for r in ranked:
+            s = r.sentence
+            if len(picked) == self.max_sentences or r.choice < best - CLOSE_SAME_DOCUMENT:
                 break
-            if any(p.passage.source == s.passage.source and p.start < s.end and s.start < p.end for _, p in picked):
+            if any(p.sentence.passage.source == s.passage.source and p.sentence.start < s.end
+                   and s.start < p.sentence.end for p in picked):
                 continue
-            picked.append((sc, s))
+            if s.passage.source != ranked[0].sentence.passage.source and r.choice < best - CLOSE_OTHER_DOCUMENT:
+                continue  # a sentence of another document is more often off the subject: only a very close second
+            picked.append(r)
         return picked
 
     def compose(self, question: str, passages: list[Passage]) -> tuple[str, list[Citation]]:
@@ -143,11 +218,12 @@ class ExtractiveComposer:
 
     def stream(self, question: str, passages: list[Passage]) -> Iterator[tuple[str, Citation]]:
         """Yields (sentence with its marker, citation) one at a time, in answer order."""
-        for n, (sc, s) in enumerate(self.choose(self.score(question, passages)), start=1):
-            p = s.passage
+        for n, r in enumerate(self.choose(self.rank(question, passages)), start=1):
+            s, p = r.sentence, r.passage
             yield with_marker(s.text, n), Citation(
-                id=n, source=p.source, start=s.start, end=s.end, text=s.text, score=round(sc, 4),
+                id=n, source=p.source, start=s.start, end=s.end, text=s.text, score=round(r.in_context, 4),
                 passage_start=p.start, passage_end=p.end, passage=p.text, location=p.location,
+                answer_span=r.span,
             )
 
 

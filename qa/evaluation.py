@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .question import TYPES, question_type
 from .reading import SourceText
 
 Progress = Callable[[int, int, str], None]
@@ -94,6 +95,7 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
     m: dict[str, list[float]] = {n: [] for n in ("ndcg", "r1", "r5", "rk", "mrr", "ms", "ans5",
                                                  "acc", "cprec", "answered", "ask_s", "vsent", "tsent")}
     has_answers = any(ans for _, _, ans in queries)
+    by_type: dict[str, dict[str, list[float]]] = {}
     wide = max(k * 3, 30)
     for n, (qid, text, gold) in enumerate(queries, 1):
         rel = bench.qrels[qid]
@@ -120,6 +122,10 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
             m["acc"].append(float(ans.answered and _contains(ans.answer, gold)) if gold else 0.0)
             m["cprec"].extend(float((bool(gold) and _contains(c.text, gold)) or c.source in rel)
                               for c in ans.citations)
+            t = by_type.setdefault(question_type(text), {"acc": [], "cprec": [], "answered": []})
+            t["acc"].append(m["acc"][-1])
+            t["answered"].append(m["answered"][-1])
+            t["cprec"].extend(m["cprec"][len(m["cprec"]) - len(ans.citations):])
         if progress:
             progress(n, len(queries), qid)
 
@@ -144,6 +150,9 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
             "verified_rate": round(sum(m["vsent"]) / max(1, sum(m["tsent"])), 4),
             "seconds_per_question": round(sum(m["ask_s"]) / max(1, len(m["ask_s"])), 3),
             "backend": a.backend,
+            "by_type": {q: {"questions": len(t["acc"]), "answer_accuracy": mean(t["acc"]) if has_answers else None,
+                            "citation_precision": mean(t["cprec"]), "answered_rate": mean(t["answered"])}
+                        for q in TYPES if (t := by_type.get(q))},
         })
     return report
 
@@ -151,4 +160,10 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
 def format_report(report: dict[str, Any]) -> str:
     """A readable two-column table."""
     width = max(len(k) for k in report)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in report.items())
+    lines = [f"{k:<{width}}  {v}" for k, v in report.items() if k != "by_type"]
+    if report.get("by_type"):  # answers by the question's wh-word
+        lines += ["", "| question type | questions | answer_accuracy | citation_precision | answered_rate |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {q} | {t['questions']} | {t['answer_accuracy']} | {t['citation_precision']} | "
+                  f"{t['answered_rate']} |" for q, t in report["by_type"].items()]
+    return "\n".join(lines)

@@ -37,6 +37,7 @@ class Citation:
     verified: bool = True  # a passage supports the cited sentence (extractive: by construction)
     page: int | None = None  # PDFs and images: the 1-based page where the span starts
     boxes: tuple[Box, ...] = ()  # PDFs and images: where the span's words are drawn (one box per line)
+    answer_span: tuple[int, int] | None = None  # document offsets of the answer words, when known with confidence
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Answer:
             "citations": [
                 {k: c[k] for k in ("id", "source", "start", "end", "text", "score", "verified", "page", "boxes")
                  if k not in ("page", "boxes") or c[k]}
+                | ({"answer_span": list(c["answer_span"])} if c["answer_span"] else {})
                 for c in (asdict(c) for c in self.citations)
             ],
             "verified_sentences": self.verified_sentences,

@@ -68,12 +68,16 @@ def render_answer(ans: Answer, turn: int) -> str:
 
 
 def highlight(c: Citation) -> str:
-    """The citation's passage, escaped, with the cited span inside <mark>."""
+    """The citation's passage, escaped, with the cited span inside <mark> and its answer words in <b>."""
     a, b = c.start - c.passage_start, c.end - c.passage_start
     if not c.passage or not 0 <= a <= b <= len(c.passage) or c.passage[a:b] != c.text:
         return f"<mark>{esc(c.text)}</mark>"
     p = c.passage
-    return f"{esc(p[:a])}<mark>{esc(p[a:b])}</mark>{esc(p[b:])}"
+    cited = esc(p[a:b])
+    if c.answer_span and c.start <= c.answer_span[0] < c.answer_span[1] <= c.end:  # the answer words in bold
+        x, y = c.answer_span[0] - c.start, c.answer_span[1] - c.start
+        cited = f"{esc(c.text[:x])}<b>{esc(c.text[x:y])}</b>{esc(c.text[y:])}"
+    return f"{esc(p[:a])}<mark>{cited}</mark>{esc(p[b:])}"
 
 
 def page_view(c: Citation, page_url: Callable[..., str]) -> str:

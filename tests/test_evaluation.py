@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qa.evaluation import ndcg, percentile
+from qa.evaluation import format_report, ndcg, percentile
+from qa.question import TYPES
 
 from .conftest import DATA, ROOT, needs_data
 
@@ -49,6 +50,9 @@ def test_squad_slice(tmp_path: Path) -> None:
     assert m["recall@5"] >= 0.9 and m["ndcg@10"] >= 0.75 and m["answer_in_top5"] >= 0.85
     assert m["answer_accuracy"] >= 0.6 and m["citation_precision"] >= 0.5
     assert 0 < m["latency_ms_p50"] <= m["latency_ms_p95"]
+    # Answers by question type: every question in one wh-word group, each group scored.
+    assert set(m["by_type"]) <= set(TYPES) and sum(t["questions"] for t in m["by_type"].values()) == 50
+    assert all(0 <= t["answer_accuracy"] <= 1 for t in m["by_type"].values())
 
 
 @needs_data
@@ -70,3 +74,11 @@ def test_not_a_beir_folder_is_a_clear_error(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "qa", "eval", str(tmp_path)], capture_output=True, text=True,
                        cwd=ROOT)
     assert r.returncode == 1 and "is not a BEIR folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_report_has_a_table_by_question_type() -> None:
+    report = {"answer_accuracy": 0.9, "by_type": {
+        "who": {"questions": 3, "answer_accuracy": 1.0, "citation_precision": 0.75, "answered_rate": 1.0}}}
+    text = format_report(report)
+    assert "answer_accuracy  0.9" in text and "| who | 3 | 1.0 | 0.75 | 1.0 |" in text
+    assert "by_type" not in text

@@ -1,0 +1,114 @@
+"""Extractive answer quality by question type, fast enough to iterate on the composer.
+
+    python -m benchmarks.answers ../shared/data/squad-dev [--cache DIR]
+
+The answer depends only on the retrieved passages, so they (and the sentence embeddings) are kept in
+`--cache` after the first run; later runs only re-run the composer. Scores as `qa eval --answers`
+does (answer holds a gold answer; a citation holds one or is from a relevant document), per
+question type, for the even and the odd questions separately (tune on one half, check on the other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa import Assistant
+from qa.evaluation import evaluate, load_benchmark
+from qa.question import TYPES, question_type
+
+from .common import machine
+
+
+class _CachedModel:
+    """Sentence embeddings by text, kept between runs."""
+
+    def __init__(self, model: Any, memo: dict[str, np.ndarray]) -> None:
+        self.model, self.memo = model, memo
+
+    def encode(self, texts: list[str], **kw: Any) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if new:
+            for t, v in zip(new, self.model.encode(new, **kw)):
+                self.memo[t] = v
+        return np.stack([self.memo[t] for t in texts])
+
+
+class _Embedder:
+    def __init__(self, embedder: Any, memo: dict[str, np.ndarray]) -> None:
+        self._model = _CachedModel(embedder._model, memo)
+        self.embed_batch_size = embedder.embed_batch_size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--cache", type=Path, default=Path(".answers-cache"))
+    ap.add_argument("--show", choices=[*TYPES, "all"], help="print the misses of one question type")
+    args = ap.parse_args()
+    bench = load_benchmark(args.dir)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    cached = args.cache / f"{args.dir.name}.pickle"
+    if cached.exists():
+        passages, memo = pickle.loads(cached.read_bytes())
+    else:
+        evaluate(Assistant(), args.dir, limit=1)  # builds or reuses the cached index
+        index = max((p for p in Path(".eval-cache").iterdir() if p.name.startswith(args.dir.name)),
+                    key=lambda p: p.stat().st_mtime)
+        a = Assistant(index_dir=index)
+        passages = {qid: a.retriever().retrieve(text, a.settings.top_k) for qid, text, _ in bench.queries}
+        memo = {}
+    a = Assistant(index_dir=args.cache / "unused")
+    comp = a.composer()
+    comp.embedder = _Embedder(a.embedder, memo)
+    rows: dict[tuple[str, int], list[list[float]]] = {}
+    spans: list[float] = []  # per answered question with answer words marked: do they match a gold answer
+    answered = 0
+    started = time.perf_counter()
+    for n, (qid, text, gold) in enumerate(bench.queries):
+        answer, cites = comp.compose(text, list(passages[qid]))
+        rel = bench.qrels[qid]
+        acc = float(bool(cites) and any(g.lower() in answer.lower() for g in gold))
+        prec = [float(any(g.lower() in c.text.lower() for g in gold) or c.source in rel) for c in cites]
+        r = rows.setdefault((question_type(text), n % 2), [[], [], []])
+        r[0].append(acc)
+        r[1].extend(prec)
+        r[2].append(float(bool(cites)))
+        answered += bool(cites)
+        if cites and cites[0].answer_span:
+            a0, b0 = cites[0].answer_span
+            words = cites[0].text[a0 - cites[0].start:b0 - cites[0].start].lower()
+            spans.append(float(any(g.lower() in words or words in g.lower() for g in gold)))
+        if args.show in (question_type(text), "all") and not acc:
+            print(f"MISS {text} | gold {gold[:2]}\n     {answer[:300]}")
+    seconds = (time.perf_counter() - started) / len(bench.queries)
+    cached.write_bytes(pickle.dumps((passages, memo)))
+
+    def mean(xs: list[float]) -> str:
+        return f"{sum(xs) / len(xs):.3f}" if xs else "-"
+
+    print(f"{len(bench.queries)} questions, composer {seconds * 1000:.0f} ms/question (embeddings cached), "
+          f"{machine()}")
+    print(f"answer words marked in {len(spans)} of {answered} answers; they match a gold answer in "
+          f"{sum(spans) / max(1, len(spans)):.3f} (the gold answer holds them or they hold it)")
+    print("| type | n | accuracy even / odd | citation precision even / odd | answered even / odd |")
+    print("|---|---|---|---|---|")
+    for t in [*TYPES, "all"]:
+        half = [[sum((v[i] for (q, h), v in rows.items() if (q == t or t == "all") and h == k), [])
+                 for i in range(3)] for k in (0, 1)]
+        if not half[0][2] and not half[1][2]:
+            continue
+        n = len(half[0][2]) + len(half[1][2])
+        print(f"| {t} | {n} | " + " | ".join(f"{mean(half[0][i])} / {mean(half[1][i])}" for i in range(3)) + " |")
+    every = [sum((v[i] for v in rows.values()), []) for i in range(3)]
+    print(f"all questions: answer_accuracy {mean(every[0])}, citation_precision {mean(every[1])}, "
+          f"answered_rate {mean(every[2])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""What a question asks for, and the phrases of a sentence that could be its answer.
+
+Rules, no model: the wh-word (and the noun of "which X" / "what X" / "how many X") gives the expected
+answer kind: a name (person, organisation, thing), a place, a date or a number with its unit. A
+sentence that holds a phrase of that kind which is not already in the question is more likely to
+answer it. Names are capitalised spans, dates and numbers are found by regular expressions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_TOKEN = re.compile(r"\w+(?:[-'’.&]\w+)*", re.UNICODE)
+_AUX = frozenset("is are was were be been being do does did has have had can could will would shall should "
+                 "may might must".split())
+# Question words, in the form the per-type report uses.
+TYPES = ("who", "when", "how many", "where", "what", "which", "why", "other")
+_WH = re.compile(r"\b(how\s+(?:many|much)|who|whom|whose|when|where|what|which|why)\b", re.IGNORECASE)
+
+_DATE_NOUNS = frozenset("year years date day days month months century centuries decade decades time era "
+                        "period season age dynasty".split())
+_NUMBER_NOUNS = frozenset("number numbers percentage percent amount rate size population temperature "
+                          "distance height length speed cost price value total ratio proportion share "
+                          "fraction score depth weight area rating record average salary budget revenue income capacity "
+                          "count margin".split())
+_PLACE_NOUNS = frozenset("city cities country countries state states place places region regions town towns "
+                         "continent location locations area island islands river rivers county province "
+                         "nation capital village street building mountain ocean sea lake park".split())
+_MONTHS = ("January|February|March|April|May|June|July|August|September|October|November|December|"
+           "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec")
+_DATE = re.compile(
+    rf"\b(?:(?:{_MONTHS})\b\.?(?:\s+\d{{1,2}}(?:st|nd|rd|th)?(?!\d))?(?:,?\s+\d{{3,4}})?"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})\b(?:,?\s+\d{{3,4}})?"
+    r"|(?:1\d|20)\d{2}s?|\d{3}s?\s*(?:AD|BC|BCE|CE)\b|(?:AD|BC)\s+\d{1,4}"
+    r"|\d{1,2}(?:st|nd|rd|th)[\s-]+centur(?:y|ies)|(?:first|second|third|fourth|fifth|sixth|seventh|eighth|"
+    r"ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|"
+    r"nineteenth|twentieth|twenty-first)[\s-]+centur(?:y|ies)"
+    r"|(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b|\d{1,2}(?::\d{2})?\s*(?:a\.m\.|p\.m\.))",
+)
+_NUMWORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+             "sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
+             "hundred|hundreds|thousand|thousands|million|millions|billion|billions|trillion|dozen|dozens|"
+             "half|quarter|twice|once")
+_NUMBER = re.compile(
+    rf"(?<![\w.])(?:[$€£¥]\s?)?\d+(?:[.,]\d+)*(?:\s*(?:%|percent|per\s+cent))?(?:\s+(?:million|billion|trillion|"
+    rf"thousand|hundred))?|\b(?:{_NUMWORDS})(?:[\s-]+(?:{_NUMWORDS}))*\b",
+    re.IGNORECASE,
+)
+# Capitalised words that are rarely an answer on their own: demonyms and directions ("North Korean state media").
+_WEAK_NAME = re.compile(r"^(?:(?:North|South|East|West|Central|Northern|Southern|Eastern|Western)\s+)?"
+                        r"(?:[A-Z]\w*(?:ean|ian|ese|ish)|French|German|Dutch|Greek|Swiss|Arab|Norse|Roman|Thai|"
+                        r"American|African|Mexican|Western|Eastern|Northern|Southern|Central)$")
+_CONNECTORS = frozenset("of the de du la von van der and for".split())
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """The kind of phrase that answers a question ('' when any), and the noun of 'which X' or 'how many X'."""
+
+    kind: str  # "name" | "place" | "date" | "number" | ""
+    noun: str = ""
+    qtype: str = "other"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A phrase of a sentence (offsets within the sentence) that fits the expected kind, with how well."""
+
+    start: int
+    end: int
+    fit: float
+
+
+def _main_wh(question: str) -> re.Match[str] | None:
+    """The wh-word of the main clause: 'When Fox left, who replaced him?' asks who, not when."""
+    found = list(_WH.finditer(question))
+    if not found:
+        return None
+    after_comma = [m for m in found if re.search(r",\s*(?:and\s+|then\s+)?$", question[:m.start()])]
+    return after_comma[0] if after_comma and found[0].start() == 0 and len(found) > 1 else found[0]
+
+
+def question_type(question: str) -> str:
+    """The question's wh-word as the evaluation report groups it: who, when, how many, where, what, which, why, other."""
+    m = _main_wh(question)
+    if m is None:
+        return "other"
+    w = " ".join(m.group(1).lower().split())
+    return {"whom": "who", "whose": "who", "how much": "how many"}.get(w, w)
+
+
+def _noun_after(question: str, pos: int, words: int = 1) -> str:
+    """The first lower-case content words after `pos` ('which NFL team' -> 'team'), none past an auxiliary."""
+    out: list[str] = []
+    for t in _TOKEN.findall(question[pos:])[:4]:
+        low = t.lower()
+        if low in _AUX or len(out) == words:
+            break
+        if low in _SKIP or t[0].isupper() or t[0].isdigit():
+            continue
+        out.append(low)
+    return " ".join(out)
+
+
+_SKIP = frozenset("the a an of kind type sort other more different additional total".split())
+
+
+def expect(question: str) -> Expectation:
+    """The expected answer kind of a question, from its wh-word and the noun that follows it."""
+    qtype = question_type(question)
+    m = _main_wh(question)
+    if m is None:
+        return Expectation("", "", qtype)
+    w = " ".join(m.group(1).lower().split())
+    low = question.lower()
+    if w in ("how many", "how much"):
+        return Expectation("number", _noun_after(question, m.end(), 2), qtype)
+    if w in ("who", "whom", "whose"):
+        return Expectation("name", "", qtype)
+    if w == "when":
+        return Expectation("date", "", qtype)
+    if w == "where":
+        return Expectation("place", "", qtype)
+    if w in ("what", "which"):
+        name_of = re.search(r"\bname\s+of\s+(?:the\s+|a\s+|an\s+)?(\w+)", low[m.end():])
+        noun = name_of.group(1) if name_of else _noun_after(question, m.end())
+        if noun in _DATE_NOUNS:
+            return Expectation("date", noun, qtype)
+        if noun in _NUMBER_NOUNS:
+            return Expectation("number", noun, qtype)
+        if noun in _PLACE_NOUNS:
+            return Expectation("place", noun, qtype)
+        if noun:
+            return Expectation("name", noun, qtype)
+        # "What was the percentage of ...", "What is Manning's passer rating": the noun after the verb says
+        # the kind when it is a number, a date or a place.
+        typed = re.match(r"\s+(?:is|was|are|were)\s+(?:the\s+|an?\s+|[\w.]+['’]s\s+)?((?:[\w/-]+\s+){0,2}?[\w/-]+)"
+                         r"(?=\s+(?:of|in|for|at|on|that|when|did|does|do|to|by)\b|\s*\?)", low[m.end():])
+        head = typed.group(1).split()[-1].split("/")[-1] if typed else ""
+        for kind, nouns in (("date", _DATE_NOUNS), ("number", _NUMBER_NOUNS), ("place", _PLACE_NOUNS)):
+            if head in nouns:
+                return Expectation(kind, head, qtype)
+    if re.search(r"\bhow\s+(?:long|far|old|large|big|tall|high|fast|often|deep|wide|heavy)\b", low):
+        return Expectation("number", "", qtype)
+    return Expectation("", "", qtype)
+
+
+def _names(text: str) -> list[tuple[int, int, float]]:
+    """Capitalised spans ('Rodong Sinmun', 'Center for Strategic and International Studies') with a fit."""
+    toks = list(_TOKEN.finditer(text))
+    spans: list[tuple[int, int, float]] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if not t.group()[0].isupper():
+            i += 1
+            continue
+        j = i
+        while (j + 1 < len(toks) and text[toks[j].end():toks[j + 1].start()] in (" ", "-")
+               and not re.search(r"['’]s$", toks[j].group())):  # "North Korea’s Rodong Sinmun" is two names
+            nxt = toks[j + 1].group()
+            if nxt[0].isupper() or (nxt[0].isdigit() and j == i):
+                j += 1
+            elif (nxt.lower() in _CONNECTORS and j + 2 < len(toks) and toks[j + 2].group()[0].isupper()
+                  and text[toks[j + 1].end():toks[j + 2].start()] == " "):
+                j += 2
+            else:
+                break
+        start, end = t.start(), toks[j].end()
+        words = text[start:end].split()
+        first = i == 0 or text[:t.start()].rstrip().endswith((".", ":", "\"", "“"))
+        if first and j == i:
+            fit = 0.0  # one capitalised word opening the sentence: as often a plain word as a name
+        elif _WEAK_NAME.match(re.sub(r"['’]s$", "", " ".join(words))):
+            fit = 0.3
+        else:
+            fit = 1.0
+        if first and j > i and words[0].lower() in _STOP_OPENERS:
+            start, fit = toks[i + 1].start(), 1.0 if j > i + 1 or not _WEAK_NAME.match(toks[i + 1].group()) else 0.3
+        if poss := re.search(r"['’]s$", text[start:end]):  # a possessor ("North Korea’s") modifies the answer
+            end, fit = start + poss.start(), min(fit, 0.5)
+        if fit and not _DATE.match(text[start:end]):  # "Wednesday", "May 2022" are dates, not names
+            spans.append((start, end, fit))
+        i = j + 1
+    return spans
+
+
+_STOP_OPENERS = frozenset("the a an in on at by for from after before during since when while although "
+                          "however but and or if as this that these those it he she they his her its their "
+                          "according following under both all each some many most several other another "
+                          "prior formerly with to of during despite because later today there here".split())
+# Words of a question that say nothing about where its answer sits in a sentence.
+_Q_STOP = _STOP_OPENERS | _AUX | frozenset("who whom whose when where what which why how many much name did "
+                                           "does do".split())
+
+
+def candidates(sentence: str, exp: Expectation, question_words: set[str], stem: Any = None) -> list[Candidate]:
+    """Phrases of the sentence that fit the expected kind and are not already in the question, best first.
+
+    A phrase far from the words the sentence shares with the question fits less: answers sit beside them.
+    """
+    if not exp.kind:
+        return []
+    found: list[tuple[int, int, float]] = []
+    if exp.kind == "date":
+        found = [(m.start(), m.end(), 1.0) for m in _DATE.finditer(sentence)]
+    elif exp.kind == "number":
+        units = {_stem_of(w, stem) for w in exp.noun.split()}
+        for m in _NUMBER.finditer(sentence):
+            end, fit = m.end(), 0.7
+            if re.fullmatch(r"(?:1\d|20)\d{2}", m.group()):
+                fit = 0.3  # a year, rarely "how many"
+            for u in list(re.finditer(r"\s+([\w-]+)", sentence[m.end():m.end() + 40]))[:3]:
+                if _stem_of(u.group(1), stem) in units:  # "11,000 containers": the number with its unit
+                    end, fit = m.end() + u.end(), 1.0
+                    break
+            found.append((m.start(), end, fit))
+    else:
+        found = _names(sentence)
+        if exp.noun:  # "the Rodong Sinmun newspaper", "the newspaper Rodong Sinmun": the noun beside a name
+            noun = re.compile(rf"\b{re.escape(exp.noun)}s?\b", re.IGNORECASE)
+            found = [(a, b, 1.0 if noun.search(sentence[max(0, a - 15):b + 15]) else f) for a, b, f in found]
+    tokens = list(_TOKEN.finditer(sentence))
+    q_stems = {_stem_of(w, stem) for w in question_words - _Q_STOP}
+    anchors = [t.start() for t in tokens if _stem_of(t.group(), stem) in q_stems]
+    out = []
+    for a, b, fit in found:
+        words = {w.lower() for w in _TOKEN.findall(re.sub(r"['’]s\b", "", sentence[a:b]))}
+        if exp.kind in ("name", "place"):  # a name that shares a word with the question names what it asks about
+            new = not any(w in question_words or _prefix_match(w, question_words) for w in words - _CONNECTORS)
+        else:
+            new = not words <= question_words
+        if words and new:
+            out.append(Candidate(a, b, fit * _nearness(tokens, anchors, a, b)))
+    return sorted(out, key=lambda c: -c.fit)
+
+
+def _nearness(tokens: list[re.Match[str]], anchors: list[int], a: int, b: int) -> float:
+    """1 for a phrase within three words of a question word, down to 0.3 for one far from all of them."""
+    if not anchors:
+        return 0.7
+    outside = [x for x in anchors if not a <= x < b]
+    if not outside:
+        return 0.7
+    pos = [t.start() for t in tokens]
+    ia = next((i for i, x in enumerate(pos) if x >= a), len(pos))
+    ib = max((i for i, x in enumerate(pos) if x < b), default=ia)
+    d = min(ia - pos.index(x) if x < a else pos.index(x) - ib for x in outside)
+    return 1.0 if d <= 3 else max(0.3, 1.0 - (d - 3) / 15)
+
+
+def _stem_of(word: str, stem: Any) -> str:
+    w = word.lower()
+    return stem(w) if callable(stem) else w.rstrip("s")
+
+
+def _prefix_match(word: str, question_words: set[str]) -> bool:
+    """'Korean' is in a question that says 'Korea'."""
+    return any(len(q) >= 4 and (word.startswith(q) or q.startswith(word)) for q in question_words)

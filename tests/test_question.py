@@ -1,0 +1,94 @@
+"""Answers that name the fact asked for: the expected answer kind, the cited sentence, the answer words."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qa.question import candidates, expect, question_type
+from qa.types import Answer, Citation
+from qa.ui import highlight
+
+from .conftest import SEED_FILE
+
+DOC = SEED_FILE.read_text(encoding="utf-8")
+
+# (question, its type, a fact the first cited sentence must hold, the answer words when marked)
+BY_TYPE = [
+    ("Who clarified that the agreement would not be aimed against any particular country?", "who",
+     "Yuri Ushakov", "Yuri Ushakov"),
+    ("When did Russia and China veto the U.S.-led initiative for more sanctions?", "when", "May 2022", "May 2022"),
+    ("How many containers of munitions did North Korea allegedly provide to Russia?", "how many", "11,000",
+     "11,000 containers"),
+    ("Where will Putin travel after North Korea?", "where", "Vietnam", "Vietnam"),
+    ("What did commercial satellite images show North Korea preparing for?", "what", "military parade", None),
+    ("In which newspaper was Putin's letter published?", "which", "Rodong Sinmun", "Rodong Sinmun"),
+    ("Why has North Korea been subjected to U.N. sanctions?", "why", "ballistic missile and nuclear programs", None),
+]
+
+
+@pytest.mark.parametrize("question,qtype,fact,words", BY_TYPE)
+def test_first_citation_names_the_fact(seeded, question: str, qtype: str, fact: str, words: str | None) -> None:
+    assert question_type(question) == qtype
+    ans = seeded.ask(question)
+    assert ans.answered
+    first = ans.citations[0]
+    assert fact in first.text, f"{question} -> {first.text}"
+    for c in ans.citations:  # still exact spans of the document
+        assert DOC[c.start:c.end] == c.text
+    if words is not None:
+        assert first.answer_span is not None
+        a, b = first.answer_span
+        assert first.start <= a < b <= first.end and DOC[a:b] == words
+
+
+def test_newspaper_question_cites_the_rodong_sinmun_sentence_not_the_one_with_more_words_in_common(seeded) -> None:
+    ans = seeded.ask("In which newspaper was Putin's letter published?")
+    assert ans.citations[0].text.startswith("The letter, featured in North Korea’s Rodong Sinmun")
+    assert ans.answer.startswith("The letter, featured in North Korea’s Rodong Sinmun")
+
+
+def test_expected_kind_from_the_question() -> None:
+    assert expect("Who is the spokesperson?").kind == "name"
+    assert expect("When did the visit start?").kind == "date"
+    assert expect("In what year was Roger II made king?").kind == "date"
+    assert expect("Which NFL team represented the AFC?").noun == "team"
+    assert (e := expect("How many passing yards did Newton get?")).kind == "number" and "yards" in e.noun
+    assert expect("Where did the meetings take place?").kind == "place"
+    assert expect("What was the percentage of voters in favour?").kind == "number"
+    assert expect("What did he urge Washington to do?").kind == ""
+    # A fronted clause does not decide the question's type.
+    assert question_type("When John Fox left as head coach, who replaced him?") == "who"
+    assert question_type("Besides coffee, how many other competitors took part?") == "how many"
+
+
+def test_candidates_are_new_to_the_question() -> None:
+    q = "Who met Putin in Pyongyang?"
+    words = {w.lower() for w in q.replace("?", "").split()}
+    s = "In Pyongyang, Vladimir Putin met Kim Jong Un on Wednesday."
+    found = [s[c.start:c.end] for c in candidates(s, expect(q), words)]
+    assert found == ["Kim Jong Un"]  # "Vladimir Putin" names who the question is about, not its answer
+    d = "The panel was renewed in March of this year and in May 2022, not in 2019."
+    dates = [d[c.start:c.end] for c in candidates(d, expect("When was the panel renewed?"), {"panel", "renewed"})]
+    assert dates == ["March", "May 2022", "2019"]
+
+
+def test_answer_span_in_json_and_in_bold_in_the_ui(seeded, tmp_path) -> None:
+    index = seeded.settings.index_dir
+    out = subprocess.run([sys.executable, "-m", "qa", "--index-dir", str(index), "ask", "--json",
+                          "How many containers of munitions did North Korea allegedly provide to Russia?"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    first = json.loads(out.stdout)["citations"][0]
+    a, b = first["answer_span"]
+    assert DOC[a:b] == "11,000 containers"
+    plain = Answer("q", "a [1].", True, (Citation(1, "s", 0, 5, "hello", 1.0),)).to_dict()
+    assert "answer_span" not in plain["citations"][0]  # only when known
+    passage = "Where next? It was <Vietnam>."
+    start = passage.index("It")
+    c = Citation(1, "s", start, len(passage), passage[start:], 1.0, passage_start=0, passage_end=len(passage),
+                 passage=passage, answer_span=(passage.index("<"), passage.index(">") + 1))
+    assert highlight(c) == "Where next? <mark>It was <b>&lt;Vietnam&gt;</b>.</mark>"
