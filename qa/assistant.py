@@ -54,7 +54,14 @@ class Assistant:
         if self._embedder is None:
             from .embedding import load_embedder
 
-            self._embedder = load_embedder(self.settings.embed_model, self.settings.embed_batch_size)
+            s = self.settings
+            if s.embed_url:
+                from .remote_embedding import load_remote_embedder
+
+                self._embedder = load_remote_embedder(s)
+            else:
+                self._embedder = load_embedder(s.embed_model, s.embed_batch_size, s.embed_backend,
+                                               s.embed_precision, s.embed_cache)
         return self._embedder
 
     def store(self, create: bool = False) -> Store:
@@ -62,7 +69,9 @@ class Assistant:
         if self._store is None:
             s = self.settings
             client = open_client(s.index_dir, s.chroma_url, create)
-            self._store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)
+            from .embedding import embedder_id
+
+            self._store = Store(client, s.collection, embedder_id(s), None if s.embed_url else EMBED_DIM, create)
         return self._store
 
     @property

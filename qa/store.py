@@ -90,7 +90,7 @@ def prepare_index_dir(index_dir: Path) -> None:
 class Store:
     """The chunk collection, its file catalogue, and the state record that versions them."""
 
-    def __init__(self, client: Any, name: str, embed_model: str, dim: int, create: bool) -> None:
+    def __init__(self, client: Any, name: str, embed_model: str, dim: int | None, create: bool) -> None:
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         self.client = client
@@ -98,14 +98,16 @@ class Store:
         existing = {c if isinstance(c, str) else c.name for c in client.list_collections()}
         if name not in existing and not create:
             raise IndexMissingError(f"The index has no collection {name!r}. Run: qa ingest seeds/")
-        self.chunks = client.get_or_create_collection(
-            name, metadata={"hnsw:space": "cosine", "embed_model": embed_model, "embed_dim": dim}
-        )
+        meta: dict[str, Any] = {"hnsw:space": "cosine", "embed_model": embed_model}
+        if dim:
+            meta["embed_dim"] = dim
+        self.chunks = client.get_or_create_collection(name, metadata=meta)
         built_with = (self.chunks.metadata or {}).get("embed_model")
         if built_with and built_with != embed_model:
             raise EmbeddingMismatchError(
-                f"The index was built with embedding model {built_with!r}, not {embed_model!r}. "
-                f"Set QA_EMBED_MODEL={built_with}, or use a new QA_INDEX_DIR and re-ingest."
+                f"The index was built with embeddings of {built_with!r}, not {embed_model!r}; their vectors "
+                f"do not mix. Go back to the settings it was built with ({_settings_for(built_with)}), "
+                "or use a new QA_INDEX_DIR (or delete this one) and re-ingest."
             )
         self.files = client.get_or_create_collection(f"{name}_files")
         self.texts = client.get_or_create_collection(f"{name}_texts")
@@ -285,6 +287,16 @@ class Store:
     def all_chunks(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(id, text, metadata) of every chunk."""
         return _get_all(self.chunks, ["documents", "metadatas"])
+
+
+def _settings_for(built_with: str) -> str:
+    """The settings that produce embeddings recorded as `built_with` (see qa.embedding.embedder_id)."""
+    if built_with.startswith("remote "):
+        model, _, url = built_with.removeprefix("remote ").partition(" at ")
+        return f"QA_EMBED_URL={url} QA_EMBED_MODEL={model}"
+    if built_with.endswith(" int8"):
+        return f"QA_EMBED_MODEL={built_with.removesuffix(' int8')} QA_EMBED_BACKEND=onnx QA_EMBED_PRECISION=int8"
+    return f"QA_EMBED_MODEL={built_with}, QA_EMBED_URL unset, QA_EMBED_PRECISION=fp32 or QA_EMBED_BACKEND=torch"
 
 
 def _pieces(text: str) -> int:
