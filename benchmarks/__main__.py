@@ -1,6 +1,6 @@
 """`python -m benchmarks [NAME ...] [options]`: run the named benchmarks (default all), print a table.
 
-Names: ingest, recipe, startup, latency, memory, load, bigfile. Options after a single name go to that benchmark,
+Names: ingest, recipe, startup, latency, memory, load, bigfile, backends. Options after a single name go to that benchmark,
 e.g. `python -m benchmarks ingest --limit 1000`; `python -m benchmarks NAME --help` lists them.
 """
 
@@ -11,7 +11,7 @@ import sys
 
 from .common import HEADER
 
-NAMES = ["ingest", "recipe", "startup", "latency", "memory", "load", "bigfile"]
+NAMES = ["ingest", "recipe", "startup", "latency", "memory", "load", "bigfile", "backends"]
 
 
 def main(argv: list[str]) -> int:
