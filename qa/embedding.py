@@ -68,10 +68,11 @@ def embedder_id(settings: Any) -> str:
     """What produced an index's vectors, as recorded in its collection: vectors of different ids never mix.
 
     torch and fp32 ONNX share an id: their vectors agree to cosine 0.9999999 (benchmarks/README.md);
-    int8 ONNX (cosine 0.989-0.999 to them) and a remote server's model get ids of their own.
+    int8 ONNX (cosine 0.989-0.999 to them) and a server's model (remote, so not known to be the
+    same weights even under the same name) get ids of their own.
     """
     if settings.embed_url:
-        return f"remote {settings.embed_model} at {settings.embed_url.rstrip('/')}"
+        return f"remote {settings.embed_model}"  # the model makes the vectors, whichever server runs it
     if settings.embed_backend == "onnx" and settings.embed_precision == "int8":
         return f"{settings.embed_model} int8"
     return settings.embed_model

@@ -292,8 +292,7 @@ class Store:
 def _settings_for(built_with: str) -> str:
     """The settings that produce embeddings recorded as `built_with` (see qa.embedding.embedder_id)."""
     if built_with.startswith("remote "):
-        model, _, url = built_with.removeprefix("remote ").partition(" at ")
-        return f"QA_EMBED_URL={url} QA_EMBED_MODEL={model}"
+        return f"QA_EMBED_URL=<a server of it> QA_EMBED_MODEL={built_with.removeprefix('remote ')}"
     if built_with.endswith(" int8"):
         return f"QA_EMBED_MODEL={built_with.removesuffix(' int8')} QA_EMBED_BACKEND=onnx QA_EMBED_PRECISION=int8"
     return f"QA_EMBED_MODEL={built_with}, QA_EMBED_URL unset, QA_EMBED_PRECISION=fp32 or QA_EMBED_BACKEND=torch"

@@ -117,7 +117,7 @@ def test_ingest_and_ask_through_the_server(embed_server: str, tmp_path: Path) ->
                  .sum(1).min()) > 0.999
     # Vectors from the server never mix with local ones: one line says what to do.
     env_local = {**os.environ, "QA_INDEX_DIR": str(tmp_path / "index")}
-    line = one_error_line(qa(env_local, "ask", QUESTION), "re-ingest", f"QA_EMBED_URL={embed_server}")
+    line = one_error_line(qa(env_local, "ask", QUESTION), "re-ingest", "QA_EMBED_URL=", f"QA_EMBED_MODEL={MODEL}")
     assert KEY not in line
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
 
@@ -128,9 +128,9 @@ def test_wrong_key_is_one_line(embed_server: str, tmp_path: Path) -> None:
     assert "sk-wrong" not in r.stderr + r.stdout and KEY not in line
 
 
-def test_server_down_is_one_line_and_quick(tmp_path: Path) -> None:
+def test_server_down_is_one_line(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    t0 = time.monotonic()
     r = qa(remote_env(tmp_path, url), "ingest", str(SEEDS), "--quiet")
     one_error_line(r, "Cannot reach the embedding server", url, "QA_EMBED_URL")
-    assert time.monotonic() - t0 < 60  # three tries of a refused connection, not a minute of backoff
+    r = qa(remote_env(tmp_path, url), "status")  # nothing was committed: the index is empty, not broken
+    assert r.returncode == 0, r.stderr
