@@ -198,5 +198,12 @@ class Assistant:
         store = self.store()
         size = sum(f.stat().st_size for f in Path(s.index_dir).rglob("*") if f.is_file()) if not s.chroma_url else 0
         return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(store.records()),
-                      chunks=store.count(), embed_model=s.embed_model, size_bytes=size,
+                      chunks=store.count(), embed_model=_describe_embedder(s), size_bytes=size,
                       backend=describe_backend(s), chroma_url=s.chroma_url)
+
+
+def _describe_embedder(s: Settings) -> str:
+    """The embedding model and what runs it, for `qa status` and the UI."""
+    if s.embed_url:
+        return f"{s.embed_model} at {s.embed_url}"
+    return f"{s.embed_model} ({'ONNX ' + s.embed_precision if s.embed_backend == 'onnx' else 'torch'})"
