@@ -205,5 +205,7 @@ class Assistant:
 def _describe_embedder(s: Settings) -> str:
     """The embedding model and what runs it, for `qa status` and the UI."""
     if s.embed_url:
-        return f"{s.embed_model} at {s.embed_url}"
+        from .llm import public_url
+
+        return f"{s.embed_model} at {public_url(s.embed_url)}"
     return f"{s.embed_model} ({'ONNX ' + s.embed_precision if s.embed_backend == 'onnx' else 'torch'})"

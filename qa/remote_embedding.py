@@ -30,7 +30,9 @@ def explain(e: Exception, url: str, model: str) -> BackendError:
     """One line for a failed request: what happened and what to do."""
     import openai
 
-    name = type(e).__name__
+    from .llm import public_url
+
+    url, name = public_url(url), type(e).__name__
     if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
         return BackendError(f"The embedding server at {url} refused the API key (HTTP {e.status_code}); "
                             "set QA_EMBED_API_KEY (or OPENAI_API_KEY) to a key it accepts.")
