@@ -58,6 +58,7 @@ def test_torch_and_onnx_fp32_share_an_index_but_int8_does_not(torch_index: Path)
     assert "QA_EMBED_PRECISION=fp32" in str(err.value) and "re-ingest" in str(err.value)
 
 
+@pytest.mark.slow  # makes the int8 export on first run
 def test_int8_index_refuses_fp32_questions_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "QA_INDEX_DIR": str(tmp_path / "i8"), "QA_EMBED_PRECISION": "int8"}
     run = [sys.executable, "-m", "qa"]
@@ -85,6 +86,7 @@ def test_asking_loads_neither_torch_nor_transformers(seeded_index: Path, tmp_pat
     assert "LOADED []" in r.stdout, r.stdout
 
 
+@pytest.mark.slow  # a model build
 def test_export_is_made_once_into_the_named_cache(tmp_path: Path) -> None:
     """A fresh cache gets an export on first use (in a child process); the next embedder reuses it."""
     from qa.embedding import load_embedder, resolve_model_path
