@@ -101,7 +101,8 @@ def token_counter(embedder: Any) -> Any:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Run torch on one thread: for small inputs, whose ops are too short to gain from a second.
+    """Run the model on one thread (torch's, or ONNX Runtime's one-thread session): for small inputs,
+    whose ops are too short to gain from a second.
 
     Every op ends with a sync of torch's threads; on a busy machine that waits for the other
     thread to be scheduled, so a question encoded on 2 threads took 5x as long as on 1.
