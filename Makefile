@@ -20,7 +20,7 @@ say     = @printf '%s\n' $(1)
 timed   = +@t0=$$(date +%s); $(MAKE) -s --no-print-directory $(1) && t=$$(( $$(date +%s) - t0 )) && \
 	if [ $$t -gt 1 ]; then echo "Set-up took $$((t / 60)) min $$((t % 60)) s."; fi
 
-.PHONY: setup setup-test index run test test-fast lint bench clean browser ocr
+.PHONY: setup setup-test index run test test-fast lint bench clean browser ocr embed-server
 
 $(BIN)/python:
 	$(call say,"Creating the virtual environment $(VENV) (a few seconds)…")
@@ -70,8 +70,20 @@ browser:
 ocr:
 	@command -v tesseract >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-eng; }
 
-test: setup-test browser ocr
+test: setup-test browser ocr embed-server
 	$(BIN)/python -m pytest -q
+
+# infinity-emb, a real OpenAI-compatible embeddings server, for the remote-embedding tests. Its pins
+# (numpy<2, transformers<5) conflict with qa's, so it gets a folder of its own that only its process
+# puts on PYTHONPATH (tests/test_remote_embedding.py); torch and the rest come from the venv.
+INFINITY := $(VENV)/infinity
+$(INFINITY)/.installed: | $(BIN)/python
+	$(BIN)/pip install --quiet --no-deps --target $(INFINITY) infinity-emb==0.0.78 transformers==4.57.6 \
+		sentence-transformers==3.4.1 huggingface_hub==0.36.2 tokenizers==0.22.2 \
+		prometheus-fastapi-instrumentator==8.1.0 prometheus_client==0.26.0 posthog==7.91.1 backoff==2.2.1
+	touch $@
+
+embed-server: $(INFINITY)/.installed
 
 test-fast: setup-test ocr
 	$(BIN)/python -m pytest -q -m "not slow"

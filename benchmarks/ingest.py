@@ -2,7 +2,8 @@
 
     python -m benchmarks ingest [--dataset scifact-train] [--limit 1000]
 
-The bare side is the physical limit: `SentenceTransformer.encode` of exactly the chunks our ingest
+The bare side is the physical limit: the configured backend's own encode (ONNX Runtime by default,
+`SentenceTransformer.encode` with QA_EMBED_BACKEND=torch) of exactly the chunks our ingest
 writes, in batches of `embed_batch_size`, in the same process, with no splitting and no store.
 Both sides use the already loaded model (start-up is measured separately); the bare side runs
 before and after ours and its mean is used, so a load change during the run is averaged out.
@@ -20,14 +21,17 @@ from qa.reading import make_splitter, split
 
 from .common import row, scratch, texts
 
-TARGET = 0.85
+TARGET = 0.9
 
 
 def bare(embedder: Any, chunks: list[str]) -> tuple[float, float]:
-    """(wall, CPU) seconds for the bare SentenceTransformer to encode `chunks`, nothing else going on."""
+    """(wall, CPU) seconds for the bare model (the configured backend) to encode `chunks`, nothing else going on."""
     t0, c0 = time.perf_counter(), time.process_time()
-    embedder._model.encode(chunks, batch_size=embedder.embed_batch_size, normalize_embeddings=True,
-                           convert_to_numpy=True, show_progress_bar=False)
+    if hasattr(embedder, "encode"):  # the ONNX backend (the default): its own batched encode
+        embedder.encode(chunks)
+    else:
+        embedder._model.encode(chunks, batch_size=embedder.embed_batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False)
     return time.perf_counter() - t0, time.process_time() - c0
 
 

@@ -6,7 +6,8 @@ The recipe: `VectorStoreIndex.from_documents(docs, storage_context=StorageContex
 vector_store=ChromaVectorStore(...)), embed_model=HuggingFaceEmbedding(model_name=<bundled path>))`,
 with LlamaIndex's defaults (1024-token chunks, batches of 10, dense retrieval only). Both sides get
 the model already loaded; quality is recall@5 and nDCG@10 per document, as `qa eval` scores it, on
-the queries whose relevant documents are all in the ingested slice.
+the queries whose relevant documents are all in the ingested slice. The recipe embeds with torch
+(HuggingFaceEmbedding, as the tutorial does); ours with the configured backend (ONNX by default).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from qa.evaluation import load_benchmark, ndcg
 
 from .common import DATA, row, scratch, texts
 
-TARGET = 1.3
+TARGET = 1.5
 
 
 def recipe_index(docs: list[Any], folder: str, embed_model: Any) -> Any:

@@ -73,13 +73,21 @@ class Assistant:
         if self._embedder is None:
             from .embedding import load_embedder
 
-            self._embedder = load_embedder(self.settings.embed_model, self.settings.embed_batch_size)
+            s = self.settings
+            if s.embed_url:
+                from .remote_embedding import load_remote_embedder
+
+                self._embedder = load_remote_embedder(s)
+            else:
+                self._embedder = load_embedder(s.embed_model, s.embed_batch_size, s.embed_backend,
+                                               s.embed_precision, s.embed_cache)
         return self._embedder
 
     def store(self, create: bool = False) -> Store:
         """The Chroma store; `create` makes a new index where none exists."""
         if self._store is None:
             from . import integrity
+            from .embedding import embedder_id
 
             # Its own lock: listing documents must not wait behind a thread that is loading the models.
             with self._store_lock:
@@ -89,7 +97,8 @@ class Assistant:
                         integrity.precheck(Path(s.index_dir), pages=True)
                     try:
                         client = open_client(s.index_dir, s.chroma_url, create)
-                        store = Store(client, s.collection, s.embed_model, EMBED_DIM, create)
+                        store = Store(client, s.collection, embedder_id(s), None if s.embed_url else EMBED_DIM,
+                                      create)
                         integrity.opened(store, s.chroma_url or s.index_dir)
                     except Exception as e:
                         raise self._storage_error(e) from None
@@ -249,7 +258,7 @@ class Assistant:
         store = self.store()
         size = sum(f.stat().st_size for f in Path(s.index_dir).rglob("*") if f.is_file()) if not s.chroma_url else 0
         return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(store.records()),
-                      chunks=store.count(), embed_model=s.embed_model, size_bytes=size,
+                      chunks=store.count(), embed_model=_describe_embedder(s), size_bytes=size,
                       backend=describe_backend(s), chroma_url=s.chroma_url)
 
     # --- LlamaIndex objects over this assistant (qa/llamaindex.py) ------------------------------
@@ -338,7 +347,10 @@ class Assistant:
         index = Path(s.index_dir)
 
         def open_store() -> Store:
-            return Store(open_client(index, s.chroma_url, False), s.collection, s.embed_model, EMBED_DIM, False)
+            from .embedding import embedder_id
+
+            return Store(open_client(index, s.chroma_url, False), s.collection, embedder_id(s),
+                         None if s.embed_url else EMBED_DIM, False)
 
         return run_all(index, not s.chroma_url, open_store, index / "bm25" / s.collection, index / "uploads")
 
@@ -537,3 +549,12 @@ class Assistant:
         if cached is None or cached[0] != generation:
             cached = self._scope_sources = (generation, list(store.records()))
         return select(patterns, cached[1])[0]
+
+
+def _describe_embedder(s: Settings) -> str:
+    """The embedding model and what runs it, for `qa status` and the UI."""
+    if s.embed_url:
+        from .llm import public_url
+
+        return f"{s.embed_model} at {public_url(s.embed_url)}"
+    return f"{s.embed_model} ({'ONNX ' + s.embed_precision if s.embed_backend == 'onnx' else 'torch'})"

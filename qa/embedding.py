@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
@@ -34,13 +35,19 @@ def resolve_model_path(name: str) -> Path:
     return path
 
 
-def load_embedder(name: str, batch_size: int = 64) -> Any:
-    """A LlamaIndex embedding object over sentence-transformers; never touches a model hub."""
+def load_embedder(name: str, batch_size: int = 64, backend: str = "torch", precision: str = "fp32",
+                  cache: Path | None = None) -> Any:
+    """A LlamaIndex embedding object for a local model (ONNX Runtime or torch); never touches a model hub."""
     # The model is on disk; a hub lookup would only fail (offline) or slow start-up.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    path = resolve_model_path(name)
+    if backend == "onnx":
+        from .onnx_embedding import load_onnx_embedder
+
+        return load_onnx_embedder(path, cache or Path("~/.cache/qa/onnx"), precision, batch_size)
     import transformers
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
@@ -48,7 +55,6 @@ def load_embedder(name: str, batch_size: int = 64) -> Any:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
-    path = resolve_model_path(name)
     return HuggingFaceEmbedding(
         model_name=str(path),
         device="cpu",
@@ -58,8 +64,29 @@ def load_embedder(name: str, batch_size: int = 64) -> Any:
     )
 
 
+def embedder_id(settings: Any) -> str:
+    """What produced an index's vectors, as recorded in its collection: vectors of different ids never mix.
+
+    torch and fp32 ONNX share an id: their vectors agree to cosine 0.9999999 (benchmarks/README.md);
+    int8 ONNX (cosine 0.989-0.999 to them) and a server's model (remote, so not known to be the
+    same weights even under the same name) get ids of their own.
+    """
+    if settings.embed_url:
+        return f"remote {settings.embed_model}"  # the model makes the vectors, whichever server runs it
+    if settings.embed_backend == "onnx" and settings.embed_precision == "int8":
+        return f"{settings.embed_model} int8"
+    return settings.embed_model
+
+
 def token_counter(embedder: Any) -> Any:
     """Tokenize with the embedding model's own tokenizer, so chunk sizes match what it sees."""
+    count = getattr(embedder, "count_tokens", None)
+    if count is not None:  # ONNX and remote embedders count with the tokenizers library
+        @lru_cache(maxsize=1 << 14)
+        def counted(text: str) -> range:
+            return range(count(text))
+
+        return counted
     tokenizer = embedder._model.tokenizer
 
     # The splitter measures every sentence, often more than once, and boilerplate (page headers,
@@ -74,19 +101,26 @@ def token_counter(embedder: Any) -> Any:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Run torch on one thread: for small inputs, whose ops are too short to gain from a second.
+    """Run the model on one thread (torch's, or ONNX Runtime's one-thread session): for small inputs,
+    whose ops are too short to gain from a second.
 
     Every op ends with a sync of torch's threads; on a busy machine that waits for the other
     thread to be scheduled, so a question encoded on 2 threads took 5x as long as on 1.
     """
-    import torch
+    from .onnx_embedding import single_thread
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+    with single_thread():
+        if "torch" not in sys.modules:  # the ONNX and remote backends never load it
+            yield
+            return
+        import torch
+
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(n)
 
 
 def busy() -> bool:
@@ -103,6 +137,8 @@ def encode(embedder: Any, texts: list[str]) -> Any:
     # 2-4x on a busy one; full batches (ingest) lose only ~30% there, so they keep torch's threads.
     small = len(texts) == 1 or (len(texts) < SMALL_INPUT and busy())
     with one_thread() if small else nullcontext():
+        if hasattr(embedder, "encode"):  # ONNX and remote: normalized float32 rows
+            return embedder.encode(texts)
         return embedder._model.encode(
             texts, batch_size=embedder.embed_batch_size, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=False,

@@ -80,3 +80,25 @@ class Settings(BaseSettings):
         None, description="Key the HTTP API of `qa serve` requires as 'Authorization: Bearer <key>'; "
         "never printed or logged.",
     )
+
+    embed_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="How the local embedding model runs: 'onnx' (ONNX Runtime, exported once from the "
+        "model into embed_cache; no torch at question time) or 'torch' (sentence-transformers).",
+    )
+    embed_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="Weights of the ONNX export: 'fp32' (same vectors as torch) or 'int8' "
+        "(dynamically quantized; faster, slightly different vectors).",
+    )
+    embed_cache: Path = Field(
+        Path("~/.cache/qa/onnx"), description="Folder of the ONNX exports of local embedding models.",
+    )
+    embed_url: str | None = Field(
+        None, description="An OpenAI-compatible /v1 embeddings server (OpenAI, Ollama, vLLM, TEI, infinity) "
+        "instead of the local model; QA_EMBED_MODEL names the model it serves.",
+    )
+    embed_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("QA_EMBED_API_KEY", "embed_api_key"),
+        description="Key of the QA_EMBED_URL server (default OPENAI_API_KEY); never printed, logged or shown.",
+    )
+    embed_concurrency: int = Field(4, ge=1, le=64, description="Requests in flight to QA_EMBED_URL while ingesting.")
+    embed_timeout: float = Field(60.0, gt=0, description="Seconds to wait for one QA_EMBED_URL request.")

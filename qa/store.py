@@ -96,20 +96,22 @@ def prepare_index_dir(index_dir: Path) -> None:
 class Store:
     """The chunk collection, its file catalogue, and the state record that versions them."""
 
-    def __init__(self, client: Any, name: str, embed_model: str, dim: int, create: bool) -> None:
+    def __init__(self, client: Any, name: str, embed_model: str, dim: int | None, create: bool) -> None:
         self.client = client
         self.embed_model = embed_model
         existing = {c if isinstance(c, str) else c.name for c in client.list_collections()}
         if name not in existing and not create:
             raise IndexMissingError(f"The index has no collection {name!r}. Run: qa ingest seeds/")
-        self.chunks = client.get_or_create_collection(
-            name, metadata={"hnsw:space": "cosine", "embed_model": embed_model, "embed_dim": dim}
-        )
+        meta: dict[str, Any] = {"hnsw:space": "cosine", "embed_model": embed_model}
+        if dim:
+            meta["embed_dim"] = dim
+        self.chunks = client.get_or_create_collection(name, metadata=meta)
         built_with = (self.chunks.metadata or {}).get("embed_model")
         if built_with and built_with != embed_model:
             raise EmbeddingMismatchError(
-                f"The index was built with embedding model {built_with!r}, not {embed_model!r}. "
-                f"Set QA_EMBED_MODEL={built_with}, or re-embed everything with: qa ingest --rebuild."
+                f"The index was built with embeddings of {built_with!r}, not {embed_model!r}; their vectors "
+                f"do not mix. Go back to the settings it was built with ({_settings_for(built_with)}), "
+                "or re-embed everything with: qa ingest --rebuild."
             )
         self.files = client.get_or_create_collection(f"{name}_files")
         self.texts = client.get_or_create_collection(f"{name}_texts")
@@ -369,6 +371,15 @@ class Store:
     def all_chunks(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(id, text, metadata) of every chunk."""
         return _get_all(self.chunks, ["documents", "metadatas"])
+
+
+def _settings_for(built_with: str) -> str:
+    """The settings that produce embeddings recorded as `built_with` (see qa.embedding.embedder_id)."""
+    if built_with.startswith("remote "):
+        return f"QA_EMBED_URL=<a server of it> QA_EMBED_MODEL={built_with.removeprefix('remote ')}"
+    if built_with.endswith(" int8"):
+        return f"QA_EMBED_MODEL={built_with.removesuffix(' int8')} QA_EMBED_BACKEND=onnx QA_EMBED_PRECISION=int8"
+    return f"QA_EMBED_MODEL={built_with}, QA_EMBED_URL unset, QA_EMBED_PRECISION=fp32 or QA_EMBED_BACKEND=torch"
 
 
 def _pieces(text: str) -> int:

@@ -1,0 +1,103 @@
+"""Embedding backends: ONNX Runtime (the default) against torch, the query path's imports, mixed vectors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa import Assistant, EmbeddingMismatchError
+
+from .conftest import ROOT, SEEDS
+from .test_answering import SEED_QUESTIONS
+
+HEAVY = ("torch", "transformers", "sentence_transformers")
+
+
+@pytest.fixture(scope="module")
+def torch_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """seeds/ indexed by the torch backend (sentence-transformers)."""
+    index = tmp_path_factory.mktemp("torch") / "index"
+    Assistant(index_dir=index, embed_backend="torch").ingest(SEEDS)
+    return index
+
+
+def test_onnx_is_the_default_and_gives_torch_vectors(seeded) -> None:
+    from qa.embedding import encode, load_embedder
+
+    assert seeded.settings.embed_backend == "onnx"
+    texts = [q for q, _ in SEED_QUESTIONS] + [SEEDS.joinpath(p).read_text()[:2000] for p in os.listdir(SEEDS)]
+    onnx = encode(seeded.embedder, texts)
+    torch = encode(load_embedder("all-MiniLM-L6-v2", backend="torch"), texts)
+    assert onnx.shape == torch.shape == (len(texts), 384)
+    assert np.allclose(np.linalg.norm(onnx, axis=1), 1, atol=1e-5)
+    assert float((onnx * torch).sum(1).min()) > 0.9999  # what lets the two share an index
+
+
+def test_onnx_answers_like_torch_on_the_seed_questions(seeded, torch_index: Path) -> None:
+    """Same passages in the same order, same answers with the same cited spans, each from its own index."""
+    torch = Assistant(index_dir=torch_index, embed_backend="torch")
+    for question, fact in SEED_QUESTIONS:
+        ours, theirs = seeded.retriever().retrieve(question, 5), torch.retriever().retrieve(question, 5)
+        assert [(p.source, p.start) for p in ours] == [(p.source, p.start) for p in theirs], question
+        a, b = seeded.ask(question), torch.ask(question)
+        assert a.answer == b.answer and fact in a.answer, question
+        assert [(c.start, c.end) for c in a.citations] == [(c.start, c.end) for c in b.citations]
+
+
+def test_torch_and_onnx_fp32_share_an_index_but_int8_does_not(torch_index: Path) -> None:
+    ans = Assistant(index_dir=torch_index, embed_backend="onnx").ask("Who denied the arms transfers?")
+    assert "Moscow and Pyongyang" in ans.answer
+    with pytest.raises(EmbeddingMismatchError) as err:
+        Assistant(index_dir=torch_index, embed_precision="int8").ask("Who denied the arms transfers?")
+    assert "QA_EMBED_PRECISION=fp32" in str(err.value) and "re-ingest" in str(err.value)
+
+
+@pytest.mark.slow  # makes the int8 export on first run
+def test_int8_index_refuses_fp32_questions_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "QA_INDEX_DIR": str(tmp_path / "i8"), "QA_EMBED_PRECISION": "int8"}
+    run = [sys.executable, "-m", "qa"]
+    r = subprocess.run([*run, "ingest", str(SEEDS), "--quiet"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*run, "ask", "--json", "Who denied the arms transfers?"], env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "Moscow and Pyongyang" in json.loads(r.stdout)["answer"], r.stderr
+    env["QA_EMBED_PRECISION"] = "fp32"
+    r = subprocess.run([*run, "ask", "Who denied the arms transfers?"], env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "QA_EMBED_PRECISION=int8" in r.stderr, r.stderr
+
+
+def test_asking_loads_neither_torch_nor_transformers(seeded_index: Path, tmp_path: Path) -> None:
+    """A whole `qa ask` (CLI, retrieval, answer) in a fresh process, then a look at what it imported."""
+    code = ("import sys; from qa.cli import main\n"
+            "try:\n    main(['ask', 'Where will Putin travel after North Korea?'])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            f"print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
+    env = {**os.environ, "QA_INDEX_DIR": str(seeded_index)}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "Vietnam" in r.stdout
+    assert "LOADED []" in r.stdout, r.stdout
+
+
+@pytest.mark.slow  # a model build
+def test_export_is_made_once_into_the_named_cache(tmp_path: Path) -> None:
+    """A fresh cache gets an export on first use (in a child process); the next embedder reuses it."""
+    from qa.embedding import load_embedder, resolve_model_path
+    from qa.onnx_embedding import export_dir
+
+    cache = tmp_path / "onnx"
+    emb = load_embedder("all-MiniLM-L6-v2", backend="onnx", cache=cache)
+    folder = export_dir(resolve_model_path("all-MiniLM-L6-v2"), cache, "fp32")
+    assert (folder / "model.onnx").exists()
+    made = (folder / "model.onnx").stat().st_mtime
+    again = load_embedder("all-MiniLM-L6-v2", backend="onnx", cache=cache)
+    assert (folder / "model.onnx").stat().st_mtime == made
+    assert np.allclose(emb.encode(["a question"]), again.encode(["a question"]))
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [folder.name]

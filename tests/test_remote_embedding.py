@@ -1,0 +1,136 @@
+"""Remote embeddings (QA_EMBED_URL) against a real OpenAI-compatible server: infinity-emb on the bundled model.
+
+infinity-emb pins numpy<2 and transformers<5, which qa's own dependencies exceed, so `make test`
+installs it into a folder of its own (`.venv/infinity`, see the Makefile) that only its process
+puts on the path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, SEEDS, free_port
+
+INFINITY = Path(os.environ.get("QA_TEST_INFINITY", Path(sys.executable).parent.parent / "infinity"))
+KEY = f"sk-embed-test-{secrets.token_hex(6)}"
+MODEL = "all-MiniLM-L6-v2"
+QUESTION = "Where will Putin travel after North Korea?"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (INFINITY / "infinity_emb").exists() and not os.environ.get("CI"),
+                       reason=f"infinity-emb is not installed in {INFINITY} (make test installs it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """infinity-emb serving the bundled model on loopback with an API key; yields its URL."""
+    from qa.embedding import resolve_model_path
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("infinity") / "server.log"
+    env = {**os.environ, "PYTHONPATH": str(INFINITY), "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
+           "INFINITY_ANONYMOUS_USAGE_STATS": "0", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "infinity_emb.cli", "v2", "--model-id", str(resolve_model_path(MODEL)),
+           "--served-model-name", MODEL, "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1",
+           "--port", str(port), "--api-key", KEY, "--batch-size", "32"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"infinity exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"})
+                with urllib.request.urlopen(req, timeout=2) as r:
+                    if json.load(r)["data"]:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"infinity did not answer /models:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def qa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qa", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=900)
+
+
+def one_error_line(r: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def remote_env(tmp_path: Path, url: str, key: str = KEY) -> dict[str, str]:
+    env = {**os.environ, "QA_INDEX_DIR": str(tmp_path / "index"), "QA_EMBED_URL": url, "QA_EMBED_MODEL": MODEL,
+           "QA_EMBED_API_KEY": key, "QA_EMBED_BATCH_SIZE": "4", "QA_EMBED_CONCURRENCY": "3"}
+    env.pop("OPENAI_API_KEY", None)
+    return env
+
+
+def test_ingest_and_ask_through_the_server(embed_server: str, tmp_path: Path) -> None:
+    env = remote_env(tmp_path, embed_server)
+    r = qa(env, "ingest", str(SEEDS), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "1 added" in r.stdout and "0 failed" in r.stdout
+    r = qa(env, "ask", "--json", QUESTION)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["answered"] and "Vietnam" in out["answer"]
+    assert "Vietnam" in out["citations"][0]["text"]
+    # The same vectors a local index holds (the server runs the same model), batched 4 per request.
+    from qa import Assistant
+
+    remote = Assistant(index_dir=tmp_path / "index", embed_url=embed_server, embed_model=MODEL, embed_api_key=KEY)
+    local = Assistant(index_dir=tmp_path / "local")
+    vecs = remote.embedder.encode([QUESTION, "Moscow and Pyongyang denied the arms transfers."] * 5)
+    assert vecs.shape == (10, 384)
+    import numpy as np
+
+    assert float((vecs * local.embedder.encode([QUESTION, "Moscow and Pyongyang denied the arms transfers."] * 5))
+                 .sum(1).min()) > 0.999
+    # Vectors from the server never mix with local ones: one line says what to do.
+    env_local = {**os.environ, "QA_INDEX_DIR": str(tmp_path / "index")}
+    line = one_error_line(qa(env_local, "ask", QUESTION), "re-ingest", "QA_EMBED_URL=", f"QA_EMBED_MODEL={MODEL}")
+    assert KEY not in line
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+
+
+def test_wrong_key_is_one_line(embed_server: str, tmp_path: Path) -> None:
+    r = qa(remote_env(tmp_path, embed_server, key="sk-wrong"), "ingest", str(SEEDS), "--quiet")
+    line = one_error_line(r, "refused the API key", "QA_EMBED_API_KEY")
+    assert "sk-wrong" not in r.stderr + r.stdout and KEY not in line
+
+
+def test_server_down_is_one_line(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    r = qa(remote_env(tmp_path, url), "ingest", str(SEEDS), "--quiet")
+    one_error_line(r, "Cannot reach the embedding server", url, "QA_EMBED_URL")
+    r = qa(remote_env(tmp_path, url), "status")  # nothing was committed: the index is empty, not broken
+    assert r.returncode == 0, r.stderr
