@@ -117,6 +117,9 @@ class OnnxEmbedding(BaseEmbedding):
                 # Spinning threads burn a shared machine's CPU between the small ops of a short input.
                 opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                # The arena keeps the largest batch's activations for the life of the process (hundreds
+                # of MB during an ingest of long chunks); freed after each run, memory stays flat.
+                opts.enable_cpu_mem_arena = False
                 s = ort.InferenceSession(str(Path(self.folder) / "model.onnx"), opts,
                                          providers=["CPUExecutionProvider"])
                 self._inputs = {i.name for i in s.get_inputs()}

@@ -111,7 +111,7 @@ class Store:
             raise EmbeddingMismatchError(
                 f"The index was built with embeddings of {built_with!r}, not {embed_model!r}; their vectors "
                 f"do not mix. Go back to the settings it was built with ({_settings_for(built_with)}), "
-                "or re-embed everything with: qa ingest --rebuild."
+                "or re-ingest into a new QA_INDEX_DIR, or re-embed everything here with: qa ingest --rebuild."
             )
         self.files = client.get_or_create_collection(f"{name}_files")
         self.texts = client.get_or_create_collection(f"{name}_texts")

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,23 +80,30 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("llm-server") / "server.log"
     cmd = [sys.executable, "-m", "qa.llm_server", "--model_alias", "smollm2", "--host", "127.0.0.1",
            "--port", str(port), "--n_threads", LLM_THREADS, "--n_ctx", "2048", "--api_key", API_KEY]
+    with running_server(cmd, log, f"http://127.0.0.1:{port}/v1", API_KEY, "qa.llm_server", 180) as url:
+        yield url
+
+
+@contextmanager
+def running_server(cmd: list[str], log: Path, url: str, key: str, name: str, wait: float,
+                   env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start an OpenAI-compatible server process, wait until `url`/models lists a model, stop it at the end."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + wait
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"qa.llm_server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+                pytest.fail(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             try:
-                req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {API_KEY}"})
+                req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {key}"})
                 with urllib.request.urlopen(req, timeout=2) as r:
                     if json.load(r)["data"]:
                         break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"qa.llm_server did not answer /v1/models:\n{log.read_text()[-2000:]}")
+                pytest.fail(f"{name} did not answer /models:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
         yield url
     finally:

@@ -1,7 +1,7 @@
 """A state machine of a folder and its index (Hypothesis `RuleBasedStateMachine`).
 
-Rules add, change, rename and delete files, ingest, crash an ingest between writing chunks and
-committing them, and ask. After every step the index matches a simple model: the documents and
+Rules add, change, rename and delete files, ingest, remove a document, crash an ingest between
+writing chunks and committing them, and ask (scoped to one document and not). After every step the index matches a simple model: the documents and
 digests of the last completed ingest, Chroma and BM25 holding the same chunks, and no answer citing
 text that was removed or changed.
 """
@@ -105,6 +105,27 @@ class IndexMachine(RuleBasedStateMachine):
             pass
         finally:
             del store.commit
+
+    @precondition(lambda self: self.indexed)
+    @rule(data=st.data())
+    def remove(self, data: st.DataObject) -> None:
+        """`qa remove`: the document leaves the index; the file stays until the next ingest re-adds it."""
+        assert self.indexed
+        name = data.draw(st.sampled_from(sorted(self.indexed)))
+        report = self.a.remove(str((self.docs / name).absolute()))
+        assert report.removed == (str((self.docs / name).absolute()),)
+        del self.indexed[name]
+
+    @precondition(lambda self: self.indexed)
+    @rule(data=st.data(), name=st.sampled_from(NAMES))
+    def ask_scoped(self, data: st.DataObject, name: str) -> None:
+        """A question scoped to one indexed document cites only that document, as it is indexed."""
+        assert self.indexed
+        scope = data.draw(st.sampled_from(sorted(self.indexed)))
+        path = str((self.docs / scope).absolute())
+        ans = self.a.ask(f"What is the code word of {Path(name).stem}?", sources=[path])
+        for c in ans.citations:
+            assert c.source == path and self.indexed[scope][c.start:c.end] == c.text
 
     @precondition(lambda self: self.indexed is not None)
     @rule(name=st.sampled_from(NAMES))

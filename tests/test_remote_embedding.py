@@ -12,14 +12,12 @@ import os
 import secrets
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, SEEDS, free_port
+from .conftest import ROOT, SEEDS, free_port, running_server
 
 INFINITY = Path(os.environ.get("QA_TEST_INFINITY", Path(sys.executable).parent.parent / "infinity"))
 KEY = f"sk-embed-test-{secrets.token_hex(6)}"
@@ -45,31 +43,8 @@ def embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cmd = [sys.executable, "-m", "infinity_emb.cli", "v2", "--model-id", str(resolve_model_path(MODEL)),
            "--served-model-name", MODEL, "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1",
            "--port", str(port), "--api-key", KEY, "--batch-size", "32"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"infinity exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"})
-                with urllib.request.urlopen(req, timeout=2) as r:
-                    if json.load(r)["data"]:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"infinity did not answer /models:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
+    with running_server(cmd, log, f"http://127.0.0.1:{port}", KEY, "infinity", 600, env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def qa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

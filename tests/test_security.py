@@ -216,7 +216,7 @@ def test_planted_document_does_not_steer_the_model(backend: str, seeded, hostile
 # --- 3. the API key (and a password in the base URL) never shows --------------------------------
 def test_settings_errors_and_urls_never_repeat_a_secret() -> None:
     secret = f"sk-qa-test-{secrets.token_hex(8)}"
-    for wrong in ({"api_key": secret}, {"openai_api_key": [secret]}):  # a key under a wrong name or type
+    for wrong in ({"apikey": secret}, {"openai_api_key": [secret]}):  # a key under a wrong name or type
         with pytest.raises(ConfigError) as err:
             Assistant(**wrong)
         assert secret not in str(err.value)
@@ -285,7 +285,7 @@ def test_serve_never_shows_the_key(seeded, llm_server: str, tmp_path: Path, monk
         with httpx.Client(base_url=url, timeout=300) as http:
             pages = [http.get(path).text for path in ("", "config", "gradio_api/info")]
             assert f"openai (smollm2 at {llm_server})" in pages[1]  # the status line, without the login
-            event = http.post("gradio_api/call/ask", json={"data": [ASK, [], 5, "openai"]}).json()["event_id"]
+            event = http.post("gradio_api/call/ask", json={"data": [ASK, [], 5, "openai", []]}).json()["event_id"]
             stream = http.get(f"gradio_api/call/ask/{event}").text
             assert "event: complete" in stream and "rejected the login (HTTP 401)" in stream
     finally:

@@ -194,7 +194,12 @@ def test_two_serve_replicas_one_uploads_while_the_other_answers(chroma_url: str,
         doc = tmp_path / "hallveig-observatory.txt"
         doc.write_text("Hallveig observatory\n\nThe Hallveig observatory on Mount Osterkamm keeps its brass "
                        "telescope, called Old Magpie, in the north dome. Visitors may look through it on "
-                       "clear Friday nights.\n")
+                       "clear Friday nights.\n\n"
+                       # Enough text that the ingest takes a few seconds, so B is seen answering inside it.
+                       + "\n\n".join(f"Logbook entry {i}: the night of the {i}th was {w} with {i % 7} meteors "
+                                       f"and a {w} wind from the {d}."
+                                       for i in range(1500) for w, d in [(("clear", "cloudy", "misty")[i % 3],
+                                                                          ("north", "south", "west")[i % 3])]))
         # A third client of the server, dense search only, opened before the upload.
         dense = Assistant(chroma_url=chroma_url, collection="serve-replicas", index_dir=tmp_path / "dense",
                           retrieval="dense")
