@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import ROOT, pct, row, scratch
-from .startup import BIN, start_serve, wait_http
+from .common import pct, row, scratch
+from .startup import seeded_env, start_serve, wait_http
 
 # (question, a fact its answer must contain): the seed article's, as in tests/test_answering.py
 FACTS = [
@@ -273,10 +273,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     rows = []
     with scratch() as tmp:
         index = tmp / "index"
-        env = {**os.environ, "QA_INDEX_DIR": str(index)}
-        env.pop("QA_CHROMA_URL", None)
-        subprocess.run([str(BIN / "qa"), "ingest", str(ROOT / "seeds"), "--quiet"], env=env, check=True,
-                       capture_output=True)
+        seeded_env(index)
         with serving(index, tmp / "serve.log") as url:
             print(f"first answer (loads the models) {warm_up(url):.1f} s", flush=True)
             for n, via in ((n, via) for via in args.via for n in args.sessions):

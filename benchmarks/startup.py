@@ -109,6 +109,15 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], t0: float, timeout: float
     raise TimeoutError(url)
 
 
+def seeded_env(index: Path) -> dict[str, str]:
+    """The environment of a `qa` process on a fresh embedded index of seeds/, built here with the real command."""
+    env = {**os.environ, "QA_INDEX_DIR": str(index)}
+    env.pop("QA_CHROMA_URL", None)
+    subprocess.run([str(BIN / "qa"), "ingest", str(ROOT / "seeds"), "--quiet"], env=env, check=True,
+                   capture_output=True)
+    return env
+
+
 def main(argv: list[str] | None = None) -> list[str]:
     ap = argparse.ArgumentParser(prog="python -m benchmarks startup", description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
@@ -122,10 +131,7 @@ def main(argv: list[str] | None = None) -> list[str]:
         rows.append(row(f"start-up {label}", f"median **{med:.2f} s**, best {best:.2f} s", f"< {TARGET_S} s"))
         print(rows[-1], flush=True)
     with scratch() as tmp:
-        env = {**os.environ, "QA_INDEX_DIR": str(tmp / "index")}
-        env.pop("QA_CHROMA_URL", None)
-        subprocess.run([str(BIN / "qa"), "ingest", str(ROOT / "seeds"), "--quiet"], env=env, check=True,
-                       capture_output=True)
+        env = seeded_env(tmp / "index")
         # One index serves both: torch and fp32 ONNX vectors agree (see benchmarks/README.md).
         for backend in args.backends.split(","):
             env_b = {**env, "QA_EMBED_BACKEND": backend}

@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import random
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import DATA, ROOT, pct, row, scratch
+from .common import DATA, pct, row, scratch
 from .load import FACTS, serving
-from .startup import BIN
+from .startup import seeded_env
 
 TARGET_P95 = 2.0
 
@@ -212,10 +210,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     for via in args.via:
         with scratch() as tmp:
             index = tmp / "index"
-            env = {**os.environ, "QA_INDEX_DIR": str(index)}
-            env.pop("QA_CHROMA_URL", None)
-            subprocess.run([str(BIN / "qa"), "ingest", str(ROOT / "seeds"), "--quiet"], env=env, check=True,
-                           capture_output=True)
+            seeded_env(index)
             doc = big_text(tmp / "abstracts.txt", args.mb)
             with serving(index, tmp / "serve.log") as url:
                 ApiClient(url).ask(FACTS[0][0])  # load the models first, as a page load does
