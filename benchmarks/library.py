@@ -117,7 +117,7 @@ def _ui(index: Path, docs: list[Document]) -> list[str]:
            "GRADIO_ANALYTICS_ENABLED": "False"}
     proc, url, t0 = start_serve(env)
     try:
-        wait_http(url, proc, t0)
+        wait_http(url, proc, t0, ui=True)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                         args=["--headless", "--no-sandbox", "--disable-gpu"])

@@ -250,7 +250,7 @@ def serving(index: Path, log: Path) -> Iterator[str]:
     proc, url, t0 = start_serve(env, log)
     try:
         try:
-            wait_http(url, proc, t0, timeout=180)
+            wait_http(url, proc, t0, timeout=180, ui=True)
         except (RuntimeError, TimeoutError) as e:
             raise RuntimeError(f"qa serve did not come up ({e}):\n{log.read_text(errors='replace')[-3000:]}") from None
         yield url

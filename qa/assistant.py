@@ -73,6 +73,12 @@ class Assistant:
         if self._embedder is None:
             from .embedding import load_embedder
 
+            if self.settings.embed_precision == "auto" and not self.settings.embed_url:
+                try:  # the index says which precision its vectors have
+                    self.store()
+                except QAError:
+                    pass  # no index yet (or a damaged one, reported by whoever opens it): int8
+                self._settle(None)
             s = self.settings
             if s.embed_url:
                 from .remote_embedding import load_remote_embedder
@@ -97,6 +103,7 @@ class Assistant:
                         integrity.precheck(Path(s.index_dir), pages=True)
                     try:
                         client = open_client(s.index_dir, s.chroma_url, create)
+                        s = self._settle(client)
                         store = Store(client, s.collection, embedder_id(s), None if s.embed_url else EMBED_DIM,
                                       create)
                         integrity.opened(store, s.chroma_url or s.index_dir)
@@ -104,6 +111,16 @@ class Assistant:
                         raise self._storage_error(e) from None
                     self._store = store
         return self._store
+
+    def _settle(self, client: Any) -> Settings:
+        """Make `embed_precision="auto"` concrete from the index's own record (int8 when there is none)."""
+        if self.settings.embed_precision == "auto":
+            from .embedding import settle_precision
+            from .store import recorded_embedder
+
+            recorded = recorded_embedder(client, self.settings.collection) if client is not None else None
+            self.settings = settle_precision(self.settings, recorded)
+        return self.settings
 
     @property
     def backend(self) -> str:
@@ -254,8 +271,8 @@ class Assistant:
 
     def status(self) -> Status:
         """Index location, size and contents."""
-        s = self.settings
         store = self.store()
+        s = self.settings  # after store(): opening the index settles embed_precision "auto"
         size = sum(f.stat().st_size for f in Path(s.index_dir).rglob("*") if f.is_file()) if not s.chroma_url else 0
         return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(store.records()),
                       chunks=store.count(), embed_model=_describe_embedder(s), size_bytes=size,
@@ -349,8 +366,9 @@ class Assistant:
         def open_store() -> Store:
             from .embedding import embedder_id
 
-            return Store(open_client(index, s.chroma_url, False), s.collection, embedder_id(s),
-                         None if s.embed_url else EMBED_DIM, False)
+            client = open_client(index, s.chroma_url, False)
+            return Store(client, s.collection, embedder_id(self._settle(client)), None if s.embed_url else EMBED_DIM,
+                         False)
 
         return run_all(index, not s.chroma_url, open_store, index / "bm25" / s.collection, index / "uploads")
 

@@ -73,9 +73,19 @@ def embedder_id(settings: Any) -> str:
     """
     if settings.embed_url:
         return f"remote {settings.embed_model}"  # the model makes the vectors, whichever server runs it
-    if settings.embed_backend == "onnx" and settings.embed_precision == "int8":
-        return f"{settings.embed_model} int8"
+    if settings.embed_backend == "onnx" and settings.embed_precision in ("int8", "auto"):
+        return f"{settings.embed_model} int8"  # "auto" makes a new index with int8
     return settings.embed_model
+
+
+def settle_precision(settings: Any, recorded: str | None) -> Any:
+    """The settings with `embed_precision="auto"` made concrete for an index whose vectors were made by
+    `recorded` (None: a new index): an index built with fp32 ONNX or torch keeps fp32, so an index made
+    before int8 became the default answers as before; anything else gets int8."""
+    if settings.embed_precision != "auto":
+        return settings
+    fp32 = recorded == settings.embed_model and not settings.embed_url  # the id of fp32 and torch vectors
+    return settings.model_copy(update={"embed_precision": "fp32" if fp32 else "int8"})
 
 
 def token_counter(embedder: Any) -> Any:

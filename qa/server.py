@@ -418,25 +418,50 @@ ROUTERS: list[APIRouter] = [
 
 # --- the app ----------------------------------------------------------------------------------------
 def create_app(assistant: Assistant, api_key: str | None = None, auth: str | None = None,
-               writer: Writer | None = None, users_file: str | Path | None = None) -> Any:
-    """The FastAPI app: the HTTP API under /v1 (docs at /docs) and the chat UI mounted at /."""
-    import gradio as gr
+               writer: Writer | None = None, users_file: str | Path | None = None, lazy_ui: bool = False) -> Any:
+    """The FastAPI app: the HTTP API under /v1 (docs at /docs) and the chat UI mounted at /.
+
+    With `lazy_ui` the app answers before the UI is built: `/` shows a starting page until then
+    (qa/ui_mount.py); `qa serve` starts that way."""
+    import asyncio
 
     from .api_chats import API_USER
     from .api_chats import router as chats_router
     from .openai_api import router as openai_router
-    from .ui import _theme, build_app
-    from .ui_assets import CSS, HEAD
+    from .ui_mount import LazyUI
     from .users import check, parse_users
 
     if api_key is None and assistant.settings.api_key is not None:
         api_key = assistant.settings.api_key.get_secret_value()
     users = parse_users(auth, users_file)  # the UI's logins: `user:pw,user2:pw2` and/or a users file
     writer = writer or Writer(assistant)
+    lazy = LazyUI() if lazy_ui else None
+
+    def mount_ui(parent: Any) -> Any:
+        """`parent` with the Gradio UI mounted at / (imports Gradio: 2-3 s)."""
+        import gradio as gr
+
+        from .ui import _theme, build_app
+        from .ui_assets import CSS, HEAD
+
+        blocks = build_app(assistant, writer, page_url=partial(page_url, app.state.page_key))
+        blocks.queue(default_concurrency_limit=None)
+        return gr.mount_gradio_app(
+            parent, blocks, path="/", auth=(lambda u, p: check(users, u, p)) if users else None,
+            auth_message="qa: sign in to ask about the documents.", css=CSS, head=HEAD, theme=_theme(),
+            max_file_size=f"{int(assistant.settings.max_file_mb * 1e6)}b", footer_links=[], run_history=False,
+            show_error=False, ssr_mode=False, enable_monitoring=False, mcp_server=False)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ui = None
+        if lazy is not None:
+            ui = asyncio.create_task(lazy.run(lambda: mount_ui(FastAPI(docs_url=None, redoc_url=None,
+                                                                        openapi_url=None))))
         yield
+        if ui is not None:
+            lazy.stop()
+            await ui
         writer.close()  # refuse new uploads; an ingest cut short is repaired by the next one
 
     app = FastAPI(title="qa", summary="Answers from your documents, every sentence cited.", version="1",
@@ -456,13 +481,14 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     def _unknown(rest: str) -> None:
         raise ApiError(404, f"No route /v1/{rest}; see /docs for the API.")
 
-    blocks = build_app(assistant, writer, page_url=partial(page_url, app.state.page_key))
-    blocks.queue(default_concurrency_limit=None)
-    return gr.mount_gradio_app(
-        app, blocks, path="/", auth=(lambda u, p: check(users, u, p)) if users else None, auth_message="qa: sign in to ask about the documents.",
-        css=CSS, head=HEAD, theme=_theme(), max_file_size=f"{int(assistant.settings.max_file_mb * 1e6)}b",
-        footer_links=[], run_history=False, show_error=False, ssr_mode=False, enable_monitoring=False,
-        mcp_server=False)
+    if lazy is None:
+        app = mount_ui(app)
+        app.state.ui_settled = threading.Event()
+        app.state.ui_settled.set()
+        return app
+    app.state.ui_settled = lazy.settled
+    app.mount("/", lazy)
+    return app
 
 
 def exposure_warnings(host: str, credentials: tuple[str, str] | None, api_key: bool) -> str:
@@ -500,9 +526,11 @@ def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth:
     warning = exposure_warnings(host, next(iter(users.items())) if users else None, bool(api_key))
     if warning:
         print(warning, file=sys.stderr)
-    app = create_app(assistant, api_key=api_key, auth=auth, users_file=users_file)
+    app = create_app(assistant, api_key=api_key, auth=auth, users_file=users_file, lazy_ui=True)
 
     def warm() -> None:  # load the models now rather than at the first question
+        # After the UI is built: both are mostly Python on one interpreter lock, and the page comes first.
+        app.state.ui_settled.wait(60)
         try:
             app.state.engine.ready()
         except QAError:

@@ -93,6 +93,14 @@ def prepare_index_dir(index_dir: Path) -> None:
         ) from None
 
 
+def recorded_embedder(client: Any, name: str) -> str | None:
+    """What made the vectors of collection `name` (see qa.embedding.embedder_id); None for a new index."""
+    existing = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    if name not in existing:
+        return None
+    return (client.get_collection(name).metadata or {}).get("embed_model")
+
+
 class Store:
     """The chunk collection, its file catalogue, and the state record that versions them."""
 

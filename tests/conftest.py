@@ -84,6 +84,40 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+def start_serve(index: Path, log: Path, *extra: str, env: dict[str, str] | None = None,
+                wait: float = 120) -> tuple[subprocess.Popen[bytes], str]:
+    """`qa serve` over `index` on a free loopback port: (process, base URL without the last /), once the
+    chat UI has taken over `/` from the starting page (qa/ui_mount.py)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--port", str(port), *extra], cwd=ROOT,
+                            env={**os.environ, "QA_INDEX_DIR": str(index), "HF_HUB_OFFLINE": "1",
+                                 "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"qa serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/", timeout=2) as r:
+                if r.status == 200 and not r.headers.get("x-qa-starting"):
+                    return proc, url
+        except OSError:
+            pass
+        time.sleep(0.2)
+    stop_serve(proc)
+    pytest.fail(f"qa serve did not bring up its UI within {wait:.0f} s:\n{log.read_text()}")
+
+
+def stop_serve(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def running_server(cmd: list[str], log: Path, url: str, key: str, name: str, wait: float,
                    env: dict[str, str] | None = None) -> Iterator[str]:

@@ -27,32 +27,41 @@ def torch_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return index
 
 
-def test_onnx_is_the_default_and_gives_torch_vectors(seeded) -> None:
+def test_onnx_int8_is_the_default_and_close_to_torch(seeded) -> None:
+    """A new index gets ONNX int8 vectors (cosine >= 0.98 to torch's); an fp32 export gives torch's own."""
     from qa.embedding import encode, load_embedder
 
-    assert seeded.settings.embed_backend == "onnx"
+    assert seeded.status().embed_model == "all-MiniLM-L6-v2 (ONNX int8)"
     texts = [q for q, _ in SEED_QUESTIONS] + [SEEDS.joinpath(p).read_text()[:2000] for p in os.listdir(SEEDS)]
-    onnx = encode(seeded.embedder, texts)
+    int8 = encode(seeded.embedder, texts)
+    fp32 = encode(load_embedder("all-MiniLM-L6-v2", backend="onnx", precision="fp32"), texts)
     torch = encode(load_embedder("all-MiniLM-L6-v2", backend="torch"), texts)
-    assert onnx.shape == torch.shape == (len(texts), 384)
-    assert np.allclose(np.linalg.norm(onnx, axis=1), 1, atol=1e-5)
-    assert float((onnx * torch).sum(1).min()) > 0.9999  # what lets the two share an index
+    assert int8.shape == fp32.shape == torch.shape == (len(texts), 384)
+    assert np.allclose(np.linalg.norm(int8, axis=1), 1, atol=1e-5)
+    assert float((fp32 * torch).sum(1).min()) > 0.9999  # what lets the two share an index
+    assert 0.98 < float((int8 * torch).sum(1).min()) < 0.9999  # close, yet not the same vectors: an index of its own
 
 
 def test_onnx_answers_like_torch_on_the_seed_questions(seeded, torch_index: Path) -> None:
-    """Same passages in the same order, same answers with the same cited spans, each from its own index."""
+    """int8 (the default, on its own index): the same two best passages, 4 of the same 5, and answers
+    citing the same sentences as torch;
+    fp32 ONNX on the torch-built index: the very same passages, in the same order."""
     torch = Assistant(index_dir=torch_index, embed_backend="torch")
+    fp32 = Assistant(index_dir=torch_index)  # "auto" keeps the precision the index was built with
     for question, fact in SEED_QUESTIONS:
-        ours, theirs = seeded.retriever().retrieve(question, 5), torch.retriever().retrieve(question, 5)
-        assert [(p.source, p.start) for p in ours] == [(p.source, p.start) for p in theirs], question
+        theirs = [(p.source, p.start) for p in torch.retriever().retrieve(question, 5)]
+        assert [(p.source, p.start) for p in fp32.retriever().retrieve(question, 5)] == theirs, question
+        ours = [(p.source, p.start) for p in seeded.retriever().retrieve(question, 5)]
+        assert ours[:2] == theirs[:2] and len(set(ours) & set(theirs)) >= 4, question
         a, b = seeded.ask(question), torch.ask(question)
-        assert a.answer == b.answer and fact in a.answer, question
-        assert [(c.start, c.end) for c in a.citations] == [(c.start, c.end) for c in b.citations]
+        assert fact in a.answer and fact in b.answer, question
+        assert {(c.start, c.end) for c in a.citations} == {(c.start, c.end) for c in b.citations}, question
+    assert fp32.status().embed_model == "all-MiniLM-L6-v2 (ONNX fp32)"
 
 
 def test_torch_and_onnx_fp32_share_an_index_but_int8_does_not(torch_index: Path) -> None:
     ans = Assistant(index_dir=torch_index, embed_backend="onnx").ask("Who denied the arms transfers?")
-    assert "Moscow and Pyongyang" in ans.answer
+    assert "Moscow and Pyongyang" in ans.answer  # an index made before int8 was the default still answers
     with pytest.raises(EmbeddingMismatchError) as err:
         Assistant(index_dir=torch_index, embed_precision="int8").ask("Who denied the arms transfers?")
     assert "QA_EMBED_PRECISION=fp32" in str(err.value) and "re-ingest" in str(err.value)

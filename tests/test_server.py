@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, SEED_FILE, free_port
+from .conftest import ROOT, SEED_FILE, start_serve, stop_serve
 
 KEY = "qa-test-key-4711"
 QUESTION = "Where will Putin travel after North Korea?"
@@ -22,35 +22,10 @@ QUESTION = "Where will Putin travel after North Korea?"
 
 def start(index: Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """`qa serve` on a free loopback port; (process, base URL) once its UI page answers."""
-    import httpx
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--port", str(port), *extra], cwd=ROOT,
-                            env={**os.environ, "QA_INDEX_DIR": str(index), "HF_HUB_OFFLINE": "1",
-                                 "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"qa serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(url + "/", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    stop(proc)
-    pytest.fail(f"qa serve did not answer within 120 s:\n{log.read_text()}")
+    return start_serve(index, log, *extra, env=env)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+stop = stop_serve
 
 
 @pytest.fixture(scope="module")
@@ -368,3 +343,61 @@ def test_exposed_server_warns_for_each_unprotected_door() -> None:
     assert "QA_API_KEY" in exposure_warnings("0.0.0.0", ("a", "b"), api_key=False)
     assert "--auth" in exposure_warnings("0.0.0.0", None, api_key=True)
     assert exposure_warnings("0.0.0.0", ("a", "b"), api_key=True) == ""
+
+
+def test_api_answers_while_the_chat_ui_starts(seeded) -> None:
+    """`qa serve` does not wait for Gradio: before the UI is built, / is a starting page that reloads
+    itself (and says so in a header), other UI paths are 503 with Retry-After, and /v1 answers;
+    then the UI takes over /."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    import qa.ui_mount
+    from qa.server import create_app
+
+    release = threading.Event()
+    real_run = qa.ui_mount.LazyUI.run
+
+    async def held_run(self, build):  # the UI build waits until the test lets it go
+        import asyncio
+
+        await asyncio.to_thread(release.wait, 60)
+        await real_run(self, build)
+
+    qa.ui_mount.LazyUI.run = held_run
+    try:
+        app = create_app(seeded, lazy_ui=True)
+        with TestClient(app) as c:
+            page = c.get("/")
+            assert page.status_code == 200 and page.headers["x-qa-starting"] == "1"
+            assert 'http-equiv="refresh"' in page.text and "starting" in page.text
+            assert c.get("/config").status_code == 503 and c.get("/config").headers["retry-after"] == "1"
+            ans = c.post("/v1/ask", json={"question": QUESTION})
+            assert ans.status_code == 200 and "Vietnam" in ans.json()["answer"]
+            release.set()
+            assert app.state.ui_settled.wait(120)
+            page = c.get("/")
+            assert page.status_code == 200 and "x-qa-starting" not in page.headers and "gradio" in page.text.lower()
+            assert c.get("/config").status_code == 200
+    finally:
+        qa.ui_mount.LazyUI.run = real_run
+        release.set()
+
+
+def test_a_ui_that_fails_to_build_leaves_the_api_up(seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    import qa.ui
+    from qa.server import create_app
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no theme today")
+
+    monkeypatch.setattr(qa.ui, "build_app", broken)
+    app = create_app(seeded, lazy_ui=True)
+    with TestClient(app) as c:
+        assert app.state.ui_settled.wait(120)
+        page = c.get("/")
+        assert page.status_code == 500 and "no theme today" in page.text and "/docs" in page.text
+        assert c.get("/v1/status").status_code == 200
