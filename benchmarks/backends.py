@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from qa.embedding import encode, load_embedder, token_counter
-from qa.reading import make_splitter, split
+from qa.reading.formats import make_splitter, split
 from qa.settings import Settings
 
 from .common import row, texts

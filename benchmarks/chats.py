@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (the best is reported)")
     args = ap.parse_args(argv)
     from qa import Assistant
-    from qa.ui_chats import Chats
+    from qa.serving.ui_chats import Chats
 
     with scratch() as tmp:
         a = Assistant(index_dir=tmp / "index")

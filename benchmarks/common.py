@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from qa.reading import SourceText
+from qa.reading.formats import SourceText
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("QA_DATA_DIR", ROOT.parent / "shared" / "data"))

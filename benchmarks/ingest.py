@@ -17,7 +17,7 @@ from typing import Any
 
 from qa import Assistant
 from qa.embedding import token_counter
-from qa.reading import make_splitter, split
+from qa.reading.formats import make_splitter, split
 
 from .common import row, scratch, texts
 

@@ -19,7 +19,7 @@ from typing import Any
 from qa import Assistant
 from qa.embedding import token_counter
 from qa.evaluation import load_benchmark
-from qa.reading import Chunk, SourceText, make_splitter, split
+from qa.reading.formats import Chunk, SourceText, make_splitter, split
 
 from .common import DATA, pct, row, scratch, texts
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from qa import Assistant
 from qa.evaluation import load_benchmark
+from qa.serving.ui_library import label, matching, summary
 from qa.types import Document
-from qa.ui_library import label, matching, summary
 
 from .common import DATA, ROOT, pct, row, scratch, texts
 

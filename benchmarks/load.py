@@ -11,7 +11,7 @@ conversation is the Miller question. An answer counts as correct when it contain
 citation marker and the sources panel lists exactly this conversation's questions.
 
 Latency is per question, from submit to the last streamed update, queue wait included; the UI
-answers up to `qa.ui.ASK_CONCURRENCY` questions at once. With `--via api` the same conversations go
+answers up to `qa.serving.ui.ASK_CONCURRENCY` questions at once. With `--via api` the same conversations go
 through `POST /v1/ask` (earlier questions as `history`), checked for the fact and cited markers. "engine" is the time the assistant itself took per answer
 (shown in the sources panel). `tests/test_load.py` runs the same load with 20 sessions.
 """

@@ -5,7 +5,7 @@
 Both PDFs are drawn here with reportlab: the text PDF has full US-letter pages of 10-point prose
 (about 45 lines, 3,500 characters a page); the scanned one has pages that are only a 300-dpi image
 of such text (no text layer), so every page goes through Tesseract. The figure is the time of
-`qa.reading.load` (extraction, reading order, boxes), without embedding; CPU seconds (qa and the
+`qa.reading.formats.load` (extraction, reading order, boxes), without embedding; CPU seconds (qa and the
 tesseract processes) are printed too, since wall-clock time on a shared machine follows its load.
 """
 
@@ -65,7 +65,7 @@ def _rate(path: Path, pages: int) -> tuple[float, float, int]:
     """Pages per wall-clock second, CPU seconds per page (this process and tesseract), characters read."""
     import resource
 
-    from qa.reading import load
+    from qa.reading.formats import load
 
     def cpu() -> float:
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)

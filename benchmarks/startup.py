@@ -6,7 +6,7 @@
 loop of subprocess runs; both report the median and the best. `qa ask` is timed as a whole process
 on an index of seeds/ built first (one per embedding variant: the default ONNX int8, ONNX fp32,
 torch); `qa serve` from launch until `/` answers HTTP 200 (at first the starting page, which the
-chat UI replaces once Gradio is loaded: qa/ui_mount.py), until the chat UI itself answers, and until
+chat UI replaces once Gradio is loaded: qa/serving/ui_mount.py), until the chat UI itself answers, and until
 a first question is answered through the UI's API.
 """
 

@@ -17,7 +17,7 @@ from .errors import ConfigError, ConversationStoreError, IndexBusyError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, QUESTION_TOO_LONG
-from .reading import SourceText
+from .reading.formats import SourceText
 from .settings import Settings
 from .store import Store, open_client, prepare_index_dir
 from .types import Answer, Check, Citation, Document, IngestReport, RebuildReport, RemoveReport, Status
@@ -160,7 +160,7 @@ class Assistant:
 
     def _ingestor(self) -> Ingestor:
         from .embedding import token_counter
-        from .reading import make_splitter
+        from .reading.formats import make_splitter
 
         s = self.settings
 
@@ -378,7 +378,7 @@ class Assistant:
         import shutil
 
         from .backup import catalogue_sources, move_aside, writer_lock
-        from .reading import file_digest
+        from .reading.formats import file_digest
 
         s = self.settings
         if s.chroma_url:
@@ -478,8 +478,8 @@ class Assistant:
         `crop` keeps only those words and a margin. Cached under `<index>/pages/` by the file's
         digest, page, span and crop.
         """
-        from .pages import render_page
-        from .reading import file_digest
+        from .reading.formats import file_digest
+        from .reading.pages import render_page
 
         got = self._layout(source)
         if got is None:

@@ -185,8 +185,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
-    from .ui import index_is_empty
+    from .serving.server import serve
+    from .serving.ui import index_is_empty
 
     a = _assistant(args, llm=args.llm)
     _check_local(a)

@@ -74,7 +74,7 @@ def disk_full(index_dir: Path, targets: list[Path] | Any, before: int, short: in
     import shutil
 
     from .errors import DiskFullError
-    from .reading import discover
+    from .reading.formats import discover
 
     try:
         free = shutil.disk_usage(index_dir if index_dir.exists() else index_dir.parent).free

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .question import TYPES, question_type
-from .reading import SourceText
+from .reading.formats import SourceText
 
 Progress = Callable[[int, int, str], None]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .embedding import encode
-from .reading import Chunk, SourceText, UnreadableFile, discover, file_digest, iter_chunks, load
+from .reading.formats import Chunk, SourceText, UnreadableFile, discover, file_digest, iter_chunks, load
 from .store import Store, layout_id
 from .types import FileResult, IngestReport
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EmbeddingMismatchError, IndexDamagedError, IndexVersionError, QAError
-from .reading import file_digest
+from .reading.formats import file_digest
 from .types import Check
 
 # 1: indexes written before the layout was recorded (same format: read as they are, stamped on the

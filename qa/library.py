@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 from typing import Any
 
-from .reading import SourceText
+from .reading.formats import SourceText
 from .types import Document
 
 TITLE_CHARS = 120

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import ConfigError, EmbeddingMismatchError, IndexBusyError, IndexMissingError
 from .library import describe
-from .reading import Chunk, SourceText, location
+from .reading.formats import Chunk, SourceText, location
 
 STATE_ID = "\x00state"
 WRITER_ID = "\x00writer"  # the lease of the one process allowed to write (Chroma server mode)
@@ -352,12 +352,12 @@ class Store:
                 return ids
 
     def layout(self, source: str, known: tuple[str, Any] | None = None) -> tuple[str, Any] | None:
-        """(digest, `qa.positions.Layout`) of an indexed document (the layout None unless a PDF or image).
+        """(digest, `qa.reading.positions.Layout`) of an indexed document (the layout None unless a PDF or image).
 
         None if it is not indexed. `known` is a copy read before: returned as is while the document's
         digest has not changed.
         """
-        from .positions import Layout
+        from .reading.positions import Layout
 
         got = self.files.get(ids=[source], include=["metadatas"])
         if not got["ids"]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, IndexBusyError, QAError
-from .reading import SUPPORTED_SUFFIXES
+from .reading.formats import SUPPORTED_SUFFIXES
 from .types import FileResult, IngestReport
 
 if TYPE_CHECKING:

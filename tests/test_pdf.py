@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.reading import load
+from qa.reading.formats import load
 from qa.types import Box, Citation
 
 from . import pdfdocs
@@ -129,7 +129,7 @@ def _yellow(image, box: tuple[float, float, float, float]) -> float:
 def test_page_image_highlights_the_cited_words_and_is_cached(assistant) -> None:
     from PIL import Image
 
-    from qa.pages import SCALE
+    from qa.reading.pages import SCALE
 
     c = _cite(assistant, "How long does the ferry crossing to Ulva take?", "twenty minutes")
     png = assistant.page_image(c.source, 2, c.start, c.end)

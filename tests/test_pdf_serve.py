@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
+from qa.serving.ui import render_sources
 from qa.types import Answer, Box, Citation
-from qa.ui import render_sources
 
 from . import pdfdocs
 from .conftest import ARTIFACTS

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from qa import Answer, Assistant, QAError
-from qa.reading import SUPPORTED_SUFFIXES
+from qa.reading.formats import SUPPORTED_SUFFIXES
 
 from .conftest import ROOT
 

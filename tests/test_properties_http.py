@@ -1,6 +1,6 @@
 """No request crashes the HTTP API: Hypothesis over `/v1/ask`, `/v1/chat/completions` and other routes.
 
-The real app (`qa.server.create_app` over a copy of the seeded index) in process through Starlette's
+The real app (`qa.serving.server.create_app` over a copy of the seeded index) in process through Starlette's
 TestClient. Invariants: never a 500; every /v1 answer is JSON (an error is `{"error": {"message",
 "type"}}` with a 4xx); an answered question's citations are exact spans.
 """
@@ -41,7 +41,7 @@ CHAT_BODIES = st.fixed_dictionaries({}, optional={"model": st.sampled_from(["qa"
 def client(seeded_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from fastapi.testclient import TestClient
 
-    from qa.server import create_app
+    from qa.serving.server import create_app
 
     index = tmp_path_factory.mktemp("props-http") / "index"
     shutil.copytree(seeded_index, index)

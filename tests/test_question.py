@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from qa.question import candidates, expect, question_type
+from qa.serving.ui import highlight
 from qa.types import Answer, Citation
-from qa.ui import highlight
 
 from .conftest import SEED_FILE
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.reading import UnreadableFile, discover, load, split
+from qa.reading.formats import UnreadableFile, discover, load, split
 
 from .conftest import SEED_FILE
 
@@ -14,7 +14,7 @@ from .conftest import SEED_FILE
 @pytest.fixture(scope="module")
 def splitter():
     from qa.embedding import load_embedder, token_counter
-    from qa.reading import make_splitter
+    from qa.reading.formats import make_splitter
 
     return make_splitter(120, 20, token_counter(load_embedder("all-MiniLM-L6-v2")))
 

@@ -23,8 +23,8 @@ from qa.answering import is_instruction
 from qa.assistant import MAX_QUESTION_CHARS
 from qa.llm import describe_backend, public_url
 from qa.prompts import ANSWER_HISTORY, ANSWER_SYSTEM, ANSWER_USER, EMPTY_QUESTION, NOT_FOUND, QUESTION_TOO_LONG
+from qa.serving.ui import render_answer, render_sources
 from qa.types import Answer
-from qa.ui import render_answer, render_sources
 
 from .conftest import API_KEY, ROOT, free_port
 from .test_answering import SEED_QUESTIONS

@@ -92,7 +92,7 @@ def test_key_is_required_and_unknown_routes_are_json(served: tuple[str, Path, Pa
 
 
 def test_to_dict_is_the_one_json_of_an_answer() -> None:
-    from qa.server import AnswerOut, CitationOut
+    from qa.serving.server import AnswerOut, CitationOut
     from qa.types import Answer, Citation
 
     ans = Answer("q", "A [1].", True, (Citation(1, "/x.txt", 0, 1, "A", 0.5),))
@@ -295,7 +295,7 @@ def test_empty_server_refuses_then_learns_from_uploads(tmp_path: Path) -> None:
 def test_questions_are_answered_while_another_client_uploads(seeded_index: Path, tmp_path: Path, say) -> None:
     """One client asks while another uploads a 2 MB file: answers keep coming, right and cited; then 429."""
     from benchmarks.upload import big_text, run_upload
-    from qa.writer import MAX_JOBS
+    from qa.serving.writer import MAX_JOBS
 
     index = tmp_path / "index"
     shutil.copytree(seeded_index, index)
@@ -335,7 +335,7 @@ def test_questions_are_answered_while_another_client_uploads(seeded_index: Path,
 
 
 def test_exposed_server_warns_for_each_unprotected_door() -> None:
-    from qa.server import exposure_warnings
+    from qa.serving.server import exposure_warnings
 
     assert exposure_warnings("127.0.0.1", None, api_key=False) == ""
     both = exposure_warnings("0.0.0.0", None, api_key=False)
@@ -353,11 +353,11 @@ def test_api_answers_while_the_chat_ui_starts(seeded) -> None:
 
     from fastapi.testclient import TestClient
 
-    import qa.ui_mount
-    from qa.server import create_app
+    import qa.serving.ui_mount
+    from qa.serving.server import create_app
 
     release = threading.Event()
-    real_run = qa.ui_mount.LazyUI.run
+    real_run = qa.serving.ui_mount.LazyUI.run
 
     async def held_run(self, build):  # the UI build waits until the test lets it go
         import asyncio
@@ -365,7 +365,7 @@ def test_api_answers_while_the_chat_ui_starts(seeded) -> None:
         await asyncio.to_thread(release.wait, 60)
         await real_run(self, build)
 
-    qa.ui_mount.LazyUI.run = held_run
+    qa.serving.ui_mount.LazyUI.run = held_run
     try:
         app = create_app(seeded, lazy_ui=True)
         with TestClient(app) as c:
@@ -381,20 +381,20 @@ def test_api_answers_while_the_chat_ui_starts(seeded) -> None:
             assert page.status_code == 200 and "x-qa-starting" not in page.headers and "gradio" in page.text.lower()
             assert c.get("/config").status_code == 200
     finally:
-        qa.ui_mount.LazyUI.run = real_run
+        qa.serving.ui_mount.LazyUI.run = real_run
         release.set()
 
 
 def test_a_ui_that_fails_to_build_leaves_the_api_up(seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
-    import qa.ui
-    from qa.server import create_app
+    import qa.serving.ui
+    from qa.serving.server import create_app
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("no theme today")
 
-    monkeypatch.setattr(qa.ui, "build_app", broken)
+    monkeypatch.setattr(qa.serving.ui, "build_app", broken)
     app = create_app(seeded, lazy_ui=True)
     with TestClient(app) as c:
         assert app.state.ui_settled.wait(120)

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from qa.errors import ConfigError
-from qa.types import Answer, Citation, FileResult, Passage
-from qa.ui import (
+from qa.serving.ui import (
     esc,
     exposure_warning,
     highlight,
@@ -26,6 +25,7 @@ from qa.ui import (
     safe_name,
     save_uploads,
 )
+from qa.types import Answer, Citation, FileResult, Passage
 
 from .conftest import start_serve, stop_serve
 
@@ -137,7 +137,7 @@ def test_parse_auth() -> None:
 
 def test_build_app_without_an_index(tmp_path: Path) -> None:
     from qa import Assistant
-    from qa.ui import answer_modes, build_app
+    from qa.serving.ui import answer_modes, build_app
 
     app = build_app(Assistant(index_dir=tmp_path / "none"))
     ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from qa.conversations import Turn
+from qa.serving.ui import render_sources
+from qa.serving.ui_chats import stored_answer, stored_sources
 from qa.types import Answer, Citation
-from qa.ui import render_sources
-from qa.ui_chats import stored_answer, stored_sources
 
 from .test_ui import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _ask, _open, _start, _stop, _upload
 

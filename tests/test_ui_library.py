@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from qa.serving.ui_library import MAX_SHOWN, label, matching, summary
 from qa.types import Document
-from qa.ui_library import MAX_SHOWN, label, matching, summary
 
 from .conftest import ARTIFACTS, ROOT, SEED_FILE
 from .test_ui import _ask, _open, _start, _stop, browser, page  # noqa: F401 (fixtures)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from qa.errors import ConfigError
-from qa.users import check, parse_users
+from qa.serving.users import check, parse_users
 
 
 def test_auth_list_and_users_file(tmp_path: Path) -> None:

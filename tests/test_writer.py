@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from qa.errors import IndexBusyError
+from qa.serving.writer import QueueFullError, Writer
 from qa.types import FileResult, IngestReport
-from qa.writer import QueueFullError, Writer
 
 
 class GatedAssistant:

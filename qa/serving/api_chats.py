@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from .errors import ConversationNotFoundError, ConversationStoreError
+from ..errors import ConversationNotFoundError, ConversationStoreError
 from .server import ApiError, EngineDep
 
 API_USER = "api"  # the API's user when the UI has logins

@@ -23,7 +23,7 @@ class SourceText:
     text: str
     digest: str
     pages: tuple[int, ...] = ()
-    layout: Any = None  # PDFs and images: a `qa.positions.Layout` mapping text offsets to word boxes
+    layout: Any = None  # PDFs and images: a `qa.reading.positions.Layout` mapping text offsets to word boxes
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def read_text_file(path: Path) -> str:
 
 
 def _load_with_llamaindex(path: Path) -> list[Any]:
-    """Rich formats through LlamaIndex's file readers (PDFs and images: `qa.pdf`, `qa.ocr`)."""
+    """Rich formats through LlamaIndex's file readers (PDFs and images: `qa.reading.pdf`, `qa.reading.ocr`)."""
     suffix = path.suffix.lower()
     if suffix == ".docx":
         from llama_index.readers.file import DocxReader

@@ -14,15 +14,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, get_args
 
-from .errors import IndexDamagedError, IndexMissingError, QAError
-from .llm import local_missing
-from .settings import Settings
-from .types import Answer, Citation, FileResult, Passage, Status
+from ..errors import IndexDamagedError, IndexMissingError, QAError
+from ..llm import local_missing
+from ..settings import Settings
+from ..types import Answer, Citation, FileResult, Passage, Status
 
 if TYPE_CHECKING:
     import gradio as gr
 
-    from .assistant import Assistant
+    from ..assistant import Assistant
     from .writer import Writer
 
 __all__ = ["build_app", "serve"]
@@ -207,7 +207,7 @@ def _bounds(field: str) -> tuple[int, int]:
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
-    """The first login of `user:password[,...]` as Gradio's auth tuple (`qa.users` parses them all)."""
+    """The first login of `user:password[,...]` as Gradio's auth tuple (`qa.serving.users` parses them all)."""
     from .users import parse_users
 
     users = parse_users(value)
@@ -441,7 +441,7 @@ def _theme() -> Any:
 
 
 def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> None:
-    """Run the chat UI (and the HTTP API) until interrupted: `qa.server.serve`."""
+    """Run the chat UI (and the HTTP API) until interrupted: `qa.serving.server.serve`."""
     from .server import serve as serve_app
 
     serve_app(assistant, host=host, port=port, auth=auth)

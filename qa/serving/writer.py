@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import QAError
-from .types import Answer, FileResult
+from ..errors import QAError
+from ..types import Answer, FileResult
 
 if TYPE_CHECKING:
-    from .assistant import Assistant
+    from ..assistant import Assistant
 
 MAX_JOBS = 8  # uploads queued or running at once; more are refused (HTTP 429) rather than piled up
 KEEP_DONE = 200  # finished jobs remembered for polling

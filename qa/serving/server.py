@@ -29,8 +29,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .assistant import MAX_QUESTION_CHARS
-from .errors import (
+from ..assistant import MAX_QUESTION_CHARS
+from ..errors import (
     BackendError,
     ConfigError,
     ConversationNotFoundError,
@@ -43,7 +43,7 @@ from .errors import (
 from .writer import QueueFullError, Writer, metered, prepare
 
 if TYPE_CHECKING:
-    from .assistant import Assistant
+    from ..assistant import Assistant
 
 __all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine", "error_response", "serve"]
 
@@ -400,7 +400,7 @@ def page_png(source: str, page: int, request: Request, e: EngineDep,
 def remove_documents(source: str, e: EngineDep) -> JSONResponse:
     from dataclasses import asdict
 
-    from .library import select
+    from ..library import select
 
     if select([source], [d.source for d in e.assistant.documents()])[1]:
         raise ApiError(404, f"No indexed document matches {source}; nothing was removed. "
@@ -422,7 +422,7 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     """The FastAPI app: the HTTP API under /v1 (docs at /docs) and the chat UI mounted at /.
 
     With `lazy_ui` the app answers before the UI is built: `/` shows a starting page until then
-    (qa/ui_mount.py); `qa serve` starts that way."""
+    (qa/serving/ui_mount.py); `qa serve` starts that way."""
     import asyncio
 
     from .api_chats import API_USER
@@ -468,7 +468,7 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
                   redoc_url=None, lifespan=lifespan)
     app.state.engine = Engine(assistant, writer)
     app.state.api_key = api_key.encode() if api_key else None
-    app.state.api_user = API_USER if users else ""  # whose conversations the API sees (qa/api_chats.py)
+    app.state.api_user = API_USER if users else ""  # whose conversations the API sees (qa/serving/api_chats.py)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)

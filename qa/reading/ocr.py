@@ -29,7 +29,7 @@ def tesseract_missing() -> str | None:
 
 def _tesseract(image: Any, lang: str, dpi: int | None) -> dict[str, list[str]]:
     """Tesseract's TSV of a PIL image as columns: level, block_num, ..., left, top, width, height, conf, text."""
-    from .reading import UnreadableFile
+    from .formats import UnreadableFile
 
     data = io.BytesIO()
     image.convert("L").save(data, format="PPM")  # uncompressed greyscale: quick to write and to read
@@ -80,7 +80,7 @@ def read_image(path: Path, progress: Callable[[float], None] | None = None,
     """Text, page starts and word layout of an image file (each frame of a TIFF is a page)."""
     from PIL import Image, ImageSequence
 
-    from .reading import UnreadableFile
+    from .formats import UnreadableFile
 
     missing = tesseract_missing()
     if missing:

@@ -1,4 +1,4 @@
-"""CSS and the one small script of the chat UI (kept apart so qa/ui.py reads as layout and handlers)."""
+"""CSS and the one small script of the chat UI (kept apart so qa/serving/ui.py reads as layout and handlers)."""
 
 CSS = """
 .gradio-container { max-width: 1280px !important; margin: 0 auto; }

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import IndexMissingError, QAError
-from .types import Document, FileResult
+from ..errors import IndexMissingError, QAError
+from ..types import Document, FileResult
 
 if TYPE_CHECKING:
-    from .assistant import Assistant
+    from ..assistant import Assistant
     from .writer import Writer
 
 MAX_SHOWN = 200  # documents rendered in the list at once; the filter narrows the rest down

@@ -6,8 +6,8 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import QAError
-from .types import Box
+from ..errors import QAError
+from ..types import Box
 
 SCALE = 2.0  # PDF pages render at 144 dpi: sharp on a laptop screen, ~300 KB a page
 FILL = (255, 200, 0, 90)  # semi-transparent: the words stay readable under the highlight

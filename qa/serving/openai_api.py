@@ -21,9 +21,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import QAError
+from ..errors import QAError
+from ..types import Answer
 from .server import ERROR_TYPES, ApiError, EngineDep, status_of
-from .types import Answer
 from .writer import metered
 
 MODEL = "qa"
@@ -98,7 +98,7 @@ def get_model(model_id: str) -> dict[str, Any]:
 @router.post("/chat/completions", summary="OpenAI-compatible chat: the cited answer, citations as annotations")
 def chat_completions(body: ChatRequest, e: EngineDep) -> Any:
     question, history = _question(body)
-    from .assistant import MAX_QUESTION_CHARS
+    from ..assistant import MAX_QUESTION_CHARS
 
     if len(question) > MAX_QUESTION_CHARS:
         raise ApiError(422, f"The question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}.")

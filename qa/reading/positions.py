@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from .types import Box
+from ..types import Box
 
 _FIELDS = 7  # start, end, page, x0, y0, x1, y1
 

@@ -6,7 +6,7 @@ import hmac
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def parse_users(auth: str | None = None, users_file: str | Path | None = None) -> dict[str, str]:

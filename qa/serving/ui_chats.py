@@ -12,9 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .conversations import Turn
-from .errors import ConversationNotFoundError, ConversationStoreError
-from .types import Answer
+from ..conversations import Turn
+from ..errors import ConversationNotFoundError, ConversationStoreError
+from ..types import Answer
 from .ui import _card, esc, highlight, render_answer, render_panel, render_sources, safe_name, source_id
 
 NONE = "-"  # the saved id of "no conversation open": Gradio keeps the last truthy value in the browser
@@ -167,7 +167,7 @@ class Chats:
     def _export(self, conv: Any, turns: Sequence[Turn]) -> str | None:
         if not turns:
             return None
-        from .conversations import to_markdown
+        from ..conversations import to_markdown
 
         path = self.exports / f"{safe_name(conv.title)[:50].strip() or 'conversation'}.md"
         folder = self.exports / conv.id  # one folder per conversation: two with one title do not clash

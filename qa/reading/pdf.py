@@ -67,7 +67,7 @@ def read_pdf(path: Path, progress: Callable[[float], None] | None = None,
     text, starts, layout = assemble([[line for i, line in enumerate(lines) if margins.get(i) not in furniture]
                                      for lines, margins in pages])
     if not text.strip() and missing:
-        from .reading import UnreadableFile
+        from .formats import UnreadableFile
 
         raise UnreadableFile(missing)
     return text, starts, layout, ocr_pages
