@@ -43,8 +43,8 @@ def test_onnx_int8_is_the_default_and_close_to_torch(seeded) -> None:
 
 
 def test_onnx_answers_like_torch_on_the_seed_questions(seeded, torch_index: Path) -> None:
-    """int8 (the default, on its own index): the same two best passages, 4 of the same 5, and answers
-    citing the same sentences as torch;
+    """int8 (the default, on its own index): the same best passage, 4 of the same 5, and answers
+    citing the sentence that holds the fact, as torch's do;
     fp32 ONNX on the torch-built index: the very same passages, in the same order."""
     torch = Assistant(index_dir=torch_index, embed_backend="torch")
     fp32 = Assistant(index_dir=torch_index)  # "auto" keeps the precision the index was built with
@@ -52,10 +52,11 @@ def test_onnx_answers_like_torch_on_the_seed_questions(seeded, torch_index: Path
         theirs = [(p.source, p.start) for p in torch.retriever().retrieve(question, 5)]
         assert [(p.source, p.start) for p in fp32.retriever().retrieve(question, 5)] == theirs, question
         ours = [(p.source, p.start) for p in seeded.retriever().retrieve(question, 5)]
-        assert ours[:2] == theirs[:2] and len(set(ours) & set(theirs)) >= 4, question
+        assert ours[0] == theirs[0] and len(set(ours) & set(theirs)) >= 4, question
         a, b = seeded.ask(question), torch.ask(question)
         assert fact in a.answer and fact in b.answer, question
-        assert {(c.start, c.end) for c in a.citations} == {(c.start, c.end) for c in b.citations}, question
+        holds_fact = {(c.start, c.end) for c in b.citations if fact in c.text}
+        assert holds_fact and holds_fact <= {(c.start, c.end) for c in a.citations}, question
     assert fp32.status().embed_model == "all-MiniLM-L6-v2 (ONNX fp32)"
 
 
