@@ -25,24 +25,20 @@ from qa.question import TYPES, question_type
 from .common import machine
 
 
-class _CachedModel:
-    """Sentence embeddings by text, kept between runs."""
+class _CachedEmbedder:
+    """Sentence embeddings by text, kept between runs (any embedder `qa.embedding.encode` takes)."""
 
-    def __init__(self, model: Any, memo: dict[str, np.ndarray]) -> None:
-        self.model, self.memo = model, memo
+    def __init__(self, embedder: Any, memo: dict[str, np.ndarray]) -> None:
+        self.embedder, self.memo = embedder, memo
 
     def encode(self, texts: list[str], **kw: Any) -> np.ndarray:
+        from qa.embedding import encode
+
         new = [t for t in dict.fromkeys(texts) if t not in self.memo]
         if new:
-            for t, v in zip(new, self.model.encode(new, **kw)):
+            for t, v in zip(new, encode(self.embedder, new)):
                 self.memo[t] = v
         return np.stack([self.memo[t] for t in texts])
-
-
-class _Embedder:
-    def __init__(self, embedder: Any, memo: dict[str, np.ndarray]) -> None:
-        self._model = _CachedModel(embedder._model, memo)
-        self.embed_batch_size = embedder.embed_batch_size
 
 
 def main() -> None:
@@ -65,7 +61,7 @@ def main() -> None:
         memo = {}
     a = Assistant(index_dir=args.cache / "unused")
     comp = a.composer()
-    comp.embedder = _Embedder(a.embedder, memo)
+    comp.embedder = _CachedEmbedder(a.embedder, memo)
     rows: dict[tuple[str, int], list[list[float]]] = {}
     spans: list[float] = []  # per answered question with answer words marked: do they match a gold answer
     answered = 0
