@@ -37,6 +37,9 @@ W_DENSE, W_LEXICAL, W_RANK = 0.55, 0.35, 0.10
 # How close to the best a further sentence must score to join the answer, from the same / another document.
 CLOSE_SAME_DOCUMENT, CLOSE_OTHER_DOCUMENT = 0.12, 0.06
 W_TYPE = 0.10  # reward for holding a phrase of the kind the question asks for, not already in the question
+# Columns of ExtractiveComposer._features, and their weights in the choice (added to the support).
+FEATURES = ("dense", "lexical", "weighted", "fit", "rank", "bigrams", "passage_score")
+W_CHOICE = np.array([0.579, -1.619, 2.266, 0.246, -0.047, 0.054, 0.167])
 W_CONTEXT = 0.9  # share of the question's words found only in the sentence a follow-on sentence refers back to
 _REFERS_BACK = re.compile(r"^(?:it|he|she|they|this|these|that|those|his|her|its|their|there|then|the\s+(\w+))\b",
                           re.IGNORECASE)
@@ -181,10 +184,29 @@ class ExtractiveComposer:
         q_lower = {w.lower() for w in _WORD.findall(question)}
         cands = [candidates(s.text, exp, q_lower, self._stem) for s in sentences]
         fit = np.array([c[0].fit if c else 0.0 for c in cands])
-        choice = in_context + W_LEXICAL * (weighted - lexical) + W_TYPE * fit
+        q_pairs = self._pairs(question)
+        pairs = np.array([len(q_pairs & self._pairs(s.text)) / len(q_pairs) if q_pairs else 0.0 for s in sentences])
+        x = self._features(sentences, dense, lexical, weighted, rank, fit, pairs)
+        choice = in_context + x @ W_CHOICE
         order = np.argsort(-choice, kind="stable")
         return [Ranked(float(support[i]), float(choice[i]), sentences[i], _span(sentences[i], cands[i]),
                        float(in_context[i])) for i in order]
+
+    def _pairs(self, text: str) -> set[tuple[str, str]]:
+        """Stemmed word pairs of a text, but for pairs of two stop words ("the letter", "letter published")."""
+        toks = [w for w in _WORD.findall(text.lower())]
+        return {(self._stem(a), self._stem(b)) for a, b in zip(toks, toks[1:])
+                if a not in STOPWORDS or b not in STOPWORDS}
+
+    @staticmethod
+    def _features(sentences: list[Sentence], dense: np.ndarray, lexical: np.ndarray, weighted: np.ndarray,
+                  rank: np.ndarray, fit: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """What the choice among supported sentences adds to their support: one row per sentence, the
+        columns of FEATURES (all computed from the question and the retrieved text, no model)."""
+        top = max((s.passage.score for s in sentences), default=1.0) or 1.0
+        cols = {"dense": dense, "lexical": lexical, "weighted": weighted, "fit": fit, "rank": rank, "bigrams": pairs,
+                "passage_score": np.array([s.passage.score for s in sentences]) / top}
+        return np.stack([cols[f] for f in FEATURES], axis=1)
 
     def score(self, question: str, passages: list[Passage]) -> list[tuple[float, Sentence]]:
         """Every sentence of the passages with its support score, in the order the answer prefers them."""

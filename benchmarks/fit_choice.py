@@ -1,0 +1,109 @@
+"""Fit the weights of the extractive composer's sentence choice (qa.answering.W_CHOICE).
+
+    python -m benchmarks.fit_choice ../shared/data/squad-dev [--cache DIR] [--half 0]
+
+Uses the passages and embeddings cached by `python -m benchmarks.answers` (run it first). For each
+question of one half (even = 0, odd = 1) every retrieved sentence gets the feature row of
+`ExtractiveComposer._features`; a conditional logit (softmax over the question's sentences that pass
+the not-found threshold, score = support in context + features . w, L2-regularised) is fitted to put
+the sentences holding a gold answer first. Prints the weights to freeze in qa/answering.py and the
+answer scores of the composer with them on both halves (the other half is the held-out check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa import Assistant, answering
+from qa.evaluation import load_benchmark
+
+from .answers import _CachedEmbedder
+
+
+def _rows(comp: Any, bench: Any, passages: dict, floor: float | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """(features, support in context, holds a gold answer) of the eligible sentences, per question."""
+    captured: dict[str, Any] = {}
+    original = answering.ExtractiveComposer._features
+
+    def capture(*a: Any) -> np.ndarray:
+        captured["x"], captured["sentences"] = original(*a), a[0]
+        return captured["x"]
+
+    answering.ExtractiveComposer._features = staticmethod(capture)
+    out = []
+    try:
+        for n, (qid, text, gold) in enumerate(bench.queries):
+            ranked = comp.rank(text, list(passages[qid]))
+            if not ranked:
+                continue
+            row = {(s.passage.source, s.start): i for i, s in enumerate(captured["sentences"])}
+            if not any(r.support >= comp.min_support for r in ranked):
+                continue  # not found: the choice does not matter
+            keep = [r for r in ranked if r.in_context >= (comp.min_support if floor is None else floor)]
+            if not keep:
+                continue
+            idx = [row[(r.sentence.passage.source, r.sentence.start)] for r in keep]
+            base = np.array([r.in_context for r in keep])
+            hit = np.array([any(g.lower() in r.sentence.text.lower() for g in gold) for r in keep])
+            rel = bench.qrels[qid]
+            sources = [r.sentence.passage.source for r in keep]
+            out.append((captured["x"][idx], base, hit, n % 2, sources, np.array([x in rel for x in sources])))
+    finally:
+        answering.ExtractiveComposer._features = staticmethod(original)
+    return out
+
+
+def fit(rows: list, l2: float = 0.01, steps: int = 3000, lr: float = 0.05) -> np.ndarray:
+    """Conditional logit by Adam on the mean negative log-likelihood of a gold sentence."""
+    rows = [r for r in rows if r[2].any() and not r[2].all()]
+    w = np.zeros(rows[0][0].shape[1])
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t in range(1, steps + 1):
+        grad = 2 * l2 * w
+        for x, base, hit, *_ in rows:
+            z = (base + x @ w) * 10.0
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            pg = p * hit / (p * hit).sum()
+            grad += 10.0 * (x.T @ (p - pg)) / len(rows)
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        w -= lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    return w
+
+
+def top1(rows: list, w: np.ndarray, half: int) -> float:
+    """Share of a half's questions whose best-scored sentence holds a gold answer."""
+    sel = [r for r in rows if r[3] == half]
+    return sum(bool(r[2][np.argmax(r[1] + r[0] @ w)]) for r in sel) / max(1, len(sel))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--cache", type=Path, default=Path(".answers-cache"))
+    ap.add_argument("--half", type=int, default=0, help="fit on the even (0) or the odd (1) questions")
+    ap.add_argument("--l2", type=float, default=0.01)
+    args = ap.parse_args()
+    bench = load_benchmark(args.dir)
+    passages, memo = pickle.loads((args.cache / f"{args.dir.name}.pickle").read_bytes())
+    a = Assistant(index_dir=args.cache / "unused")
+    comp = a.composer()
+    comp.embedder = _CachedEmbedder(a.embedder, memo)
+    rows = _rows(comp, bench, passages)
+    w = fit([r for r in rows if r[3] == args.half], l2=args.l2)
+    for name, w0, w1 in zip(answering.FEATURES, answering.W_CHOICE, w):
+        print(f"{name:>14} {w0:+.3f} -> {w1:+.3f}")
+    print("W_CHOICE = np.array([" + ", ".join(f"{x:.3f}" for x in w) + "])")
+    for h in (0, 1):
+        print(f"best sentence holds the answer, {('even', 'odd')[h]} half: {top1(rows, answering.W_CHOICE, h):.3f} "
+              f"(frozen weights) -> {top1(rows, w, h):.3f} (fitted on the {('even', 'odd')[args.half]} half)")
+
+
+if __name__ == "__main__":
+    main()
