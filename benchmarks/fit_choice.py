@@ -83,12 +83,36 @@ def top1(rows: list, w: np.ndarray, half: int) -> float:
     return sum(bool(r[2][np.argmax(r[1] + r[0] @ w)]) for r in sel) / max(1, len(sel))
 
 
+def policy(rows: list, w: np.ndarray, same: float, other: float, half: int, n: int) -> tuple[float, float]:
+    """(answer accuracy, citation precision) of a half's n questions when a second sentence joins the best
+    one if it is from the same document and within `same`, or from another and within `other` (as
+    ExtractiveComposer.choose with max_sentences 2). Questions not answered count as misses."""
+    acc, cites = 0, []
+    for x, base, hit, h, sources, rel in rows:
+        if h != half:
+            continue
+        score = base + x @ w
+        order = np.argsort(-score, kind="stable")
+        pick = [order[0]]
+        for j in order[1:]:
+            close = score[order[0]] - score[j]
+            if close >= same:
+                break
+            if sources[j] == sources[order[0]] or close < other:
+                pick.append(j)
+                break
+        acc += any(hit[i] for i in pick)
+        cites += [hit[i] or rel[i] for i in pick]
+    return acc / n, float(np.mean(cites))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dir", type=Path)
     ap.add_argument("--cache", type=Path, default=Path(".answers-cache"))
     ap.add_argument("--half", type=int, default=0, help="fit on the even (0) or the odd (1) questions")
-    ap.add_argument("--l2", type=float, default=0.01)
+    ap.add_argument("--l2", type=float, default=0.0001)
+    ap.add_argument("--policy", action="store_true", help="also score second-sentence thresholds (frozen weights)")
     args = ap.parse_args()
     bench = load_benchmark(args.dir)
     passages, memo = pickle.loads((args.cache / f"{args.dir.name}.pickle").read_bytes())
@@ -103,6 +127,14 @@ def main() -> None:
     for h in (0, 1):
         print(f"best sentence holds the answer, {('even', 'odd')[h]} half: {top1(rows, answering.W_CHOICE, h):.3f} "
               f"(frozen weights) -> {top1(rows, w, h):.3f} (fitted on the {('even', 'odd')[args.half]} half)")
+    if args.policy:
+        n = [sum(1 for k in range(len(bench.queries)) if k % 2 == h) for h in (0, 1)]
+        print("| same document | other document | accuracy even / odd | citation precision even / odd |")
+        print("|---|---|---|---|")
+        for same in (0.1, 0.3, 1.0):
+            for other in (0.0, 0.03, 0.06, 0.1, 0.2):
+                (a0, p0), (a1, p1) = (policy(rows, answering.W_CHOICE, same, other, h, n[h]) for h in (0, 1))
+                print(f"| {same} | {other} | {a0:.3f} / {a1:.3f} | {p0:.3f} / {p1:.3f} |")
 
 
 if __name__ == "__main__":
