@@ -112,6 +112,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(".answers-cache"))
     ap.add_argument("--half", type=int, default=0, help="fit on the even (0) or the odd (1) questions")
     ap.add_argument("--l2", type=float, default=0.0001)
+    ap.add_argument("--margin", type=float, default=None,
+                    help="choose among sentences down to min_support - margin (default: the composer's CHOICE_MARGIN)")
     ap.add_argument("--policy", action="store_true", help="also score second-sentence thresholds (frozen weights)")
     args = ap.parse_args()
     bench = load_benchmark(args.dir)
@@ -119,7 +121,8 @@ def main() -> None:
     a = Assistant(index_dir=args.cache / "unused")
     comp = a.composer()
     comp.embedder = _CachedEmbedder(a.embedder, memo)
-    rows = _rows(comp, bench, passages)
+    margin = answering.CHOICE_MARGIN if args.margin is None else args.margin
+    rows = _rows(comp, bench, passages, comp.min_support - margin)
     w = fit([r for r in rows if r[3] == args.half], l2=args.l2)
     for name, w0, w1 in zip(answering.FEATURES, answering.W_CHOICE, w):
         print(f"{name:>14} {w0:+.3f} -> {w1:+.3f}")
