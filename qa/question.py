@@ -237,7 +237,8 @@ def candidates(sentence: str, exp: Expectation, question_words: set[str], stem: 
     out = []
     for a, b, fit in found:
         words = {w.lower() for w in _TOKEN.findall(re.sub(r"['’]s\b", "", sentence[a:b]))}
-        if exp.kind in ("name", "place"):  # a name that shares a word with the question names what it asks about
+        quoted = a > 0 and sentence[a - 1] in "\"“" and sentence[b:b + 1] in ("\"", "”")
+        if exp.kind in ("name", "place") and not quoted:  # a name sharing a word with the question is its subject
             new = not any(w in question_words or _prefix_match(w, question_words) for w in words - _CONNECTORS)
         else:
             new = not words <= question_words
