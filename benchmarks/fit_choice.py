@@ -1,13 +1,15 @@
 """Fit the weights of the extractive composer's sentence choice (qa.answering.W_CHOICE).
 
-    python -m benchmarks.fit_choice ../shared/data/squad-dev [--cache DIR] [--half 0]
+    python -m benchmarks.fit_choice ../shared/data/squad-dev [--cache DIR] [--half 0] [--policy]
 
-Uses the passages and embeddings cached by `python -m benchmarks.answers` (run it first). For each
-question of one half (even = 0, odd = 1) every retrieved sentence gets the feature row of
-`ExtractiveComposer._features`; a conditional logit (softmax over the question's sentences that pass
-the not-found threshold, score = support in context + features . w, L2-regularised) is fitted to put
-the sentences holding a gold answer first. Prints the weights to freeze in qa/answering.py and the
-answer scores of the composer with them on both halves (the other half is the held-out check).
+Uses the passages and embeddings cached by `python -m benchmarks.answers` (run it first, with the same
+QA_EMBED_PRECISION). For each answered question of one half (even = 0, odd = 1) every sentence the
+composer may choose (support in context >= min_support - CHOICE_MARGIN) gets the feature row of
+`ExtractiveComposer._features`; a conditional logit (softmax over the question's sentences, score =
+support in context + features . w, L2-regularised, temperature 0.1) is fitted by Adam to put the
+sentences holding a gold answer first. Prints the weights to freeze in qa/answering.py and how often the
+best-scored sentence holds the answer on both halves, with the frozen and the fitted weights (the other
+half is the held-out check). `--policy` scores the second-sentence thresholds with the frozen weights.
 """
 
 from __future__ import annotations

@@ -2,10 +2,13 @@
 
 Each sentence is scored by embedding similarity to the question, by how many of the question's
 content words it contains, and by the rank of its passage: its support, which decides whether the
-documents answer at all. Among supported sentences the answer prefers one that holds a phrase of the
-kind the question asks for (qa/question.py) and the question's rarer words; a sentence that refers
-back ("The letter, ...") is read with the one before it. The best few become the answer, each with an
-inline [n] marker pointing at its exact span in the document, and the answer words when known.
+documents answer at all (`min_support`). Among the sentences whose support is at most CHOICE_MARGIN
+below it, the answer prefers the one with the best choice score: a linear score over named features
+(FEATURES, weights W_CHOICE fitted by benchmarks/fit_choice.py), among them the question's rarer words and
+a phrase of the kind the question asks for that is not already in it (qa/question.py); a sentence that
+refers back ("The letter, ...") is read with the one before it. The best sentence and, usually, the next
+best of its own document become the answer, each with an inline [n] marker pointing at its exact span in
+the document, and the answer words when known.
 """
 
 from __future__ import annotations
@@ -34,19 +37,27 @@ having do does did doing i me my we our you your he him his she her it its they 
 which who whom this that these those am would could also as per whose one many much""".split())
 
 W_DENSE, W_LEXICAL, W_RANK = 0.55, 0.35, 0.10
-# How close to the best choice a further sentence must score to join the answer, from the same / another
-# document (choice units of W_CHOICE). A sentence of the best sentence's own document is its context and
-# nearly always joins; one of another document is more often off the subject (benchmarks/fit_choice.py
-# --policy: on squad-dev even, citation precision 0.832 -> 0.865 at the same accuracy).
-CLOSE_SAME_DOCUMENT, CLOSE_OTHER_DOCUMENT = 1.0, 0.10
 # Once the documents answer (a sentence's support reaches min_support), the answer may choose among the
 # sentences whose support in context is within this margin of it: the one naming the fact asked for often
 # shares fewer words with the question ("The letter, featured in North Korea's Rodong Sinmun, ...").
 CHOICE_MARGIN = 0.10
-W_TYPE = 0.10  # reward for holding a phrase of the kind the question asks for, not already in the question
-# Columns of ExtractiveComposer._features, and their weights in the choice (added to the support).
+# The choice among those sentences: support in context + FEATURES . W_CHOICE. The columns are computed by
+# ExtractiveComposer._features: embedding similarity, share of the question's words, the same weighted by
+# their rarity among the retrieved sentences, the fit of the best answer phrase of the expected kind
+# (qa/question.py), passage rank 1/(1+r), share of the question's word pairs, passage score / best.
+# Weights: a conditional logit (softmax over each question's sentences, L2 1e-4) fitted to put a sentence
+# holding the gold answer first, on the EVEN questions of squad-dev (int8 embeddings):
+#   python -m benchmarks.answers ../shared/data/squad-dev --cache DIR   (caches the passages)
+#   python -m benchmarks.fit_choice ../shared/data/squad-dev --cache DIR --half 0
+# Best sentence holds the answer (answered questions): odd, held-out half 0.775 with the previous hand-set
+# weights (0, -0.35, 0.35, 0.10, 0, 0, 0) -> 0.814; even half 0.783 -> 0.802.
 FEATURES = ("dense", "lexical", "weighted", "fit", "rank", "bigrams", "passage_score")
 W_CHOICE = np.array([0.643, -1.851, 2.447, 0.232, -0.050, 0.106, 0.357])
+# How close to the best choice a further sentence must score to join the answer, from the same / another
+# document (units of the choice score). A sentence of the best sentence's own document is its context and
+# nearly always joins; one of another document is more often off the subject. Chosen on the even half
+# (`python -m benchmarks.fit_choice ... --policy` prints accuracy and citation precision per pair).
+CLOSE_SAME_DOCUMENT, CLOSE_OTHER_DOCUMENT = 1.0, 0.10
 W_CONTEXT = 0.9  # share of the question's words found only in the sentence a follow-on sentence refers back to
 _REFERS_BACK = re.compile(r"^(?:it|he|she|they|this|these|that|those|his|her|its|their|there|then|the\s+(\w+))\b",
                           re.IGNORECASE)
