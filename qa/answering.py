@@ -156,7 +156,7 @@ def content_words(text: str, stem: Any) -> set[str]:
 class ExtractiveComposer:
     """Chooses and cites sentences; `min_support` is the not-found threshold."""
 
-    def __init__(self, embedder: Any, max_sentences: int = 2, min_support: float = 0.50) -> None:
+    def __init__(self, embedder: Any, max_sentences: int = 2, min_support: float = 0.52) -> None:
         import Stemmer
 
         self.embedder = embedder
