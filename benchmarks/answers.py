@@ -25,24 +25,20 @@ from qa.question import TYPES, question_type
 from .common import machine
 
 
-class _CachedModel:
-    """Sentence embeddings by text, kept between runs."""
+class _CachedEmbedder:
+    """Sentence embeddings by text, kept between runs (any embedder `qa.embedding.encode` takes)."""
 
-    def __init__(self, model: Any, memo: dict[str, np.ndarray]) -> None:
-        self.model, self.memo = model, memo
+    def __init__(self, embedder: Any, memo: dict[str, np.ndarray]) -> None:
+        self.embedder, self.memo = embedder, memo
 
     def encode(self, texts: list[str], **kw: Any) -> np.ndarray:
+        from qa.embedding import encode
+
         new = [t for t in dict.fromkeys(texts) if t not in self.memo]
         if new:
-            for t, v in zip(new, self.model.encode(new, **kw)):
+            for t, v in zip(new, encode(self.embedder, new)):
                 self.memo[t] = v
         return np.stack([self.memo[t] for t in texts])
-
-
-class _Embedder:
-    def __init__(self, embedder: Any, memo: dict[str, np.ndarray]) -> None:
-        self._model = _CachedModel(embedder._model, memo)
-        self.embed_batch_size = embedder.embed_batch_size
 
 
 def main() -> None:
@@ -50,6 +46,8 @@ def main() -> None:
     ap.add_argument("dir", type=Path)
     ap.add_argument("--cache", type=Path, default=Path(".answers-cache"))
     ap.add_argument("--show", choices=[*TYPES, "all"], help="print the misses of one question type")
+    ap.add_argument("--timed", type=int, default=0, metavar="N",
+                    help="also time the composer on the first N questions with the real embedder (no cache)")
     args = ap.parse_args()
     bench = load_benchmark(args.dir)
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -65,7 +63,16 @@ def main() -> None:
         memo = {}
     a = Assistant(index_dir=args.cache / "unused")
     comp = a.composer()
-    comp.embedder = _Embedder(a.embedder, memo)
+    if args.timed:  # what an answer costs after retrieval: sentence embeddings and the composer
+        timed = bench.queries[: args.timed]
+        comp.compose(timed[0][1], list(passages[timed[0][0]]))  # warm-up
+        wall, cpu = time.perf_counter(), time.process_time()
+        for qid, text, _ in timed:
+            comp.compose(text, list(passages[qid]))
+        print(f"{len(timed)} questions, composer with sentence embeddings "
+              f"{(time.perf_counter() - wall) * 1000 / len(timed):.0f} ms/question wall, "
+              f"{(time.process_time() - cpu) * 1000 / len(timed):.0f} ms CPU, {machine()}")
+    comp.embedder = _CachedEmbedder(a.embedder, memo)
     rows: dict[tuple[str, int], list[list[float]]] = {}
     spans: list[float] = []  # per answered question with answer words marked: do they match a gold answer
     answered = 0

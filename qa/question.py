@@ -52,6 +52,10 @@ _NUMBER = re.compile(
 _WEAK_NAME = re.compile(r"^(?:(?:North|South|East|West|Central|Northern|Southern|Eastern|Western)\s+)?"
                         r"(?:[A-Z]\w*(?:ean|ian|ese|ish)|French|German|Dutch|Greek|Swiss|Arab|Norse|Roman|Thai|"
                         r"American|African|Mexican|Western|Eastern|Northern|Southern|Central)$")
+# A capitalised word that its full stop does not end: an initial, a title, an abbreviation ("U.S.").
+_INITIAL = re.compile(r"^(?:[A-Z]|[A-Z](?:\.[A-Z])+|Dr|Mr|Mrs|Ms|St|Gen|Col|Capt|Lt|Sgt|Prof|Rev|Jr|Sr|Mt|Ft)$")
+# A title in quotes ("The Time of the Doctor"): one name, whatever its words.
+_QUOTED = re.compile(r"[\"“]([A-Z][^\"“”]{1,80}?)[\"”]")
 _CONNECTORS = frozenset("of the de du la von van der and for".split())
 
 
@@ -158,7 +162,9 @@ def _names(text: str) -> list[tuple[int, int, float]]:
             i += 1
             continue
         j = i
-        while (j + 1 < len(toks) and text[toks[j].end():toks[j + 1].start()] in (" ", "-")
+        while (j + 1 < len(toks) and (text[toks[j].end():toks[j + 1].start()] in (" ", "-")
+                                      or (text[toks[j].end():toks[j + 1].start()] == ". "  # "Dr. George E. Mueller"
+                                          and _INITIAL.match(toks[j].group())))
                and not re.search(r"['’]s$", toks[j].group())):  # "North Korea’s Rodong Sinmun" is two names
             nxt = toks[j + 1].group()
             if nxt[0].isupper() or (nxt[0].isdigit() and j == i):
@@ -184,7 +190,8 @@ def _names(text: str) -> list[tuple[int, int, float]]:
         if fit and not _DATE.match(text[start:end]):  # "Wednesday", "May 2022" are dates, not names
             spans.append((start, end, fit))
         i = j + 1
-    return spans
+    quoted = [(m.start(1), m.end(1), 1.0) for m in _QUOTED.finditer(text)]
+    return quoted + [sp for sp in spans if not any(a <= sp[0] and sp[1] <= b for a, b, _ in quoted)]
 
 
 _STOP_OPENERS = frozenset("the a an in on at by for from after before during since when while although "
@@ -212,6 +219,8 @@ def candidates(sentence: str, exp: Expectation, question_words: set[str], stem: 
             end, fit = m.end(), 0.7
             if re.fullmatch(r"(?:1\d|20)\d{2}", m.group()):
                 fit = 0.3  # a year, rarely "how many"
+            elif m.group()[0] in "$€£¥" or re.search(r"%|percent|per\s+cent", m.group(), re.IGNORECASE):
+                fit = 1.0  # an amount of money or a percentage carries its unit
             for u in list(re.finditer(r"\s+([\w-]+)", sentence[m.end():m.end() + 40]))[:3]:
                 if _stem_of(u.group(1), stem) in units:  # "11,000 containers": the number with its unit
                     end, fit = m.end() + u.end(), 1.0
@@ -228,7 +237,8 @@ def candidates(sentence: str, exp: Expectation, question_words: set[str], stem: 
     out = []
     for a, b, fit in found:
         words = {w.lower() for w in _TOKEN.findall(re.sub(r"['’]s\b", "", sentence[a:b]))}
-        if exp.kind in ("name", "place"):  # a name that shares a word with the question names what it asks about
+        quoted = a > 0 and sentence[a - 1] in "\"“" and sentence[b:b + 1] in ("\"", "”")
+        if exp.kind in ("name", "place") and not quoted:  # a name sharing a word with the question is its subject
             new = not any(w in question_words or _prefix_match(w, question_words) for w in words - _CONNECTORS)
         else:
             new = not words <= question_words

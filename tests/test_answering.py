@@ -85,3 +85,26 @@ def test_marker_goes_before_closing_punctuation() -> None:
     assert with_marker("It rained.", 1) == "It rained [1]."
     assert with_marker("He said “no.”", 2) == "He said “no [2].”"
     assert with_marker("No punctuation", 3) == "No punctuation [3]"
+
+
+def test_choice_reads_sentences_just_below_the_threshold_once_the_documents_answer() -> None:
+    from qa.answering import CHOICE_MARGIN, CLOSE_OTHER_DOCUMENT, ExtractiveComposer, Ranked, Sentence
+
+    def ranked(source: str, start: int, support: float, choice: float) -> Ranked:
+        p = Passage(source=source, start=0, end=1000, text="x" * 1000, score=1.0)
+        return Ranked(support, choice, Sentence(p, start, start + 10, "x" * 10, 0), None, support)
+
+    comp = ExtractiveComposer(embedder=None, max_sentences=2, min_support=0.5)
+    names_it = ranked("a.txt", 100, 0.5 - CHOICE_MARGIN / 2, 1.2)  # fewer words in common, names the fact
+    matches = ranked("a.txt", 0, 0.7, 1.0)
+    assert comp.choose([names_it, matches]) == [names_it, matches]  # best choice first, its context second
+    # Nothing reaches the threshold: not found, whatever the choice scores say.
+    assert comp.choose([ranked("a.txt", 0, 0.45, 2.0), ranked("a.txt", 50, 0.49, 1.0)]) == []
+    # Too far below the threshold: never quoted.
+    far = ranked("a.txt", 200, 0.5 - CHOICE_MARGIN * 2, 3.0)
+    assert comp.choose([far, matches]) == [matches]
+    # A second sentence from another document joins only when it scores very close to the first.
+    other_far = ranked("b.txt", 0, 0.7, 1.0 - CLOSE_OTHER_DOCUMENT * 2)
+    other_close = ranked("b.txt", 50, 0.7, 1.0 - CLOSE_OTHER_DOCUMENT / 2)
+    assert comp.choose([matches, other_far]) == [matches]
+    assert comp.choose([matches, other_close]) == [matches, other_close]

@@ -92,3 +92,18 @@ def test_answer_span_in_json_and_in_bold_in_the_ui(seeded, tmp_path) -> None:
     c = Citation(1, "s", start, len(passage), passage[start:], 1.0, passage_start=0, passage_end=len(passage),
                  passage=passage, answer_span=(passage.index("<"), passage.index(">") + 1))
     assert highlight(c) == "Where next? <mark>It was <b>&lt;Vietnam&gt;</b>.</mark>"
+
+
+def test_candidates_read_titles_initials_and_amounts() -> None:
+    def found(sentence: str, question: str) -> list[str]:
+        words = {w.lower() for w in question.replace("?", "").split()}
+        return [sentence[c.start:c.end] for c in candidates(sentence, expect(question), words)]
+
+    # A quoted title is one name, even when it shares a word with the question.
+    s = 'Peter Capaldi took on the role after Matt Smith\'s exit in the 2013 Christmas special "The Time of the Doctor".'
+    assert "The Time of the Doctor" in found(s, "Which episode was Matt Smith's final one as the Doctor?")
+    # A title and initials do not end a name at their full stop.
+    assert found("Webb recruited Dr. George E. Mueller for the job.", "Who did Webb recruit?") == ["Dr. George E. Mueller"]
+    # Money carries its unit: it is the best answer to "how much" even without the noun.
+    s = "Eventually, he sold Wardenclyffe for $20,000 ($472,500 in today's dollars) in 1917."
+    assert found(s, "How much did Tesla receive from the sale of Wardenclyffe?")[0] == "$20,000"
