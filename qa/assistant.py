@@ -252,7 +252,8 @@ class Assistant:
                              verified_sentences=d.verified, total_sentences=d.total)
             return
         text, citations = "", []
-        for sentence, citation in composer.stream(q, list(passages)):
+        # A follow-up is answered as it was searched: "What did he reiterate? (Who is Matthew Miller?)".
+        for sentence, citation in composer.stream(query, list(passages)):
             text = f"{text} {sentence}" if text else sentence
             citations.append(self._place(citation))
             yield Answer(question=question, answer=text, answered=True, citations=tuple(citations),
