@@ -45,10 +45,12 @@ def snapshot(index: Path) -> tuple[list[tuple], set[str]]:
 
 
 def test_kills_at_random_points_leave_a_repairable_index(tmp_path: Path, say) -> None:
-    docs = corpus_as_files(tmp_path / "squad-docs", 400)
+    docs = corpus_as_files(tmp_path / "squad-docs", 800)
     clean = tmp_path / "clean"
+    started = time.monotonic()
     p = ingest(clean, docs)
     assert p.wait(timeout=1800) == 0, p.stderr.read()
+    took = time.monotonic() - started  # a whole ingest, start-up included: each kill lands inside one
     clean_rows, _ = snapshot(clean)
 
     crashed = tmp_path / "crashed"
@@ -56,7 +58,7 @@ def test_kills_at_random_points_leave_a_repairable_index(tmp_path: Path, say) ->
     kills = 0
     for _ in range(4):
         p = ingest(crashed, docs)
-        time.sleep(rng.uniform(4, 14))
+        time.sleep(rng.uniform(0.15, 0.6) * took)  # a run after a kill has less left to do
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1

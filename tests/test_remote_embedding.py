@@ -83,7 +83,7 @@ def test_ingest_and_ask_through_the_server(embed_server: str, tmp_path: Path) ->
     from qa import Assistant
 
     remote = Assistant(index_dir=tmp_path / "index", embed_url=embed_server, embed_model=MODEL, embed_api_key=KEY)
-    local = Assistant(index_dir=tmp_path / "local")
+    local = Assistant(index_dir=tmp_path / "local", embed_precision="fp32")  # the server runs the fp32 weights
     vecs = remote.embedder.encode([QUESTION, "Moscow and Pyongyang denied the arms transfers."] * 5)
     assert vecs.shape == (10, 384)
     import numpy as np

@@ -161,10 +161,12 @@ def _client(proc: subprocess.Popen[bytes], url: str, log: Path) -> Any:
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return Client(url, verbose=False)
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if not r.headers.get("x-qa-starting"):  # the chat UI, not the starting page
+                    return Client(url, verbose=False)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.3)
+            pass
+        time.sleep(0.3)
     pytest.fail(f"qa serve at {url} did not start:\n{log.read_text()}")
 
 
