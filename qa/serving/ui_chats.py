@@ -177,8 +177,13 @@ class Chats:
         return str(path)
 
     # Handlers wired by `wire`; Gradio fills in `request` (its annotation becomes gr.Request in `build_panel`).
-    def on_load(self, saved: str | None, request: Any) -> tuple[Any, ...]:
-        return self.view(request, None if saved in ("", NONE) else saved)
+    def on_load(self, saved: str | None, chat: list[Any] | None, request: Any) -> tuple[Any, ...]:
+        view = self.view(request, None if saved in ("", NONE) else saved)
+        if chat:  # a question was asked before the saved conversation came back: keep what the chat shows
+            import gradio as gr
+
+            return (gr.skip(),) * 4 + view[4:]
+        return view
 
     def on_select(self, chat_id: str | None, search: str, request: Any) -> tuple[Any, ...]:
         return self.view(request, chat_id, search)
@@ -248,7 +253,7 @@ def wire(chats: Chats, c: dict[str, Any], app: Any, chat: Any, sources: Any, tur
     """Connect the panel's events; returns the `.then` step to chain after each question."""
     view = [chat, sources, turns, chat_id, c["list"], c["title"], c["export"], c["saved"], c["banner"]]
     tail = view[4:]
-    app.load(chats.on_load, [c["saved"]], view, api_name=False, show_progress="hidden")
+    app.load(chats.on_load, [c["saved"], chat], view, api_name=False, show_progress="hidden")
     c["list"].input(chats.on_select, [c["list"], c["search"]], view, api_name=False)
     c["new"].click(chats.on_new, [c["search"]], view, api_name=False)
     c["delete"].click(chats.on_delete, [chat_id, c["search"]], view, api_name=False)
