@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .prompts import NOT_FOUND
-from .question import Candidate, candidates, expect
+from .question import Candidate, candidates, expect, name_words, question_names
 from .types import Citation, Passage
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co",
@@ -43,8 +43,6 @@ W_DENSE, W_LEXICAL, W_RANK = 0.55, 0.35, 0.10
 # questions, at min_support 0.52: answerable answered 0.947 -> 0.953 (even) and 0.967 -> 0.987 (odd),
 # hard unanswerable refused 0.907 on both halves, before and after.
 W_NAMES = 0.05
-_NAME = re.compile(r"\w+(?:[-'’.&]\w+)*")
-_POSSESSIVE = re.compile(r"['’]s$")
 # Once the documents answer (a sentence's support reaches min_support), the answer may choose among the
 # sentences whose support in context is within this margin of it: the one naming the fact asked for often
 # shares fewer words with the question ("The letter, featured in North Korea's Rodong Sinmun, ..."), and
@@ -154,23 +152,6 @@ def _span(s: Sentence, cands: list[Candidate]) -> tuple[int, int] | None:
 def is_instruction(text: str) -> bool:
     """Whether a sentence gives orders to an AI assistant ("ignore previous instructions ...")."""
     return bool(_INSTRUCTION.search(text))
-
-
-def question_names(question: str) -> set[str]:
-    """The names of a question as written: its capitalized words and words with digits, but a word that
-    opens a sentence or a bracket ("What did he say? (Who is Matthew Miller?)" names Matthew Miller)."""
-    names = set()
-    for m in _NAME.finditer(question):
-        w, before = m.group(), question[:m.start()].rstrip()
-        opens = not before or before[-1] in ".?!(:;\"“‘'"
-        if (any(c.isdigit() for c in w) or (w[0].isupper() and not opens)) and w != "I":
-            names.add(_POSSESSIVE.sub("", w))
-    return names
-
-
-def name_words(text: str) -> set[str]:
-    """The words of a text as question_names writes them (as written, without a possessive 's)."""
-    return {_POSSESSIVE.sub("", w) for w in _NAME.findall(text)}
 
 
 def content_words(text: str, stem: Any) -> set[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _TOKEN = re.compile(r"\w+(?:[-'’.&]\w+)*", re.UNICODE)
+_POSSESSIVE = re.compile(r"['’]s$")
 _AUX = frozenset("is are was were be been being do does did has have had can could will would shall should "
                  "may might must".split())
 # Question words, in the form the per-type report uses.
@@ -84,6 +85,23 @@ def _main_wh(question: str) -> re.Match[str] | None:
         return None
     after_comma = [m for m in found if re.search(r",\s*(?:and\s+|then\s+)?$", question[:m.start()])]
     return after_comma[0] if after_comma and found[0].start() == 0 and len(found) > 1 else found[0]
+
+
+def question_names(question: str) -> set[str]:
+    """The names of a question as written: its capitalized words and words with digits, but a word that
+    opens a sentence or a bracket ("What did he say? (Who is Matthew Miller?)" names Matthew Miller)."""
+    names = set()
+    for m in _TOKEN.finditer(question):
+        w, before = m.group(), question[:m.start()].rstrip()
+        opens = not before or before[-1] in ".?!(:;\"“‘'"
+        if (any(c.isdigit() for c in w) or (w[0].isupper() and not opens)) and w != "I":
+            names.add(_POSSESSIVE.sub("", w))
+    return names
+
+
+def name_words(text: str) -> set[str]:
+    """The words of a text as question_names writes them (as written, without a possessive 's)."""
+    return {_POSSESSIVE.sub("", w) for w in _TOKEN.findall(text)}
 
 
 def question_type(question: str) -> str:
