@@ -364,8 +364,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `qa` command."""
-    args = _parser().parse_args(argv)
+    """The `qa` command in-process: parse `argv` (default sys.argv[1:]), run it, return the exit code."""
+    return _dispatch(_parser().parse_args(argv))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command is None:
         print(first_steps(args))
         return 0
@@ -396,13 +399,13 @@ def run() -> None:
     import gc
     import os
 
-    argv = sys.argv[1:]
-    one_shot = _parser().parse_args(argv).command in ONE_SHOT  # bad arguments exit here with the usage
+    args = _parser().parse_args()  # bad arguments exit here with the usage
+    one_shot = args.command in ONE_SHOT
     if one_shot:
         # A one-shot command makes little garbage; the cycle collector would only slow its imports (0.3 s).
         gc.disable()
     try:
-        code = main(argv)
+        code = _dispatch(args)
         sys.stdout.flush()
     except BrokenPipeError:  # `qa ask ... | head` stopped reading: not an error of qa's
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
