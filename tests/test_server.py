@@ -345,7 +345,7 @@ def test_exposed_server_warns_for_each_unprotected_door() -> None:
     assert exposure_warnings("0.0.0.0", ("a", "b"), api_key=True) == ""
 
 
-def test_api_answers_while_the_chat_ui_starts(seeded) -> None:
+def test_api_answers_while_the_chat_ui_starts(seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     """`qa serve` does not wait for Gradio: before the UI is built, / is a starting page that reloads
     itself (and says so in a header), other UI paths are 503 with Retry-After, and /v1 answers;
     then the UI takes over /."""
@@ -365,7 +365,7 @@ def test_api_answers_while_the_chat_ui_starts(seeded) -> None:
         await asyncio.to_thread(release.wait, 60)
         await real_run(self, build)
 
-    qa.serving.ui_mount.LazyUI.run = held_run
+    monkeypatch.setattr(qa.serving.ui_mount.LazyUI, "run", held_run)
     try:
         app = create_app(seeded, lazy_ui=True)
         with TestClient(app) as c:
@@ -381,8 +381,7 @@ def test_api_answers_while_the_chat_ui_starts(seeded) -> None:
             assert page.status_code == 200 and "x-qa-starting" not in page.headers and "gradio" in page.text.lower()
             assert c.get("/config").status_code == 200
     finally:
-        qa.serving.ui_mount.LazyUI.run = real_run
-        release.set()
+        release.set()  # a failed assertion must not leave the build thread waiting
 
 
 def test_a_ui_that_fails_to_build_leaves_the_api_up(seeded, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,8 +57,7 @@ class LazyUI:
             print(f"qa: the chat UI could not start ({type(e).__name__}: {e}); the API at /v1 answers.",
                   file=sys.stderr, flush=True)
             self.settled.set()
-            if self._stop is not None:
-                await self._stop.wait()
+            await self._stop.wait()
 
     def stop(self) -> None:
         if self._stop is not None:
