@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,9 @@ SEEDS = ROOT / "seeds"
 SEED_FILE = next(SEEDS.glob("*.txt"))
 DATA = Path(os.environ.get("QA_DATA_DIR", ROOT.parent / "shared" / "data"))
 ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by `make browser`; Playwright drives it
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 # The public evaluation sets sit beside the checkout (../shared/data); CI always has them, so
 # there a missing folder fails the data tests instead of skipping them.
 needs_data = pytest.mark.skipif(not (DATA / "squad-dev").exists() and not os.environ.get("CI"),
@@ -116,6 +120,27 @@ def stop_serve(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(seeded_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`qa serve` over a private copy of the seeded index, no login: (url ending in /, index folder)."""
+    index = tmp_path_factory.mktemp("ui") / "index"
+    shutil.copytree(seeded_index, index)
+    proc, url = start_serve(index, index.parent / "serve.log")
+    yield url + "/", index
+    stop_serve(proc)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from .test_integrity import damage_sqlite_header, files
-from .test_ui import ARTIFACTS, _start, _stop, browser  # noqa: F401 - browser is a fixture
+from .test_ui import ARTIFACTS, _start, _stop
 
 pytestmark = pytest.mark.slow
 

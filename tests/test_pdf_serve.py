@@ -80,18 +80,6 @@ def test_page_route_serves_the_highlighted_page(served: tuple[str, Path]) -> Non
     assert secret.status_code == 404
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    from .test_ui import CHROMIUM, CHROMIUM_ARGS
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.mark.slow
 def test_sources_panel_shows_the_highlighted_page(served: tuple[str, Path], browser: Any) -> None:
     import httpx

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -27,13 +26,10 @@ from qa.serving.ui import (
 )
 from qa.types import Answer, Citation, FileResult, Passage
 
-from .conftest import start_serve, stop_serve
+from .conftest import CHROMIUM, CHROMIUM_ARGS, start_serve, stop_serve  # noqa: F401 (used by other tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 EVIL = '<img src=x onerror=alert(1)><script>window.__pwned=1</script>'
 
 
@@ -152,26 +148,6 @@ def _start(index: Path, log: Path, *extra: str) -> tuple[subprocess.Popen[bytes]
 
 
 _stop = stop_serve
-
-
-@pytest.fixture(scope="module")
-def server(seeded_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`qa serve` over a private copy of the seeded index: (url, index folder)."""
-    index = tmp_path_factory.mktemp("ui") / "index"
-    shutil.copytree(seeded_index, index)
-    proc, url = _start(index, index.parent / "serve.log")
-    yield url, index
-    _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture()

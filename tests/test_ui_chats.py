@@ -15,7 +15,7 @@ from qa.serving.ui import render_sources
 from qa.serving.ui_chats import stored_answer, stored_sources
 from qa.types import Answer, Citation
 
-from .test_ui import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _ask, _open, _start, _stop, _upload
+from .test_ui import ARTIFACTS, _ask, _open, _start, _stop, _upload
 
 
 def _turn(stale: dict[int, str]) -> Turn:
@@ -44,29 +44,9 @@ def test_stale_citation_says_so_instead_of_highlighting(why: str, note: str) -> 
 
 
 # --- slow: the real server in a real browser --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def served(seeded_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`qa serve` over a private copy of the seeded index, no login: (url, index folder)."""
-    index = tmp_path_factory.mktemp("ui-chats") / "index"
-    shutil.copytree(seeded_index, index)
-    proc, url = _start(index, index.parent / "serve.log")
-    yield url, index
-    _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture()
-def page(chromium: Any) -> Iterator[Any]:
-    ctx = chromium.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+def page(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
     pg = ctx.new_page()
     pg.set_default_timeout(60_000)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -98,8 +78,8 @@ def _login(browser: Any, url: str, user: str, password: str) -> Any:
 
 
 @pytest.mark.slow
-def test_reload_brings_back_turns_sources_and_context(served: tuple[str, Path], page: Any) -> None:
-    _open(page, served[0])
+def test_reload_brings_back_turns_sources_and_context(server: tuple[str, Path], page: Any) -> None:
+    _open(page, server[0])
     assert "Vietnam" in _ask(page, "Where will Putin travel after North Korea?").inner_text()
     assert "State Department" in _ask(page, "Who is Matthew Miller?").inner_text()
     page.locator("#qa-chat-list label").filter(has_text="Where will Putin travel").wait_for()
@@ -126,8 +106,8 @@ def test_reload_brings_back_turns_sources_and_context(served: tuple[str, Path], 
 
 
 @pytest.mark.slow
-def test_new_rename_search_delete(served: tuple[str, Path], page: Any) -> None:
-    _open(page, served[0])
+def test_new_rename_search_delete(server: tuple[str, Path], page: Any) -> None:
+    _open(page, server[0])
     _ask(page, "Who is Victor Cha?")
     page.locator("#qa-chat-list label").filter(has_text="Who is Victor Cha?").wait_for()
     page.locator("#qa-chat-title input").fill("Korea analyst Zebra")
@@ -155,8 +135,8 @@ def test_new_rename_search_delete(served: tuple[str, Path], page: Any) -> None:
 
 
 @pytest.mark.slow
-def test_changed_document_marks_the_old_citation(served: tuple[str, Path], page: Any) -> None:
-    _open(page, served[0])
+def test_changed_document_marks_the_old_citation(server: tuple[str, Path], page: Any) -> None:
+    _open(page, server[0])
     fact = "The ferry Lindholm sails from Port Quillon to Skarvik every dawn."
     _upload(page, "ferry-notes.txt", f"Ferry notes.\n\n{fact}\n")
     assert "Skarvik" in _ask(page, "Where does the ferry Lindholm sail to?").inner_text()
@@ -173,7 +153,7 @@ def test_changed_document_marks_the_old_citation(served: tuple[str, Path], page:
 
 
 @pytest.mark.slow
-def test_two_users_see_only_their_own_conversations(seeded_index: Path, chromium: Any,
+def test_two_users_see_only_their_own_conversations(seeded_index: Path, browser: Any,
                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     index = tmp_path / "index"
     shutil.copytree(seeded_index, index)
@@ -183,12 +163,12 @@ def test_two_users_see_only_their_own_conversations(seeded_index: Path, chromium
     monkeypatch.setenv("QA_USERS_FILE", str(users))
     proc, url = _start(index, tmp_path / "serve.log")
     try:
-        alice = _login(chromium, url, "alice", "pw1")
+        alice = _login(browser, url, "alice", "pw1")
         _ask(alice, "Where will Putin travel after North Korea?")
         alice.locator("#qa-chat-list label").filter(has_text="Where will Putin").wait_for()
         stolen = alice.evaluate("localStorage.getItem('qa-open-conversation')")
         assert stolen
-        bob = _login(chromium, url, "bob", "pw2")
+        bob = _login(browser, url, "bob", "pw2")
         _ask(bob, "Who is Victor Cha?")
         bob.locator("#qa-chat-list label").filter(has_text="Who is Victor Cha?").wait_for()
         assert bob.locator("#qa-chat-list label").all_inner_texts()[0].startswith("Who is Victor Cha?")
@@ -202,14 +182,14 @@ def test_two_users_see_only_their_own_conversations(seeded_index: Path, chromium
         assert "Putin" not in bob.locator("#qa-chat").inner_text() and _questions(bob) == []
         assert "Putin" not in bob.locator("#qa-sources").inner_text()
         # Alice, from another browser, finds her conversation in her list and opens it with its sources.
-        again = _login(chromium, url, "alice", "pw1")
+        again = _login(browser, url, "alice", "pw1")
         item = again.locator("#qa-chat-list label").filter(has_text="Where will Putin")
         item.wait_for()
         assert again.locator("#qa-chat-list label").count() == 1
         item.click()
         again.wait_for_selector(".qa-sources.qa-done #qa-turn-1 mark")
         assert "Vietnam" in again.locator("#qa-turn-1 mark").first.inner_text()
-        carol = _login(chromium, url, "carol", "pw3")  # a user of the users file
+        carol = _login(browser, url, "carol", "pw3")  # a user of the users file
         carol.wait_for_timeout(1500)
         assert carol.locator("#qa-chat-list label").count() == 0
         for pg in (alice, bob, again, carol):

@@ -15,7 +15,7 @@ from qa.serving.ui_library import MAX_SHOWN, label, matching, summary
 from qa.types import Document
 
 from .conftest import ARTIFACTS, ROOT, SEED_FILE
-from .test_ui import _ask, _open, _start, _stop, browser, page  # noqa: F401 (fixtures)
+from .test_ui import _ask, _open, _start, _stop, page  # noqa: F401 (a fixture)
 
 QUESTION = "Where will Putin travel after North Korea?"
 FERRY = "The night ferry Nordlys sails from Tromsø to Svalbard every Tuesday at nine."
