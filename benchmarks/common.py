@@ -16,6 +16,9 @@ from qa.reading.formats import SourceText
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("QA_DATA_DIR", ROOT.parent / "shared" / "data"))
+# The embedding setups the start-up and memory benchmarks compare, as the environment that selects each:
+# the default (ONNX int8 for a new index), ONNX fp32, sentence-transformers on torch.
+EMBEDDINGS = {"default": {}, "fp32": {"QA_EMBED_PRECISION": "fp32"}, "torch": {"QA_EMBED_BACKEND": "torch"}}
 HEADER = "| benchmark | figure | target | command | machine/load |\n|---|---|---|---|---|"
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import row, scratch, texts
+from .common import EMBEDDINGS, row, scratch, texts
 from .startup import start_serve, wait_http
 
 BIN = Path(sys.executable).parent
@@ -60,9 +60,8 @@ def main(argv: list[str] | None = None) -> list[str]:
         for d in docs:
             (folder / f"{d.path}.txt").write_text(d.text, encoding="utf-8")
         questions = [t for _, t, _ in load_benchmark(DATA / args.dataset).queries[: args.questions]]
-        variants = {"default": {}, "fp32": {"QA_EMBED_PRECISION": "fp32"}, "torch": {"QA_EMBED_BACKEND": "torch"}}
         for name in args.variants.split(","):  # each on an index of its own: int8 vectors are not torch's
-            env = {**os.environ, "QA_INDEX_DIR": str(tmp / f"index-{name}"), **variants[name]}
+            env = {**os.environ, "QA_INDEX_DIR": str(tmp / f"index-{name}"), **EMBEDDINGS[name]}
             env.pop("QA_CHROMA_URL", None)
             t0 = time.perf_counter()
             proc = subprocess.Popen([str(BIN / "qa"), "ingest", str(folder), "--quiet"], env=env,

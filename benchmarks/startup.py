@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .common import ROOT, free_port, row, scratch
+from .common import EMBEDDINGS, ROOT, free_port, row, scratch
 
 TARGET_S = 0.5
 QUESTION = "Where will Putin travel after North Korea?"
@@ -135,11 +135,10 @@ def main(argv: list[str] | None = None) -> list[str]:
         med, best = wall(cmd, args.runs)
         rows.append(row(f"start-up {label}", f"median **{med:.2f} s**, best {best:.2f} s", f"< {TARGET_S} s"))
         print(rows[-1], flush=True)
-    variants = {"default": {}, "fp32": {"QA_EMBED_PRECISION": "fp32"}, "torch": {"QA_EMBED_BACKEND": "torch"}}
     with scratch() as tmp:
         for name in args.variants.split(","):
             # Each on an index of its own: int8 vectors do not share one with fp32 and torch vectors.
-            env = seeded_env(tmp / name, variants[name])
+            env = seeded_env(tmp / name, EMBEDDINGS[name])
             med, best, cpu = cold_runs([str(BIN / "qa"), "ask", QUESTION], args.asks, env)
             rows.append(row(f"cold `qa ask` on seeds/ (whole process), embeddings {name}",
                             f"median **{med:.1f} s**, best {best:.1f} s; CPU time median {cpu:.1f} s", "≤ 2.5 s"))
