@@ -65,7 +65,7 @@ W_CHOICE = np.array([0.214, -1.672, 2.080, 0.190, -0.083, 0.177, 0.525])
 # document (units of the choice score). A sentence of the best sentence's own document is its context and
 # nearly always joins; one of another document is more often off the subject. Chosen on the even half
 # (`python -m benchmarks.fit_choice ... --policy` prints accuracy and citation precision per pair).
-CLOSE_SAME_DOCUMENT, CLOSE_OTHER_DOCUMENT = 1.0, 0.06
+CLOSE_SAME_DOCUMENT, CLOSE_OTHER_DOCUMENT = 1.5, 0.06
 W_CONTEXT = 0.9  # share of the question's words found only in the sentence a follow-on sentence refers back to
 _REFERS_BACK = re.compile(r"^(?:it|he|she|they|this|these|that|those|his|her|its|their|there|then|the\s+(\w+))\b",
                           re.IGNORECASE)
@@ -254,8 +254,11 @@ class ExtractiveComposer:
             if any(p.sentence.passage.source == s.passage.source and p.sentence.start < s.end
                    and s.start < p.sentence.end for p in picked):
                 continue
-            if s.passage.source != ranked[0].sentence.passage.source and r.choice < best - CLOSE_OTHER_DOCUMENT:
-                continue  # a sentence of another document is more often off the subject: only a very close second
+            if s.passage.source != ranked[0].sentence.passage.source and (
+                    r.choice < best - CLOSE_OTHER_DOCUMENT or ranked[0].span is not None):
+                # A sentence of another document is more often off the subject: only a very close second, and
+                # only when the best sentence does not already hold the answer words.
+                continue
             picked.append(r)
         return picked
 
