@@ -28,7 +28,8 @@ from .answers import _CachedEmbedder
 
 
 def _rows(comp: Any, bench: Any, passages: dict, floor: float | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
-    """(features, support in context, holds a gold answer) of the eligible sentences, per question."""
+    """(features, support in context, holds a gold answer, half, sources, source is relevant, answer words
+    known) of the eligible sentences, per question."""
     captured: dict[str, Any] = {}
     original = answering.ExtractiveComposer._features
 
@@ -54,7 +55,8 @@ def _rows(comp: Any, bench: Any, passages: dict, floor: float | None = None) -> 
             hit = np.array([any(g.lower() in r.sentence.text.lower() for g in gold) for r in keep])
             rel = bench.qrels[qid]
             sources = [r.sentence.passage.source for r in keep]
-            out.append((captured["x"][idx], base, hit, n % 2, sources, np.array([x in rel for x in sources])))
+            out.append((captured["x"][idx], base, hit, n % 2, sources, np.array([x in rel for x in sources]),
+                        np.array([r.span is not None for r in keep])))
     finally:
         answering.ExtractiveComposer._features = staticmethod(original)
     return out
@@ -87,10 +89,11 @@ def top1(rows: list, w: np.ndarray, half: int) -> float:
 
 def policy(rows: list, w: np.ndarray, same: float, other: float, half: int, n: int) -> tuple[float, float]:
     """(answer accuracy, citation precision) of a half's n questions when a second sentence joins the best
-    one if it is from the same document and within `same`, or from another and within `other` (as
-    ExtractiveComposer.choose with max_sentences 2). Questions not answered count as misses."""
+    one if it is from the same document and within `same`, or from another and within `other` while the best
+    one holds no confident answer words (as ExtractiveComposer.choose with max_sentences 2). Questions not
+    answered count as misses."""
     acc, cites = 0, []
-    for x, base, hit, h, sources, rel in rows:
+    for x, base, hit, h, sources, rel, spans in rows:
         if h != half:
             continue
         score = base + x @ w
@@ -100,7 +103,7 @@ def policy(rows: list, w: np.ndarray, same: float, other: float, half: int, n: i
             close = score[order[0]] - score[j]
             if close >= same:
                 break
-            if sources[j] == sources[order[0]] or close < other:
+            if sources[j] == sources[order[0]] or (close < other and not spans[order[0]]):
                 pick.append(j)
                 break
         acc += any(hit[i] for i in pick)
@@ -136,7 +139,7 @@ def main() -> None:
         n = [sum(1 for k in range(len(bench.queries)) if k % 2 == h) for h in (0, 1)]
         print("| same document | other document | accuracy even / odd | citation precision even / odd |")
         print("|---|---|---|---|")
-        for same in (0.1, 0.3, 1.0):
+        for same in (0.1, 0.3, 1.0, 1.5):
             for other in (0.0, 0.03, 0.06, 0.1, 0.2):
                 (a0, p0), (a1, p1) = (policy(rows, answering.W_CHOICE, same, other, h, n[h]) for h in (0, 1))
                 print(f"| {same} | {other} | {a0:.3f} / {a1:.3f} | {p0:.3f} / {p1:.3f} |")

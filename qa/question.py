@@ -257,7 +257,9 @@ def candidates(sentence: str, exp: Expectation, question_words: set[str], stem: 
         words = {w.lower() for w in _TOKEN.findall(re.sub(r"['’]s\b", "", sentence[a:b]))}
         quoted = a > 0 and sentence[a - 1] in "\"“" and sentence[b:b + 1] in ("\"", "”")
         if exp.kind in ("name", "place") and not quoted:  # a name sharing a word with the question is its subject
-            new = not any(w in question_words or _prefix_match(w, question_words) for w in words - _CONNECTORS)
+            # but for the noun the question asks for: "Which university ..." is answered by "X University".
+            own = words - _CONNECTORS - {exp.noun, exp.noun + "s"} if exp.noun else words - _CONNECTORS
+            new = bool(own) and not any(w in question_words or _prefix_match(w, question_words) for w in own)
         else:
             new = not words <= question_words
         if words and new:

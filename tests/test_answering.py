@@ -108,3 +108,6 @@ def test_choice_reads_sentences_just_below_the_threshold_once_the_documents_answ
     other_close = ranked("b.txt", 50, 0.7, 1.0 - CLOSE_OTHER_DOCUMENT / 2)
     assert comp.choose([matches, other_far]) == [matches]
     assert comp.choose([matches, other_close]) == [matches, other_close]
+    # ... and only when the first one holds no confident answer words: then the answer is in it.
+    answered = Ranked(0.7, 1.0, matches.sentence, (3, 8), 0.7)
+    assert comp.choose([answered, other_close]) == [answered]

@@ -107,3 +107,14 @@ def test_candidates_read_titles_initials_and_amounts() -> None:
     # Money carries its unit: it is the best answer to "how much" even without the noun.
     s = "Eventually, he sold Wardenclyffe for $20,000 ($472,500 in today's dollars) in 1917."
     assert found(s, "How much did Tesla receive from the sale of Wardenclyffe?")[0] == "$20,000"
+
+
+def test_a_name_holding_the_noun_asked_for_is_an_answer() -> None:
+    # "Which university": "Charles-Ferdinand University" shares only the noun asked for with the question.
+    q = "Which university did Tesla audit in 1880?"
+    words = {w.lower() for w in q.replace("?", "").split()}
+    s = "He arrived too late to enroll at Charles-Ferdinand University; he never studied Greek."
+    assert [s[c.start:c.end] for c in candidates(s, expect(q), words)][0] == "Charles-Ferdinand University"
+    # A name sharing another word with the question still names its subject, not its answer.
+    s = "Tesla University hosted him, and Charles-Ferdinand University did not."
+    assert "Tesla University" not in [s[c.start:c.end] for c in candidates(s, expect(q), words)]
