@@ -20,6 +20,7 @@ from qa import Assistant
 from qa.embedding import token_counter
 from qa.evaluation import load_benchmark
 from qa.reading.formats import Chunk, SourceText, make_splitter, split
+from qa.store import chunk_text
 
 from .common import DATA, pct, row, scratch, texts
 
@@ -52,7 +53,7 @@ def copies(base: Assistant, folder: Path, n: int) -> Assistant:
     got = src.chunks.get(include=["embeddings", "documents", "metadatas"])
     by_doc: dict[str, list[tuple[Chunk, Any]]] = {}
     for text, meta, vec in zip(got["documents"], got["metadatas"], got["embeddings"]):
-        c = Chunk(meta["source"], int(meta["index"]), int(meta["start"]), int(meta["end"]), text)
+        c = Chunk(meta["source"], int(meta["index"]), int(meta["start"]), int(meta["end"]), chunk_text(text, meta))
         by_doc.setdefault(c.source, []).append((c, vec))
     store = a.store(create=True)
     for k in range(n):

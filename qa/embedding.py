@@ -117,7 +117,7 @@ def one_thread() -> Iterator[None]:
     Every op ends with a sync of torch's threads; on a busy machine that waits for the other
     thread to be scheduled, so a question encoded on 2 threads took 5x as long as on 1.
     """
-    from .onnx_embedding import single_thread
+    from .onnx_encoder import single_thread
 
     with single_thread():
         if "torch" not in sys.modules:  # the ONNX and remote backends never load it

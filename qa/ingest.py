@@ -4,14 +4,19 @@ Work is batched across files (the embedding model is fastest on full batches) an
 a file (a 50 MB file never exists as chunks all at once), but committed per file: a file counts
 only once its catalogue record follows its last chunk, so an interrupted run leaves at most
 uncommitted chunks, which readers ignore and `Store.repair` deletes.
+
+With the local ONNX model, an ingest of more than one round encodes from its second round on in an
+encoder process (`qa.onnx_encoder.EncoderProcess`), while this process writes the round before and
+splits the next: splitting and writing, a sixth of the work, are then hidden behind the encoding.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ from .types import FileResult, IngestReport
 Progress = Callable[[float, int, str], None]
 
 
+FIRST_ROUND = 64  # chunks of an ingest's first round when an encoder process may take the next ones
 RECENT_VECTORS = 20_000  # vectors kept to skip re-embedding repeated chunk texts (~30 MB)
 
 
@@ -47,9 +53,12 @@ class Ingestor:
         self._models = models  # (embedder, splitter), loaded only when a file needs embedding
         self.embedder: Any = None
         self.splitter: Any = None
+        self.batch_size = batch_size
         self.flush_chunks = batch_size * 4  # chunks embedded and written per round
         self.max_file_bytes = max_file_bytes
         self._recent: OrderedDict[str, Any] = OrderedDict()
+        self._process: Any = None  # qa.onnx_encoder.EncoderProcess during a big ingest
+        self._process_failed = False
         # Called with (chunks, text characters) before each write; raises if the disk cannot hold them.
         self.reserve: Callable[[int, int], None] | None = None
 
@@ -120,61 +129,86 @@ class Ingestor:
         queue: list[tuple[SourceText, list[Chunk]]] = []  # chunks waiting to be embedded and written
         finished: list[_Pending] = []  # files whose every chunk is queued or written: commit next flush
         queued = 0
+        # Rounds are written in order, each round's chunks before the records of the files it finishes:
+        # that is the commit point. With an encoder process, round k encodes there while this thread
+        # writes round k-1 and splits round k+1; at most two rounds are in flight.
+        in_flight: _Round | None = None
 
-        def flush() -> None:
-            nonlocal queued, changed
-            # Embed the queued chunks in full batches and write them; then commit the files they finish.
-            self.store.renew_writer()
-            if self.reserve is not None and (queue or finished):
-                self.reserve(sum(len(cs) for _, cs in queue), sum(len(p.source.text) for p in finished))
-            if queue:
-                vectors = self._encode([c.text for _, cs in queue for c in cs])
+        def write(job: _Round) -> None:
+            nonlocal changed
+            if job.chunks:
+                vectors = self._collect(job)
                 batch, pos = [], 0
-                for source, cs in queue:
+                for source, cs in job.chunks:
                     batch.append((source, cs, vectors[pos:pos + len(cs)]))
                     pos += len(cs)
                 self.store.add_chunks(batch)
-            if finished:
-                self.store.commit([(p.source, p.chunks) for p in finished],
-                                  [p.source for p in finished if p.status == "updated"])
-                results.extend(FileResult(p.source.path, p.status, chunks=p.chunks) for p in finished)
+            if job.files:
+                self.store.commit([(p.source, p.chunks) for p in job.files],
+                                  [p.source for p in job.files if p.status == "updated"])
+                results.extend(FileResult(p.source.path, p.status, chunks=p.chunks) for p in job.files)
                 changed = True
+
+        def flush(last: bool = False) -> None:
+            nonlocal queued, in_flight
+            self.store.renew_writer()
+            if self.reserve is not None and (queue or finished):
+                self.reserve(sum(len(cs) for _, cs in queue), sum(len(p.source.text) for p in finished))
+            job = self._submit([c.text for _, cs in queue for c in cs], more=not last)
+            if self._process is not None:
+                self.flush_chunks = self.batch_size
+            job.chunks, job.files = list(queue), list(finished)
             queue.clear()
             finished.clear()
             queued = 0
+            if in_flight is not None:
+                write(in_flight)
+            in_flight = job
+            if last:
+                in_flight = None
+                write(job)
 
-        for done, item in enumerate(items):
-            self.store.renew_writer()
-            if isinstance(item, FileResult):
-                results.append(item)
-            else:
-                if self.splitter is None:
-                    self.embedder, self.splitter = self._models()
-                # A big file streams through in windows: its chunks are written as they are embedded,
-                # and its catalogue record (the commit point) follows the last of them.
-                current: list[Chunk] = []
-                count = 0
-                for chunk in iter_chunks(item, self.splitter):
-                    current.append(chunk)
-                    count += 1
-                    queued += 1
-                    if queued >= self.flush_chunks:
-                        queue.append((item, current))
-                        current = []
-                        flush()
-                        if progress:
-                            progress(done + chunk.end / len(item.text), total, item.path)
-                if current:
-                    queue.append((item, current))
-                if count == 0:
-                    results.append(FileResult(item.path, "failed", reason="no text could be chunked"))
+        try:
+            for done, item in enumerate(items):
+                self.store.renew_writer()
+                if isinstance(item, FileResult):
+                    results.append(item)
                 else:
-                    finished.append(_Pending(item, count, "updated" if item.path in records else "added"))
-                    if queued >= self.flush_chunks:
-                        flush()
-            if progress:
-                progress(done + 1, total, item.path)
-        flush()
+                    if self.splitter is None:
+                        self.embedder, self.splitter = self._models()
+                        if _encoder_folder(self.embedder) is not None:
+                            # Short rounds make a finer pipeline, and the first is shorter still: the
+                            # encoder process starts while this process encodes it.
+                            self.flush_chunks = FIRST_ROUND
+                    # A big file streams through in windows: its chunks are written as they are embedded,
+                    # and its catalogue record (the commit point) follows the last of them.
+                    current: list[Chunk] = []
+                    count = 0
+                    for chunk in iter_chunks(item, self.splitter):
+                        current.append(chunk)
+                        count += 1
+                        queued += 1
+                        if queued >= self.flush_chunks:
+                            queue.append((item, current))
+                            current = []
+                            flush()
+                            if progress:
+                                progress(done + chunk.end / len(item.text), total, item.path)
+                    if current:
+                        queue.append((item, current))
+                    if count == 0:
+                        results.append(FileResult(item.path, "failed", reason="no text could be chunked"))
+                    else:
+                        finished.append(_Pending(item, count, "updated" if item.path in records else "added"))
+                        if queued >= self.flush_chunks:
+                            flush()
+                if progress:
+                    progress(done + 1, total, item.path)
+            flush(last=True)
+        finally:
+            if self._process is not None:  # on an error or an interrupt nothing more is written
+                self._process.close()
+                self._process = None
         for source in gone:
             self.store.remove(source)
             results.append(FileResult(source, "removed"))
@@ -182,14 +216,73 @@ class Ingestor:
         self.store.set_state(state["generation"] + int(changed), dirty=False)
         return results
 
-    def _encode(self, texts: list[str]) -> Any:
-        """Vectors for texts; a text already embedded in this run (repeated boilerplate) is not redone."""
+    def _submit(self, texts: list[str], more: bool) -> _Round:
+        """Start encoding a round: texts already embedded in this run (repeated boilerplate) are not redone.
+
+        The first round of an ingest that has more to come is encoded here while the encoder process
+        starts (about half a second); the rounds after it go to that process. Small ingests (one
+        round), remote embeddings and torch encode here, one round after the other.
+        """
+        known = {t: self._recent[t] for t in texts if t in self._recent}
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        job = _Round(texts, todo, known)
+        if not todo:
+            return job
+        if self._process is not None:
+            self._process.submit(todo)
+            job.remote = True
+            return job
+        folder = _encoder_folder(self.embedder)
+        if more and folder is not None and not self._process_failed and (os.cpu_count() or 1) > 1:
+            from .onnx_encoder import EncoderProcess
+
+            try:
+                self._process = EncoderProcess(folder, getattr(self.embedder, "embed_batch_size", 64))
+            except OSError:  # no processes left, no /dev/shm: encode here
+                self._process_failed = True
+        job.done = encode(self.embedder, todo)
+        return job
+
+    def _collect(self, job: _Round) -> Any:
+        """The vectors of a round's texts, in order, once encoded."""
         import numpy as np
 
-        todo = list(dict.fromkeys(t for t in texts if t not in self._recent))
-        if todo:
-            for t, v in zip(todo, encode(self.embedder, todo)):
+        if job.done is None and job.remote:
+            try:
+                if self._process is None:
+                    raise EOFError("the encoder process was stopped")
+                job.done = self._process.result()
+            except Exception:  # noqa: BLE001 - whatever went wrong there, encoding here says it plainly
+                # The encoder process died (killed, out of memory) or failed: this round and the rest
+                # encode here.
+                self._process_failed = True
+                if self._process is not None:
+                    self._process.close()
+                    self._process = None
+                job.done = encode(self.embedder, job.todo)
+        if job.todo:
+            for t, v in zip(job.todo, job.done):
                 self._recent[t] = v
+                job.known[t] = v
             while len(self._recent) > RECENT_VECTORS:
                 self._recent.popitem(last=False)
-        return np.stack([self._recent[t] for t in texts])
+        return np.stack([job.known[t] for t in job.texts])
+
+
+@dataclass
+class _Round:
+    """One round of chunks: their texts, those to encode, vectors already known, and the encoding."""
+
+    texts: list[str]
+    todo: list[str]
+    known: dict[str, Any]
+    remote: bool = False  # sent to the encoder process
+    done: Any = None  # encoded vectors of `todo`
+    chunks: list[tuple[SourceText, list[Chunk]]] = field(default_factory=list)
+    files: list[_Pending] = field(default_factory=list)
+
+
+def _encoder_folder(embedder: Any) -> Path | None:
+    """The exported model folder an encoder process can load: the local ONNX model's, else None."""
+    folder = getattr(embedder, "folder", None)
+    return Path(folder) if isinstance(folder, str) and (Path(folder) / "model.onnx").exists() else None

@@ -9,13 +9,9 @@ max_seq_length, mean pooling over the attention mask, L2 normalization.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +19,9 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
 from .errors import ConfigError
+from .onnx_encoder import OnnxEncoder
 
-TOKENS_PER_BATCH = 512  # word pieces in one model run (2 chunks of 256): fastest and smallest, benchmarks/README.md
 EXPORT_VERSION = 1  # bump when the export recipe changes: old exports are then made anew
-_local = threading.local()  # `single_thread` flag set by qa.embedding.one_thread()
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Encode on one thread in this block (see qa.embedding.one_thread)."""
-    before = getattr(_local, "single", False)
-    _local.single = True
-    try:
-        yield
-    finally:
-        _local.single = before
-
-
 def export_dir(model_path: Path, cache: Path, precision: str) -> Path:
     """Where the export of this model folder lives: named by model, content digest and precision."""
     h = hashlib.sha256(str(EXPORT_VERSION).encode())
@@ -75,30 +57,17 @@ def ensure_export(model_path: Path, cache: Path, precision: str) -> Path:
 
 
 class OnnxEmbedding(BaseEmbedding):
-    """A LlamaIndex embedding over an exported sentence-transformers model (mean pooling, normalized)."""
+    """A LlamaIndex embedding over an exported sentence-transformers model (mean pooling, normalized):
+    the model itself runs in `qa.onnx_encoder.OnnxEncoder`, which an ingest's encoder process loads too."""
 
     folder: str
     max_length: int = 256
-    _tokenizer: Any = PrivateAttr()
-    _counter: Any = PrivateAttr()
-    _sessions: dict[int, Any] = PrivateAttr(default_factory=dict)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
-    _inputs: set[str] = PrivateAttr(default_factory=set)
-    _pad_id: int = PrivateAttr(default=0)
+    _encoder: OnnxEncoder = PrivateAttr()
 
     def __init__(self, folder: Path, **kwargs: Any) -> None:
-        from tokenizers import Tokenizer
-
-        meta = json.loads((folder / "qa-export.json").read_text())
-        super().__init__(folder=str(folder), max_length=int(meta["max_seq_length"]),
-                         model_name=meta["model"], **kwargs)
-        self._counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._counter.no_truncation()
-        self._counter.no_padding()
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._tokenizer.enable_truncation(self.max_length)
-        self._tokenizer.no_padding()  # each batch is padded to its own longest text in encode()
-        self._pad_id = self._tokenizer.token_to_id(meta.get("pad_token", "[PAD]")) or 0
+        encoder = OnnxEncoder(folder)
+        super().__init__(folder=str(folder), max_length=encoder.max_length, model_name=encoder.model, **kwargs)
+        self._encoder = encoder
 
     @classmethod
     def class_name(cls) -> str:
@@ -106,62 +75,11 @@ class OnnxEmbedding(BaseEmbedding):
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of a text, without special tokens or truncation (for chunk sizing)."""
-        return len(self._counter.encode(text, add_special_tokens=False).ids)
-
-    def _session(self, threads: int) -> Any:
-        with self._lock:
-            if threads not in self._sessions:
-                import onnxruntime as ort
-
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = threads
-                opts.inter_op_num_threads = 1
-                # Spinning threads burn a shared machine's CPU between the small ops of a short input.
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                # The arena keeps the largest batch's activations for the life of the process (hundreds
-                # of MB during an ingest of long chunks); freed after each run, memory stays flat.
-                opts.enable_cpu_mem_arena = False
-                s = ort.InferenceSession(str(Path(self.folder) / "model.onnx"), opts,
-                                         providers=["CPUExecutionProvider"])
-                self._inputs = {i.name for i in s.get_inputs()}
-                self._sessions[threads] = s
-            return self._sessions[threads]
+        return self._encoder.count_tokens(text)
 
     def encode(self, texts: list[str], batch_size: int | None = None) -> Any:
-        """Normalized float32 vectors of texts, in order. Batches hold texts of similar length (no padding
-        wasted) and at most TOKENS_PER_BATCH word pieces: attention's memory grows with batch x length^2,
-        and 64 chunks of 256 pieces took 1.3 GB while encoding half as fast as 2 at a time."""
-        import numpy as np
-
-        single = len(texts) == 1 or getattr(_local, "single", False)
-        session = self._session(1 if single else (os.cpu_count() or 1))
-        size = batch_size or self.embed_batch_size
-        enc = self._tokenizer.encode_batch(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(enc[i].ids))
-        out = np.zeros((len(texts), 0), dtype=np.float32)
-        start = 0
-        while start < len(order):
-            longest = max(len(enc[order[start]].ids), 1)  # the first of a batch is its longest
-            n = max(1, min(size, TOKENS_PER_BATCH // longest))
-            idx = order[start:start + n]
-            start += n
-            ids = np.full((len(idx), longest), self._pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), longest), dtype=np.int64)
-            for row, i in enumerate(idx):
-                ids[row, :len(enc[i].ids)] = enc[i].ids
-                mask[row, :len(enc[i].ids)] = 1
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            hidden = session.run(None, feed)[0]
-            m = mask[:, :, None].astype(np.float32)
-            pooled = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
-            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-            if out.shape[1] == 0:
-                out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
-            out[idx] = pooled
-        return out
+        """Normalized float32 vectors of texts, in order (see OnnxEncoder.encode)."""
+        return self._encoder.encode(texts, batch_size or self.embed_batch_size)
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self.encode([query])[0].tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -157,3 +158,137 @@ def test_a_document_is_answered_right_after_its_ingest(tmp_path: Path) -> None:
     a.ingest(note)
     ans = a.ask("Where does the grey heron Aldous nest?")
     assert ans.answered and "Vollsmose" in ans.answer
+
+
+def _old_add_chunks(self, batch) -> None:  # noqa: ANN001 - Store.add_chunks as qa wrote chunks before
+    from llama_index.core.schema import TextNode
+
+    from qa.reading.formats import location
+    from qa.store import _META_KEYS
+
+    nodes = []
+    for source, chunks, embeddings in batch:
+        for c, emb in zip(chunks, embeddings):
+            meta = {"source": c.source, "digest": source.digest, "index": c.index, "start": c.start,
+                    "end": c.end, "location": location(source, c.start)}
+            nodes.append(TextNode(id_=chunk_id(c.source, source.digest, c.index), text=c.text, metadata=meta,
+                                  embedding=emb.tolist(), excluded_embed_metadata_keys=_META_KEYS,
+                                  excluded_llm_metadata_keys=_META_KEYS))
+    self.vector_store.add(nodes)  # LlamaIndex's own write: the text as a Chroma document
+
+
+def _old_upsert_texts(self, rows) -> None:  # noqa: ANN001 - document texts as Chroma documents, as before
+    if rows:
+        self.texts.upsert(ids=[r[0] for r in rows], documents=[r[1]["text"] for r in rows],
+                          embeddings=[[0.0]] * len(rows),
+                          metadatas=[{k: v for k, v in r[1].items() if k != "text"} for r in rows])
+
+
+def test_chunk_texts_stay_out_of_chromas_full_text_index_and_old_indexes_read_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk and document texts are no longer Chroma documents (Chroma full-text-indexes those, and qa never
+    searches that index: it took half of every write). An index written the old way answers the same."""
+    question = "In which newspaper was Putin's letter published?"
+    a = Assistant(index_dir=tmp_path / "new")
+    a.ingest(SEED_FILE)
+    got = a.store().chunks.get(include=["documents"])
+    assert got["ids"] and all(d is None for d in got["documents"])
+    assert all(d is None for d in a.store().texts.get(include=["documents"])["documents"])
+    new = a.ask(question)
+
+    from qa.store import Store
+
+    with monkeypatch.context() as m:
+        m.setattr(Store, "add_chunks", _old_add_chunks)
+        m.setattr(Store, "_upsert_texts", _old_upsert_texts)
+        Assistant(index_dir=tmp_path / "old").ingest(SEED_FILE)
+    b = Assistant(index_dir=tmp_path / "old")
+    assert all(d for d in b.store().chunks.get(include=["documents"])["documents"])  # really the old format
+    old = b.ask(question)
+    assert new.answered and "Rodong Sinmun" in new.answer
+    assert (old.answer, [(c.start, c.end, c.text) for c in old.citations]) == (
+        new.answer, [(c.start, c.end, c.text) for c in new.citations])
+    text = SEED_FILE.read_text()
+    for x in (a, b):
+        assert x.store().document(str(SEED_FILE.absolute()))[0] == text
+
+
+def _many_documents(n: int) -> list:
+    """n distinct documents of seed sentences, enough chunks for several ingest rounds."""
+    import hashlib
+
+    from qa.reading.formats import SourceText
+
+    sentences = [s.strip() + "." for s in SEED_FILE.read_text().replace("\n", " ").split(". ") if len(s) > 40]
+    docs = []
+    for i in range(n):
+        text = f"Record {i}. " + " ".join(sentences[(i + k) % len(sentences)] for k in range(6))
+        docs.append(SourceText(path=f"record-{i}", text=text, digest=hashlib.sha256(text.encode()).hexdigest()))
+    return docs
+
+
+def test_a_big_ingest_encodes_in_a_child_process_with_the_same_vectors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its first round an ingest encodes in an encoder process (while it writes and splits here); the
+    vectors are the model's, as encoded here, and the process is gone when the ingest ends."""
+    import numpy as np
+
+    import qa.ingest
+    import qa.onnx_encoder
+
+    started = []
+    real_init = qa.onnx_encoder.EncoderProcess.__init__
+
+    def spy(self, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        real_init(self, *args, **kwargs)
+        started.append(self)
+
+    monkeypatch.setattr(qa.onnx_encoder.EncoderProcess, "__init__", spy)
+    docs = _many_documents(150)
+    a = Assistant(index_dir=tmp_path / "a")
+    report = a.ingest_texts(docs)
+    assert len(started) == 1 and started[0]._child.poll() is not None  # one child, ended with the ingest
+    assert report.count("added") == 150 and report.chunks_embedded > qa.ingest.FIRST_ROUND + 64
+
+    monkeypatch.setattr(qa.ingest, "_encoder_folder", lambda embedder: None)  # everything encoded here
+    b = Assistant(index_dir=tmp_path / "b")
+    assert b.ingest_texts(docs).chunks_embedded == report.chunks_embedded
+    assert len(started) == 1
+
+    def vectors(x: Assistant) -> dict[str, np.ndarray]:
+        got = x.store().chunks.get(include=["embeddings"])
+        return dict(zip(got["ids"], np.asarray(got["embeddings"])))
+
+    va, vb = vectors(a), vectors(b)
+    assert va.keys() == vb.keys()
+    # int8 activations are quantized per batch, so a chunk's batch mates move its vector a little (the
+    # rounds differ here); int8 against torch is held to 0.98 in test_embedding.
+    cosines = [float(va[k] @ vb[k]) for k in va]
+    assert min(cosines) > 0.98 and sum(cosines) / len(cosines) > 0.995, (min(cosines), sum(cosines) / len(cosines))
+    assert a.ask("Who is Matthew Miller?").answered
+
+
+def test_an_encoder_process_that_dies_costs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed mid-ingest (out of memory, say), the encoder process's rounds are encoded here instead."""
+    import signal
+
+    import qa.onnx_encoder
+
+    real_submit = qa.onnx_encoder.EncoderProcess.submit
+    sent = []
+
+    def submit(self, texts) -> None:  # noqa: ANN001
+        sent.append(len(texts))
+        if len(sent) == 2:
+            os.kill(self._child.pid, signal.SIGKILL)
+            self._child.wait()
+        real_submit(self, texts)
+
+    monkeypatch.setattr(qa.onnx_encoder.EncoderProcess, "submit", submit)
+    docs = _many_documents(300)
+    a = Assistant()
+    report = a.ingest_texts(docs)
+    assert len(sent) >= 2, "the ingest was too small to use the encoder process"
+    assert report.count("added") == 300 and report.count("failed") == 0
+    assert a.store().count() == report.chunks_total == report.chunks_embedded
+    assert a.ask("In which newspaper was Putin's letter published?").answered

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from qa import Answer, Assistant, QAError
 from qa.reading.formats import SUPPORTED_SUFFIXES
+from qa.store import chunk_text
 
 from .conftest import ROOT
 
@@ -196,7 +197,7 @@ def test_any_file_is_indexed_exactly_or_reported_failed(doc_assistant: Assistant
         rows = sorted(zip(got["metadatas"], got["documents"]), key=lambda r: r[0]["index"])
         assert [m["index"] for m, _ in rows] == list(range(len(rows)))
         for m, t in rows:
-            assert text[m["start"]:m["end"]] == t
+            assert text[m["start"]:m["end"]] == chunk_text(t, m)
 
 
 # --- settings ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,215 @@
+"""The exported embedding model on ONNX Runtime, with nothing of LlamaIndex around it.
+
+`qa.onnx_embedding.OnnxEmbedding` (the LlamaIndex embedding the rest of qa uses) runs it, and so does
+the encoder process of a big ingest (`qa.ingest`), whose start-up imports only numpy, tokenizers and
+ONNX Runtime. As the sentence-transformers config says: word pieces truncated at the model's
+max_seq_length, mean pooling over the attention mask, L2 normalization.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TOKENS_PER_BATCH = 512  # word pieces in one model run (2 chunks of 256): fastest and smallest, benchmarks/README.md
+_local = threading.local()  # `single_thread` flag set by qa.embedding.one_thread()
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Encode on one thread in this block (see qa.embedding.one_thread)."""
+    before = getattr(_local, "single", False)
+    _local.single = True
+    try:
+        yield
+    finally:
+        _local.single = before
+
+
+class OnnxEncoder:
+    """Tokenizer and ONNX Runtime sessions of one exported model folder (see qa.onnx_embedding.export_dir)."""
+
+    def __init__(self, folder: Path, batch_size: int = 64) -> None:
+        from tokenizers import Tokenizer
+
+        meta = json.loads((folder / "qa-export.json").read_text())
+        self.folder = Path(folder)
+        self.model = str(meta["model"])
+        self.max_length = int(meta["max_seq_length"])
+        self.batch_size = batch_size
+        self._sessions: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._inputs: set[str] = set()
+        self._counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._counter.no_truncation()
+        self._counter.no_padding()
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer.enable_truncation(self.max_length)
+        self._tokenizer.no_padding()  # each batch is padded to its own longest text in encode()
+        self._pad_id = self._tokenizer.token_to_id(meta.get("pad_token", "[PAD]")) or 0
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces of a text, without special tokens or truncation (for chunk sizing)."""
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    def _session(self, threads: int) -> Any:
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime as ort
+
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
+                # Spinning threads burn a shared machine's CPU between the small ops of a short input.
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                # The arena keeps the largest batch's activations for the life of the process (hundreds
+                # of MB during an ingest of long chunks); freed after each run, memory stays flat.
+                opts.enable_cpu_mem_arena = False
+                s = ort.InferenceSession(str(self.folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+                self._inputs = {i.name for i in s.get_inputs()}
+                self._sessions[threads] = s
+            return self._sessions[threads]
+
+    def encode(self, texts: list[str], batch_size: int | None = None) -> Any:
+        """Normalized float32 vectors of texts, in order. Batches hold texts of similar length (no padding
+        wasted) and at most TOKENS_PER_BATCH word pieces: attention's memory grows with batch x length^2,
+        and 64 chunks of 256 pieces took 1.3 GB while encoding half as fast as 2 at a time."""
+        import numpy as np
+
+        single = len(texts) == 1 or getattr(_local, "single", False)
+        session = self._session(1 if single else (os.cpu_count() or 1))
+        size = batch_size or self.batch_size
+        enc = self._tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: -len(enc[i].ids))
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            longest = max(len(enc[order[start]].ids), 1)  # the first of a batch is its longest
+            n = max(1, min(size, TOKENS_PER_BATCH // longest))
+            idx = order[start:start + n]
+            start += n
+            ids = np.full((len(idx), longest), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), longest), dtype=np.int64)
+            for row, i in enumerate(idx):
+                ids[row, :len(enc[i].ids)] = enc[i].ids
+                mask[row, :len(enc[i].ids)] = 1
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = session.run(None, feed)[0]
+            m = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            if out.shape[1] == 0:
+                out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
+            out[idx] = pooled
+        return out
+
+
+# --- the encoder process of a big ingest ----------------------------------------------------------------
+# While the model encodes one round of chunks in a child process, the ingest splits the next round and
+# writes the one before. Threads cannot do this: splitting and Chroma's writes hold the interpreter lock,
+# and the model's thread waits for it between runs, so on 2 cores a thread pipeline was no faster.
+# The child is `python -m qa.onnx_encoder FOLDER`: multiprocessing's spawn would run the parent's main
+# script again in it, which breaks any script that calls qa without an `if __name__ == "__main__"` guard.
+# Requests and answers are pickled frames on its stdin and stdout, answered in order.
+
+
+def _send(stream: Any, obj: Any) -> None:
+    import pickle
+    import struct
+
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: Any) -> Any:
+    import pickle
+    import struct
+
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError("the encoder process closed its output")
+    (n,) = struct.unpack("<Q", head)
+    data = stream.read(n)
+    if len(data) < n:
+        raise EOFError("the encoder process closed its output")
+    return pickle.loads(data)
+
+
+class EncoderProcess:
+    """An OnnxEncoder in a child process: `submit` texts, then `result` their vectors, in the same order."""
+
+    def __init__(self, folder: Path, batch_size: int = 64) -> None:
+        import queue
+        import subprocess
+        import sys
+
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "qa.onnx_encoder", str(folder), str(batch_size)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # Requests go out on a thread of their own: a round larger than the pipe's buffer must not block
+        # this one while the child, busy with the round before, is not reading.
+        self._outbox: queue.Queue[list[str] | None] = queue.Queue()
+        self._sender = threading.Thread(target=self._send_all, name="qa-encoder-requests", daemon=True)
+        self._sender.start()
+
+    def _send_all(self) -> None:
+        try:
+            while (texts := self._outbox.get()) is not None:
+                _send(self._child.stdin, texts)
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # the child is gone: `result` says so
+
+    def submit(self, texts: list[str]) -> None:
+        """Queue texts to encode; their vectors come from the matching `result` call."""
+        self._outbox.put(texts)
+
+    def result(self) -> Any:
+        """The vectors of the oldest submitted texts not yet returned (raises EOFError if the child died)."""
+        answer = _receive(self._child.stdout)
+        if isinstance(answer, str):
+            raise RuntimeError(f"the encoder process failed: {answer}")
+        return answer
+
+    def close(self) -> None:
+        """Stop the child (a round still encoding is abandoned)."""
+        self._outbox.put(None)
+        if self._child.poll() is None:
+            self._child.kill()
+        self._child.wait()
+        for stream in (self._child.stdin, self._child.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._sender.join(timeout=5)
+
+
+def _serve(folder: str, batch_size: int) -> None:
+    """The child's loop: encode each request from stdin, answer on stdout, until stdin closes."""
+    encoder = OnnxEncoder(Path(folder), batch_size)
+    encoder.encode(["warm up"] * 2)  # the session and its threads, before the first round arrives
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            texts = _receive(stdin)
+        except EOFError:
+            return
+        try:
+            answer = encoder.encode(texts)
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which encodes the round itself
+            answer = f"{type(e).__name__}: {e}"
+        _send(stdout, answer)
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], int(sys.argv[2]))
