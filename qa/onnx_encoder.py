@@ -153,9 +153,11 @@ class EncoderProcess:
         import subprocess
         import sys
 
+        here = str(Path(__file__).resolve().parent.parent)  # this qa, whatever the parent's path or folder
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
         self._child = subprocess.Popen(
             [sys.executable, "-m", "qa.onnx_encoder", str(folder), str(batch_size)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         # Requests go out on a thread of their own: a round larger than the pipe's buffer must not block
         # this one while the child, busy with the round before, is not reading.
         self._outbox: queue.Queue[list[str] | None] = queue.Queue()

@@ -231,7 +231,7 @@ class Store:
         pieces = self.texts.get(where={"$and": [{"source": source}, {"digest": meta["digest"]}]},
                                 include=["documents", "metadatas"])
         ordered = sorted(zip(pieces["metadatas"], pieces["documents"]), key=lambda x: int(x[0]["piece"]))
-        return "".join(t or m.get("text", "") for m, t in ordered), pages  # documents: written before add_chunks' change
+        return "".join(t or m.get("text", "") for m, t in ordered), pages  # older indexes: a Chroma document
 
     def digests(self, sources: set[str] | list[str]) -> dict[str, str]:
         """The content digest of each of these documents that the catalogue holds (missing: not indexed)."""
