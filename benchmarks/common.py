@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import shlex
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,12 @@ HEADER = "| benchmark | figure | target | command | machine/load |\n|---|---|---
 def machine() -> str:
     """Cores and the 1-minute load average right now (figures are noisy on a loaded machine)."""
     return f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+
+
+def cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (a big ingest's encoder process)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def command() -> str:

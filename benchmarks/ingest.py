@@ -13,7 +13,6 @@ and the best run of each is compared. CPU seconds count that process too.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from typing import Any
 
@@ -21,15 +20,9 @@ from qa import Assistant
 from qa.embedding import token_counter
 from qa.reading.formats import make_splitter, split
 
-from .common import row, scratch, texts
+from .common import cpu, row, scratch, texts
 
 TARGET = 0.9
-
-
-def cpu() -> float:
-    """CPU seconds of this process and of its children that have ended (ingest's encoder process)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def bare(embedder: Any, chunks: list[str]) -> tuple[float, float]:
