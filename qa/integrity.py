@@ -45,6 +45,15 @@ def _connect(db: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
 
 
+INTERRUPTED_WRITE = "an interrupted write, which SQLite rolls back when the index next opens for writing"
+
+
+def _interrupted_write(e: sqlite3.Error) -> bool:
+    """Whether a read-only connection failed only because a write was cut off (a process killed inside a
+    transaction leaves a hot journal that only a writer may roll back): not damage."""
+    return str(getattr(e, "sqlite_errorname", "")).startswith("SQLITE_READONLY") or "readonly database" in str(e)
+
+
 # --- file-level checks: cheap, run before Chroma opens the folder -----------------------------------
 def check_sqlite_header(index_dir: Path) -> Check:
     """The SQLite file starts with SQLite's header and is a whole number of pages."""
@@ -77,6 +86,8 @@ def check_sqlite_pages(index_dir: Path) -> Check:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
+        if _interrupted_write(e):
+            return Check("sqlite pages", True, f"{db.name}: {INTERRUPTED_WRITE}")
         return Check("sqlite pages", False, f"{db.name}: {e}")
     if rows != ["ok"]:
         return Check("sqlite pages", False, f"{db.name}: {' '.join(' '.join(rows).split())[:200]}")
@@ -107,6 +118,8 @@ def check_segment_files(index_dir: Path) -> Check:
     try:
         segments = vector_segments(index_dir)
     except sqlite3.DatabaseError as e:
+        if _interrupted_write(e):
+            return Check("vector files", True, f"not checked: {INTERRUPTED_WRITE}")
         return Check("vector files", False, f"cannot list the vector segments: {e}")
     problems, seen = [], 0
     for seg, name, _ in segments:

@@ -244,3 +244,37 @@ def test_truncated_vector_file_is_caught_although_chroma_would_answer_from_it(tm
     os.truncate(damaged, damaged.stat().st_size // 2)
     result = check_segment_files(tmp_path / "damaged")
     assert not result.ok and "data_level0.bin" in result.detail and "truncated" in result.detail
+
+
+_KILLED_WRITER = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1])
+con.execute("PRAGMA cache_size=1")  # the change spills into the file: the journal left behind is hot
+con.execute("BEGIN")
+con.execute("UPDATE embedding_metadata SET string_value = string_value || 'x' WHERE key = 'source'")
+con.execute("CREATE TABLE scratch(x)")
+con.executemany("INSERT INTO scratch VALUES (?)", [("y" * 200,)] * 20000)
+print("inside", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_write_killed_mid_transaction_is_rolled_back_not_called_damage(seeded: Assistant) -> None:
+    """A process killed inside an SQLite transaction (`qa ingest` under SIGKILL, a power cut) leaves a hot
+    journal. The read-only checks cannot roll it back ("attempt to write a readonly database"); that is an
+    interrupted write, which Chroma's next connection rolls back, not a damaged index."""
+    import signal
+
+    index = Path(seeded.settings.index_dir)
+    before = seeded.ask(QUESTION)
+    seeded._store = None
+    p = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(index / "chroma.sqlite3")],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "inside"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert (index / "chroma.sqlite3-journal").exists()
+    a = reopen(index, seeded)
+    assert a.ask(QUESTION).answer == before.answer
+    assert a.ingest(SEEDS).count("unchanged") >= 1
+    assert all(c.ok for c in a.check())
