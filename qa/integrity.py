@@ -66,6 +66,11 @@ def check_sqlite_header(index_dir: Path) -> Check:
         return Check("sqlite", False, f"cannot read {db.name}: {e.strerror}")
     if len(head) < 100 or head[:16] != SQLITE_MAGIC:
         return Check("sqlite", False, f"{db.name} does not start with an SQLite header (overwritten?)")
+    journal = index_dir / "chroma.sqlite3-journal"
+    if journal.exists() and journal.stat().st_size > 0:
+        # A write in progress or cut off: until its journal is rolled back the file may be shorter or longer
+        # than its header says, which is not damage.
+        return Check("sqlite", True, f"{db.name}: header sane; {INTERRUPTED_WRITE}")
     page = int.from_bytes(head[16:18], "big")
     page = 65536 if page == 1 else page
     pages = int.from_bytes(head[28:32], "big")

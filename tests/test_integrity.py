@@ -278,3 +278,20 @@ def test_a_write_killed_mid_transaction_is_rolled_back_not_called_damage(seeded:
     assert a.ask(QUESTION).answer == before.answer
     assert a.ingest(SEEDS).count("unchanged") >= 1
     assert all(c.ok for c in a.check())
+
+
+def test_a_file_shorter_than_its_header_says_is_damage_unless_a_journal_is_rolling_it_back(
+        seeded: Assistant, tmp_path: Path) -> None:
+    """SIGKILL during a commit can leave the file shorter than its header says, beside the hot journal that
+    restores it: an interrupted write. The same file without a journal is truncated: damage."""
+    from qa.integrity import check_sqlite_header
+
+    index = tmp_path / "copy"
+    shutil.copytree(seeded.settings.index_dir, index)
+    db = index / "chroma.sqlite3"
+    page = int.from_bytes(db.read_bytes()[16:18], "big")
+    with open(db, "r+b") as f:
+        f.truncate(db.stat().st_size - 3 * page)
+    assert not check_sqlite_header(index).ok and "truncated" in check_sqlite_header(index).detail
+    (index / "chroma.sqlite3-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + b"\x00" * 504)
+    assert check_sqlite_header(index).ok and "interrupted write" in check_sqlite_header(index).detail

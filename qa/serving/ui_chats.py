@@ -179,7 +179,10 @@ class Chats:
     # Handlers wired by `wire`; Gradio fills in `request` (its annotation becomes gr.Request in `build_panel`).
     def on_load(self, saved: str | None, chat: list[Any] | None, request: Any) -> tuple[Any, ...]:
         view = self.view(request, None if saved in ("", NONE) else saved)
-        if chat:  # a question was asked before the saved conversation came back: keep what the chat shows
+        # A question asked before the saved conversation came back: keep what the chat shows. `chat` is the
+        # chat as this load event was triggered, so a question asked while it was queued is not in it: with
+        # nothing to restore (no saved conversation, or an empty one), the chat is left alone as well.
+        if chat or not view[2]:
             import gradio as gr
 
             return (gr.skip(),) * 4 + view[4:]
