@@ -155,8 +155,9 @@ class Ingestor:
             if self.reserve is not None and (queue or finished):
                 self.reserve(sum(len(cs) for _, cs in queue), sum(len(p.source.text) for p in finished))
             job = self._submit([c.text for _, cs in queue for c in cs], more=not last)
-            if self._process is not None:
-                self.flush_chunks = self.batch_size
+            # After the first round: short rounds while an encoder process takes them, full ones otherwise
+            # (it could not start, or died).
+            self.flush_chunks = self.batch_size if self._process is not None else self.batch_size * 4
             job.chunks, job.files = list(queue), list(finished)
             queue.clear()
             finished.clear()
@@ -229,8 +230,7 @@ class Ingestor:
         if not todo:
             return job
         if self._process is not None:
-            self._process.submit(todo)
-            job.remote = True
+            self._process.submit(todo)  # job.done stays None until _collect receives it
             return job
         folder = _encoder_folder(self.embedder)
         if more and folder is not None and not self._process_failed and (os.cpu_count() or 1) > 1:
@@ -247,7 +247,7 @@ class Ingestor:
         """The vectors of a round's texts, in order, once encoded."""
         import numpy as np
 
-        if job.done is None and job.remote:
+        if job.todo and job.done is None:  # sent to the encoder process
             try:
                 if self._process is None:
                     raise EOFError("the encoder process was stopped")
@@ -276,8 +276,7 @@ class _Round:
     texts: list[str]
     todo: list[str]
     known: dict[str, Any]
-    remote: bool = False  # sent to the encoder process
-    done: Any = None  # encoded vectors of `todo`
+    done: Any = None  # encoded vectors of `todo`; None while the encoder process has them
     chunks: list[tuple[SourceText, list[Chunk]]] = field(default_factory=list)
     files: list[_Pending] = field(default_factory=list)
 

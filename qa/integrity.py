@@ -66,7 +66,7 @@ def check_sqlite_header(index_dir: Path) -> Check:
         return Check("sqlite", False, f"cannot read {db.name}: {e.strerror}")
     if len(head) < 100 or head[:16] != SQLITE_MAGIC:
         return Check("sqlite", False, f"{db.name} does not start with an SQLite header (overwritten?)")
-    journal = index_dir / "chroma.sqlite3-journal"
+    journal = db.with_name(db.name + "-journal")
     if journal.exists() and journal.stat().st_size > 0:
         # A write in progress or cut off: until its journal is rolled back the file may be shorter or longer
         # than its header says, which is not damage.

@@ -151,7 +151,6 @@ class EncoderProcess:
     def __init__(self, folder: Path, batch_size: int = 64) -> None:
         import queue
         import subprocess
-        import sys
 
         here = str(Path(__file__).resolve().parent.parent)  # this qa, whatever the parent's path or folder
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}

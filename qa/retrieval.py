@@ -133,14 +133,11 @@ class BM25Side:
         return None
 
     def _build(self, stamp: dict[str, Any]) -> Any:
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
-        rows = self.store.all_chunks()
-        if not rows:
-            raise IndexMissingError("The index is empty. Run: qa ingest seeds/")
         # The same node objects the Chroma side returns, so fusion recognises a chunk found by both
         # sides (it matches nodes by hash) and adds up its scores.
-        nodes = [metadata_dict_to_node(m, text=t) for _, t, m in rows]
+        nodes = self.store.chunk_nodes()
+        if not nodes:
+            raise IndexMissingError("The index is empty. Run: qa ingest seeds/")
         retriever = _bm25_class().from_defaults(nodes=nodes, similarity_top_k=1)
         tmp: Path | None = None
         try:

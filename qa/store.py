@@ -395,6 +395,13 @@ class Store:
         """(id, text, metadata) of every chunk."""
         return [(i, chunk_text(t, m), m) for i, t, m in _get_all(self.chunks, ["documents", "metadatas"])]
 
+    def chunk_nodes(self) -> list[Any]:
+        """LlamaIndex nodes of every chunk, the same objects the Chroma side's search returns (its text from
+        the document of an older index, else from the node JSON, which is parsed once)."""
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        return [metadata_dict_to_node(m, text=t) for _, t, m in _get_all(self.chunks, ["documents", "metadatas"])]
+
 
 def chunk_text(document: str | None, metadata: dict[str, Any]) -> str:
     """A chunk's text from its Chroma record: the document of indexes written before add_chunks kept it in
