@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,49 @@ def test_onnx_int8_is_the_default_and_close_to_torch(seeded) -> None:
     assert np.allclose(np.linalg.norm(int8, axis=1), 1, atol=1e-5)
     assert float((fp32 * torch).sum(1).min()) > 0.9999  # what lets the two share an index
     assert 0.98 < float((int8 * torch).sum(1).min()) < 0.9999  # close, yet not the same vectors: an index of its own
+
+
+def test_batches_run_side_by_side_give_the_vectors_of_one_at_a_time(seeded, monkeypatch) -> None:
+    """encode() runs a batch per core at once (one-thread sessions): each text gets the vector it gets
+    when the batches run one after the other, in its own row; a run that fails raises in the caller."""
+    from qa.onnx_encoder import single_thread
+
+    encoder = seeded.embedder._encoder
+    seed = " ".join(SEEDS.joinpath(p).read_text() for p in sorted(os.listdir(SEEDS)))
+    texts = [seed[i:i + 100 + 37 * (i % 13)] for i in range(0, len(seed), max(1, len(seed) // 60))]
+    with single_thread():  # one batch at a time, as before
+        alone = encoder.encode(texts)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    session, threads = encoder._session(1), set()
+
+    class Recording:
+        def run(self, *args):
+            threads.add(threading.current_thread().name)
+            return session.run(*args)
+
+    monkeypatch.setattr(encoder, "_session", lambda n: Recording() if n == 1 else pytest.fail("a 2-thread run"))
+    side_by_side = encoder.encode(texts)
+    assert len(threads) >= 2  # runs in more than one thread, each on a one-thread session
+    monkeypatch.undo()
+    assert len(texts) > 40 and side_by_side.shape == alone.shape == (len(texts), 384)
+    assert float((side_by_side * alone).sum(1).min()) > 0.99999  # same batches, same rows
+    # Reversed, ties of length meet other batch mates (int8 activations are quantized per run), yet
+    # every row is still its own text's vector.
+    reversed_ = encoder.encode(texts[::-1])[::-1]
+    assert list((reversed_ @ alone.T).argmax(1)) == list(range(len(texts)))
+
+    calls = []
+
+    class Failing:
+        def run(self, *args):  # the fourth run fails, in whichever thread it lands
+            calls.append(1)
+            if len(calls) == 4:
+                raise RuntimeError("out of memory in a run")
+            return session.run(*args)
+
+    monkeypatch.setattr(encoder, "_session", lambda threads: Failing())
+    with pytest.raises(RuntimeError, match="out of memory in a run"):
+        encoder.encode(texts)
 
 
 def test_onnx_answers_like_torch_on_the_seed_questions(seeded, torch_index: Path) -> None:
