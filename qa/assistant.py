@@ -477,10 +477,10 @@ class Assistant:
         """PNG of a page of an indexed PDF or image, the words of `[start, end)` highlighted.
 
         `crop` keeps only those words and a margin. Cached under `<index>/pages/` by the file's
-        digest, page, span and crop.
+        digest, page, span and crop, up to `page_cache_mb` (the least recently shown go first).
         """
         from .reading.formats import file_digest
-        from .reading.pages import render_page
+        from .reading.pages import prune_pages, render_page
 
         got = self._layout(source)
         if got is None:
@@ -490,18 +490,25 @@ class Assistant:
         cache = Path(self.settings.index_dir) / "pages" / (
             f"{digest[:24]}-{int(page)}" + (f"-{span[0]}-{span[1]}" if span else "") + ("-crop" if crop else "")
             + ".png")
-        if cache.exists():
-            return cache.read_bytes()
+        try:
+            png = cache.read_bytes()
+            os.utime(cache)  # shown again: the last to be pruned
+            return png
+        except FileNotFoundError:
+            pass
         path = Path(source)
         if not path.is_file():
             raise QAError(f"{source} is indexed but not on this machine; page images are drawn from the file.")
         if file_digest(path) != digest:
             raise QAError(f"{source} changed since it was indexed. Run: qa ingest {source}")
         png = render_page(path, int(page), layout.boxes(*span) if span else (), crop)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(png)
-        os.replace(tmp, cache)
+        limit = int(self.settings.page_cache_mb * (1 << 20))
+        if len(png) <= limit:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(png)
+            os.replace(tmp, cache)
+            prune_pages(cache.parent, limit)
         return png
 
     # --- the document library (qa.library) ----------------------------------------------------------

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         description="Below this evidence score the answer is 'not found in the documents'.",
     )
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are skipped.")
+    page_cache_mb: float = Field(
+        256.0, ge=0, description="Disk for rendered page images under <index>/pages/; the least recently "
+        "shown go first beyond it (0: none kept).")
     conversations_path: Path | None = Field(
         None, description="SQLite file of saved conversations; default <index_dir>/conversations.sqlite3 "
         "(set it in Chroma server mode, where the index is not in index_dir).",

@@ -150,6 +150,41 @@ def test_page_image_highlights_the_cited_words_and_is_cached(assistant) -> None:
     assert _yellow(shown, (b.x0, b.y0, b.x1, b.y1)) > 0.4
 
 
+def test_page_image_cache_keeps_to_its_size_dropping_the_least_recently_shown(assistant) -> None:
+    """Page images are cached up to QA_PAGE_CACHE_MB: beyond it the least recently shown go; one shown
+    again stays. With 0 nothing is kept, and every image is still served."""
+    import os
+    import time
+
+    from qa import Assistant
+
+    c = _cite(assistant, "How long does the ferry crossing to Ulva take?", "twenty minutes")
+    pages = Path(assistant.settings.index_dir) / "pages"
+    first, second, third = (assistant.page_image(c.source, 1), assistant.page_image(c.source, 2),
+                            assistant.page_image(c.source, 2, c.start, c.end))
+    limit = len(first) + len(second) + len(third) - 1  # the third image goes over it
+    small = Assistant(index_dir=assistant.settings.index_dir, page_cache_mb=limit / (1 << 20))
+    name = lambda *key: next(pages.glob("*-" + "-".join(map(str, key)) + ".png"), None)  # noqa: E731
+    for p in pages.glob("*.png"):
+        p.unlink()
+    small.page_image(c.source, 1)
+    os.utime(name(1), (time.time() - 30, time.time() - 30))
+    small.page_image(c.source, 2)
+    os.utime(name(2), (time.time() - 20, time.time() - 20))
+    assert small.page_image(c.source, 1) == first  # served from the cache, and now the most recent
+    assert name(1).stat().st_mtime > time.time() - 5
+    assert small.page_image(c.source, 2, c.start, c.end) == third  # over the limit: page 2 goes first
+    assert name(2) is None and name(2, c.start, c.end) is not None
+    # pruned to 80% of the limit: page 1 stays if the two fit in it
+    assert (name(1) is not None) == (len(first) + len(third) <= 0.8 * limit)
+    assert sum(p.stat().st_size for p in pages.glob("*.png")) <= 0.8 * limit
+
+    none = Assistant(index_dir=assistant.settings.index_dir, page_cache_mb=0)
+    for p in pages.glob("*.png"):
+        p.unlink()
+    assert none.page_image(c.source, 1) == first and not list(pages.glob("*.png"))
+
+
 def test_page_image_refuses_text_documents_and_missing_pages(assistant) -> None:
     from qa.errors import QAError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,3 +62,30 @@ def render_page(path: Path, page: int, boxes: Sequence[Box] = (), crop: bool = F
                               int(min(image.height, max(b.y1 for b in here) * factor + m))))
     result.save(out, format="PNG", optimize=False)
     return out.getvalue()
+
+
+def prune_pages(folder: Path, limit: int) -> int:
+    """Delete the least recently shown page images of `folder` until they fit in 80% of `limit` bytes,
+    once they exceed it; returns how many went. Other processes may prune or render at the same time."""
+    seen: list[tuple[float, int, str]] = []
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".png"):
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            seen.append((st.st_mtime, st.st_size, entry.path))
+    total = sum(size for _, size, _ in seen)
+    if total <= limit:
+        return 0
+    gone = 0
+    for _, size, path in sorted(seen):
+        if total <= limit * 0.8:
+            break
+        try:
+            os.unlink(path)
+            gone += 1
+        except FileNotFoundError:
+            pass
+        total -= size
+    return gone
