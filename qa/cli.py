@@ -207,11 +207,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, format_report
 
     update, bar = _progress_bar(False)
+    asking, questions = _progress_bar(False, "Answering" if args.answers else "Retrieving")
+
+    def asked(done: float, total: int, item: str) -> None:
+        bar.close()  # the index is built
+        asking(done, total, item)
+
     try:
         report = evaluate(_assistant(args), Path(args.dir), k=args.k, limit=args.limit,
-                          answers=args.answers, progress=update)
+                          answers=args.answers, progress=update, query_progress=asked)
     finally:
         bar.close()
+        questions.close()
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 

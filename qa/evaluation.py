@@ -76,8 +76,11 @@ def _contains(text: str, answers: list[str]) -> bool:
 
 
 def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None, answers: bool = False,
-             progress: Progress | None = None, cache_root: Path | None = None) -> dict[str, Any]:
-    """Index the corpus (cached by corpus and settings), run every query, return the metrics."""
+             progress: Progress | None = None, cache_root: Path | None = None,
+             query_progress: Progress | None = None) -> dict[str, Any]:
+    """Index the corpus (cached by corpus and settings), run every query, return the metrics.
+
+    `progress` follows the indexing, and the queries too unless `query_progress` is given."""
     from .assistant import Assistant
 
     bench = load_benchmark(folder)
@@ -128,8 +131,8 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
             t["acc"].append(m["acc"][-1])
             t["answered"].append(m["answered"][-1])
             t["cprec"].extend(m["cprec"][len(m["cprec"]) - len(ans.citations):])
-        if progress:
-            progress(n, len(queries), qid)
+        if query_progress or progress:
+            (query_progress or progress)(n, len(queries), qid)
 
     def mean(xs: list[float]) -> float:
         return round(sum(xs) / len(xs), 4) if xs else 0.0
