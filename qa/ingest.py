@@ -12,7 +12,6 @@ splits the next: splitting and writing, a sixth of the work, are then hidden beh
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .embedding import encode
+from .onnx_encoder import cores
 from .reading.formats import Chunk, SourceText, UnreadableFile, discover, file_digest, iter_chunks, load
 from .store import Store, layout_id
 from .types import FileResult, IngestReport
@@ -233,7 +233,7 @@ class Ingestor:
             self._process.submit(todo)  # job.done stays None until _collect receives it
             return job
         folder = _encoder_folder(self.embedder)
-        if more and folder is not None and not self._process_failed and (os.cpu_count() or 1) > 1:
+        if more and folder is not None and not self._process_failed and cores() > 1:
             from .onnx_encoder import EncoderProcess
 
             try:

@@ -32,6 +32,14 @@ def single_thread() -> Iterator[None]:
         _local.single = before
 
 
+def cores() -> int:
+    """CPUs this process may run on (a container or `taskset` may allow fewer than the machine has)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 class OnnxEncoder:
     """Tokenizer and ONNX Runtime sessions of one exported model folder (see qa.onnx_embedding.export_dir)."""
 
@@ -120,8 +128,8 @@ class OnnxEncoder:
                 out[0] = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
             out[0][idx] = pooled
 
-        workers = 1 if single else min(os.cpu_count() or 1, len(batches))
-        session = self._session(1 if single or workers > 1 else (os.cpu_count() or 1))
+        workers = 1 if single else min(cores(), len(batches))
+        session = self._session(1 if single or workers > 1 else cores())
         if workers <= 1:
             for idx in batches:
                 run(session, idx)

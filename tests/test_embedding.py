@@ -53,7 +53,7 @@ def test_batches_run_side_by_side_give_the_vectors_of_one_at_a_time(seeded, monk
     texts = [seed[i:i + 100 + 37 * (i % 13)] for i in range(0, len(seed), max(1, len(seed) // 60))]
     with single_thread():  # one batch at a time, as before
         alone = encoder.encode(texts)
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("qa.onnx_encoder.cores", lambda: 2)
     session, threads = encoder._session(1), set()
 
     class Recording:
