@@ -400,3 +400,39 @@ def test_a_ui_that_fails_to_build_leaves_the_api_up(seeded, monkeypatch: pytest.
         page = c.get("/")
         assert page.status_code == 500 and "no theme today" in page.text and "/docs" in page.text
         assert c.get("/v1/status").status_code == 200
+
+
+def test_an_upload_waits_for_a_cli_ingest_holding_the_index(seeded_index: Path, tmp_path: Path) -> None:
+    """While `qa ingest` holds the index, an upload says it is waiting for that ingest (job state
+    "waiting", the message naming it) instead of failing; once the index is free it is indexed and answered."""
+    from filelock import FileLock
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    proc, url = start(index, tmp_path / "serve.log")
+    held = FileLock(str(index / ".ingest.lock"), timeout=0)  # what a running `qa ingest` holds
+    held.acquire()
+    try:
+        fact = "The ferry to Ulva was run by Rhoda Munro in 1921."
+        r = api(url, "POST", "/v1/documents?wait=false", key=None,
+                files=[("files", ("ulva.txt", f"Ferry notes.\n\n{fact}\n".encode()))])
+        assert r.status_code == 202, r.text
+        job = r.json()
+        deadline = time.monotonic() + 60
+        while job["state"] != "waiting" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            job = api(url, "GET", f"/v1/jobs/{job['id']}", key=None).json()
+        assert job["state"] == "waiting" and "Another qa ingest" in job["error"], job
+        assert api(url, "GET", "/v1/status", key=None).json()["uploads"][0]["state"] == "waiting"
+        held.release()
+        while job["state"] not in ("done", "failed") and time.monotonic() < deadline + 120:
+            time.sleep(0.3)
+            job = api(url, "GET", f"/v1/jobs/{job['id']}", key=None).json()
+        assert job["state"] == "done" and job["error"] == "", job
+        assert [f["status"] for f in job["results"]] == ["added"]
+        ans = api(url, "POST", "/v1/ask", key=None, json={"question": "Who ran the ferry to Ulva in 1921?"})
+        assert "Rhoda Munro" in ans.json()["answer"], ans.text
+    finally:
+        if held.is_locked:
+            held.release()
+        stop(proc)

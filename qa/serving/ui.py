@@ -347,6 +347,8 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                 if job.state == "queued":
                     ahead = f"{job.position} upload{'s' * (job.position != 1)} ahead"
                     progress(0, desc=f"Queued: {ahead}")
+                elif job.state == "waiting":  # another ingest holds the index: the writer tries again
+                    progress(0, desc="Waiting for another ingest to finish")
                 else:
                     progress(job.done / max(job.total, 1),
                              desc=f"Indexing {job.current} ({int(job.done)}/{job.total})")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import QAError
+from ..errors import IndexBusyError, QAError
 from ..types import Answer, FileResult
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 MAX_JOBS = 8  # uploads queued or running at once; more are refused (HTTP 429) rather than piled up
 KEEP_DONE = 200  # finished jobs remembered for polling
 WRITER_NICE = 10  # the writer thread yields the CPU to question threads on a busy machine
+BUSY_RETRY_SECONDS = 2.0  # another ingest holds the index (`qa ingest`, the --watch thread): try again after
+BUSY_WAIT_SECONDS = 600.0  # ... for at most this long, then the upload fails with that ingest's message
 
 
 class QueueFullError(QAError):
@@ -40,7 +42,7 @@ class Job:
 
     id: str
     files: tuple[str, ...]
-    state: str = "queued"  # queued | running | done | failed
+    state: str = "queued"  # queued | waiting (another ingest holds the index; `error` says which) | running | done | failed
     position: int = 0
     results: tuple[FileResult, ...] = ()
     error: str = ""
@@ -184,9 +186,9 @@ class Writer:
                 job = self._jobs[self._queue[0]]
             self._update(job.id, state="running")
             try:
-                results = self._ingest(job)
+                results = self._ingest_when_free(job)
                 self._update(job.id, state="done", results=self._extra.pop(job.id, ()) + results,
-                             done=float(job.total))
+                             done=float(job.total), error="")
             except QAError as e:
                 self._update(job.id, state="failed", error=str(e), results=self._extra.pop(job.id, ()))
             except Exception as e:  # the writer must survive any one bad job
@@ -198,13 +200,30 @@ class Writer:
                 self._forget()
                 self._cond.notify_all()
 
+    def _ingest_when_free(self, job: Job) -> tuple[FileResult, ...]:
+        """Ingest the job; while another ingest holds the index (a `qa ingest`, the --watch thread, another
+        replica), the job waits, says so, and tries again, up to BUSY_WAIT_SECONDS."""
+        deadline = time.monotonic() + BUSY_WAIT_SECONDS
+        while True:
+            try:
+                return self._ingest(job)
+            except IndexBusyError as e:
+                with self._cond:
+                    if self._closed or time.monotonic() + BUSY_RETRY_SECONDS > deadline:
+                        raise
+                    self._jobs[job.id] = replace(self._jobs[job.id], state="waiting", error=str(e))
+                    self._cond.notify_all()
+                    self._cond.wait(BUSY_RETRY_SECONDS)  # close() wakes it
+                    if self._closed:
+                        raise
+
     def _ingest(self, job: Job) -> tuple[FileResult, ...]:
         paths = [Path(p) for p in job.files]
         if not paths:
             return ()
 
-        def progress(done: float, total: int, item: str) -> None:
-            self._update(job.id, done=done, total=total, current=Path(item).name)
+        def progress(done: float, total: int, item: str) -> None:  # (a waiting job runs from here on)
+            self._update(job.id, done=done, total=total, current=Path(item).name, state="running", error="")
 
         with self.parts_lock:
             self.assistant.store(create=True)
