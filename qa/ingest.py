@@ -38,6 +38,7 @@ class _Pending:
     source: SourceText
     chunks: int
     status: str
+    whole: bool = False  # its one chunk is the whole text (stored once: Store.commit)
 
 
 def _under(source: str, roots: list[Path]) -> bool:
@@ -145,7 +146,8 @@ class Ingestor:
                 self.store.add_chunks(batch)
             if job.files:
                 self.store.commit([(p.source, p.chunks) for p in job.files],
-                                  [p.source for p in job.files if p.status == "updated"])
+                                  [p.source for p in job.files if p.status == "updated"],
+                                  {p.source.path for p in job.files if p.whole})
                 results.extend(FileResult(p.source.path, p.status, chunks=p.chunks) for p in job.files)
                 changed = True
 
@@ -185,9 +187,11 @@ class Ingestor:
                     # and its catalogue record (the commit point) follows the last of them.
                     current: list[Chunk] = []
                     count = 0
+                    whole = False
                     for chunk in iter_chunks(item, self.splitter):
                         current.append(chunk)
                         count += 1
+                        whole = count == 1 and chunk.start == 0 and chunk.end == len(item.text)
                         queued += 1
                         if queued >= self.flush_chunks:
                             queue.append((item, current))
@@ -200,7 +204,8 @@ class Ingestor:
                     if count == 0:
                         results.append(FileResult(item.path, "failed", reason="no text could be chunked"))
                     else:
-                        finished.append(_Pending(item, count, "updated" if item.path in records else "added"))
+                        finished.append(_Pending(item, count, "updated" if item.path in records else "added",
+                                                 whole))
                         if queued >= self.flush_chunks:
                             flush()
                 if progress:

@@ -228,6 +228,11 @@ class Store:
         pages = tuple(json.loads(meta.get("pages", "[]")))
         if "pieces" not in meta:  # indexes written before texts were stored in pieces
             return got["documents"][0], pages
+        if meta["pieces"] == 0:  # the document is its one chunk (see commit)
+            chunk = self.chunks.get(ids=[chunk_id(source, meta["digest"], 0)], include=["documents", "metadatas"])
+            if not chunk["ids"]:
+                return None
+            return chunk_text(chunk["documents"][0], chunk["metadatas"][0]), pages
         pieces = self.texts.get(where={"$and": [{"source": source}, {"digest": meta["digest"]}]},
                                 include=["documents", "metadatas"])
         ordered = sorted(zip(pieces["metadatas"], pieces["documents"]), key=lambda x: int(x[0]["piece"]))
@@ -271,9 +276,15 @@ class Store:
         for i in range(0, len(ids), 4000):
             self.chunks.add(ids=ids[i:i + 4000], metadatas=metadatas[i:i + 4000], embeddings=matrix[i:i + 4000])
 
-    def commit(self, docs: list[tuple[SourceText, int]], replaced: list[SourceText]) -> None:
-        """Record fully written documents (the commit point), then drop replaced versions."""
-        self._write_texts([d for d, _ in docs])
+    def commit(self, docs: list[tuple[SourceText, int]], replaced: list[SourceText],
+               whole: set[str] | frozenset[str] = frozenset()) -> None:
+        """Record fully written documents (the commit point), then drop replaced versions.
+
+        A document in `whole` (paths) is its one chunk, start to end: that chunk's text is its stored text,
+        with no text record of its own (`pieces` 0). Short documents are often one chunk (652 of 1,000
+        squad-dev paragraphs): a second copy of each was a third of their writes.
+        """
+        self._write_texts([d for d, _ in docs if d.path not in whole])
         self._write_layouts([d for d, _ in docs if d.layout is not None])
 
         now = time.time()
@@ -285,7 +296,8 @@ class Store:
             self.files.upsert(
                 ids=ids, embeddings=[[0.0]] * len(part),
                 metadatas=[{"digest": d.digest, "chunks": n, "pages": json.dumps(list(d.pages)),
-                            "pieces": _pieces(d.text), **describe(d), "added": added.get(d.path) or now,
+                            "pieces": 0 if d.path in whole else _pieces(d.text), **describe(d),
+                            "added": added.get(d.path) or now,
                             "updated": now} for d, n in part],
             )
         for d in replaced:

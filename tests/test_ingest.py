@@ -213,6 +213,40 @@ def test_chunk_texts_stay_out_of_chromas_full_text_index_and_old_indexes_read_th
         assert x.store().document(str(SEED_FILE.absolute()))[0] == text
 
 
+def test_a_document_that_is_one_chunk_is_stored_once(tmp_path: Path) -> None:
+    """A short file whose one chunk is its whole text keeps no second copy (no text record): its text,
+    citations, update and removal read and behave as a longer file's."""
+    short = tmp_path / "docs" / "ferry.txt"
+    short.parent.mkdir()
+    short.write_text("  The ferry to Ulva was run by Rhoda Munro in 1921.\n")  # spaces: one chunk, not whole
+    note = tmp_path / "docs" / "note.txt"
+    note.write_text("The tram to Brennfeld is painted dark green.")
+    shutil.copy(SEED_FILE, tmp_path / "docs" / SEED_FILE.name)
+    a = Assistant(index_dir=tmp_path / "index")
+    a.ingest(tmp_path / "docs")
+    store = a.store()
+    texts = {m["source"] for m in store.texts.get(include=["metadatas"])["metadatas"]}
+    pieces = {s: m["pieces"] for s, m in store.catalogue()}
+    assert pieces[str(note)] == 0 and str(note) not in texts  # one chunk, the whole text: stored once
+    assert pieces[str(short)] >= 1 and str(short) in texts  # one chunk without its leading spaces
+    assert pieces[str(tmp_path / "docs" / SEED_FILE.name)] >= 1  # several chunks
+    assert a.document_text(str(note)) == note.read_text()
+    ans = a.ask("What colour is the tram to Brennfeld?")
+    assert ans.answered and "dark green" in ans.answer
+    cited = [c for c in ans.citations if c.source == str(note)]
+    assert cited and all(note.read_text()[c.start:c.end] == c.text for c in cited)
+
+    note.write_text("The tram to Brennfeld is painted bright red.")  # updated: still one chunk
+    assert [r.status for r in a.ingest(tmp_path / "docs").files if r.path == str(note)] == ["updated"]
+    assert a.document_text(str(note)) == "The tram to Brennfeld is painted bright red."
+    note.write_text("The tram to Brennfeld is painted bright red. " * 60)  # now several chunks
+    a.ingest(tmp_path / "docs")
+    assert a.document_text(str(note)) == note.read_text()
+    assert str(note) in {m["source"] for m in a.store().texts.get(include=["metadatas"])["metadatas"]}
+    a.remove(note)
+    assert str(note) not in {m["source"] for m in a.store().texts.get(include=["metadatas"])["metadatas"]}
+
+
 def _many_documents(n: int) -> list:
     """n distinct documents of seed sentences, enough chunks for several ingest rounds."""
     import hashlib
