@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -436,3 +437,44 @@ def test_an_upload_waits_for_a_cli_ingest_holding_the_index(seeded_index: Path, 
         if held.is_locked:
             held.release()
         stop(proc)
+
+
+def test_stopping_with_a_tab_open_and_a_stale_tab_print_one_line_not_a_traceback(
+        seeded_index: Path, tmp_path: Path) -> None:
+    """A browser tab keeps an event stream open: stopping `qa serve` cuts it after 5 s and says so in one
+    line. A tab from before a restart asks for its old session: one line too. No traceback either way."""
+    import signal
+    import threading
+
+    import httpx
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    log = tmp_path / "serve.log"
+    proc, url = start(index, log)
+    try:
+        got = b""
+        with contextlib.suppress(httpx.RemoteProtocolError), httpx.stream(
+                "GET", url + "/gradio_api/queue/data?session_hash=stale-tab-4711", timeout=30) as r:
+            for part in r.iter_bytes():  # Gradio answers in the stream, then the stream is cut
+                got += part
+        assert b"session_not_found" in got
+
+        def tab() -> None:  # the heartbeat stream an open page holds
+            with contextlib.suppress(httpx.HTTPError), httpx.stream(
+                    "GET", url + "/gradio_api/heartbeat/open-tab-4711", timeout=60) as r:
+                for _ in r.iter_bytes():
+                    pass
+
+        holder = threading.Thread(target=tab, daemon=True)
+        holder.start()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    assert "/gradio_api/queue/data: 404: Not Found after the stream started" in text
+    assert "timeout graceful shutdown exceeded" in text  # the cut stream, said once

@@ -11,9 +11,11 @@ router (here or in a module of its own) and add it to `ROUTERS`: `create_app` in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import os
 import sys
 import threading
@@ -121,8 +123,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _crash(request: Request, e: Exception) -> JSONResponse:
         import traceback
 
-        print(f"qa serve: {request.method} {request.url.path} failed:", file=sys.stderr)
-        traceback.print_exception(e, file=sys.stderr)
+        if _stream_cut(e):  # the client's error (e.g. 404 for a stale session), inside a started stream
+            print(f"qa serve: {request.method} {request.url.path}: {e.__cause__} after the stream started",
+                  file=sys.stderr)
+        else:
+            print(f"qa serve: {request.method} {request.url.path} failed:", file=sys.stderr)
+            traceback.print_exception(e, file=sys.stderr)
         return error_response(500, f"The server failed to handle this request ({type(e).__name__}: {e}); "
                                    "its log has the details.")
 
@@ -539,5 +545,20 @@ def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth:
     threading.Thread(target=warm, name="qa-warm", daemon=True).start()
     print(f"qa: chat UI on http://{host}:{port}/ · API on http://{host}:{port}/v1 (docs /docs)", file=sys.stderr,
           flush=True)
+    logging.getLogger("uvicorn.error").addFilter(_quiet_stream_ends)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=5)
+
+
+def _stream_cut(e: BaseException | None) -> bool:
+    """An open stream ended by the client or by shutdown, not a fault of the server: a browser tab's event
+    stream cancelled when `qa serve` stops (after it says it cancels it), or an error Gradio raises inside
+    a stream it already started (a tab from before a restart asking for its old session)."""
+    return isinstance(e, asyncio.CancelledError) or (
+        isinstance(e, RuntimeError) and "response already started" in str(e)
+        and isinstance(e.__cause__, StarletteHTTPException))
+
+
+def _quiet_stream_ends(record: logging.LogRecord) -> bool:
+    """uvicorn's "Exception in ASGI application" with its traceback, for a cut stream: dropped."""
+    return not (record.exc_info and _stream_cut(record.exc_info[1]))
