@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .embedding import encode
-from .onnx_encoder import cores
+from .onnx_encoder import EncoderProcess, cores
 from .reading.formats import Chunk, SourceText, UnreadableFile, discover, file_digest, iter_chunks, load
 from .store import Store, layout_id
 from .types import FileResult, IngestReport
@@ -58,7 +58,7 @@ class Ingestor:
         self.flush_chunks = batch_size * 4  # chunks embedded and written per round
         self.max_file_bytes = max_file_bytes
         self._recent: OrderedDict[str, Any] = OrderedDict()
-        self._process: Any = None  # qa.onnx_encoder.EncoderProcess during a big ingest
+        self._process: EncoderProcess | None = None  # during a big ingest
         self._process_failed = False
         # Called with (chunks, text characters) before each write; raises if the disk cannot hold them.
         self.reserve: Callable[[int, int], None] | None = None
@@ -239,8 +239,6 @@ class Ingestor:
             return job
         folder = _encoder_folder(self.embedder)
         if more and folder is not None and not self._process_failed and cores() > 1:
-            from .onnx_encoder import EncoderProcess
-
             try:
                 self._process = EncoderProcess(folder, getattr(self.embedder, "embed_batch_size", 64))
             except OSError:  # no processes left, no /dev/shm: encode here

@@ -22,6 +22,8 @@ from .errors import ConfigError
 from .onnx_encoder import OnnxEncoder
 
 EXPORT_VERSION = 1  # bump when the export recipe changes: old exports are then made anew
+
+
 def export_dir(model_path: Path, cache: Path, precision: str) -> Path:
     """Where the export of this model folder lives: named by model, content digest and precision."""
     h = hashlib.sha256(str(EXPORT_VERSION).encode())
