@@ -12,8 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+
+from qa.serving.uploads import safe_name
 
 from .conftest import ROOT, SEED_FILE, start_serve, stop_serve
 
@@ -278,6 +281,25 @@ def test_empty_server_refuses_then_learns_from_uploads(tmp_path: Path) -> None:
         again = api(url, "POST", "/v1/documents", key=None,
                     files=[("files", ("skerryvore.txt", f"Notes.\n\n{fact}\n".encode()))]).json()
         assert again["state"] == "done" and [f["status"] for f in again["results"]] == ["unchanged"]
+
+        # A name too long for the filesystem is shortened; two files of one upload with the same name
+        # (from two folders) are both kept, the second as "twin (2).txt".
+        long = "b" * 300 + ".txt"
+        r = api(url, "POST", "/v1/documents", key=None, files=[
+            ("files", (long, b"The beacon of Longstone was lit in 1826.\n")),
+            ("files", ("twin.txt", b"The ferry of Eastport is called Merryweather.\n")),
+            ("files", ("twin.txt", b"The ferry of Westport is called Dawnrunner.\n"))])
+        assert r.status_code == 200, r.text
+        got = {f["name"]: f["status"] for f in r.json()["results"]}
+        assert got == {safe_name(long): "added", "twin.txt": "added", "twin (2).txt": "added"}, got
+        assert len(safe_name(long).encode()) <= 200 and safe_name(long).endswith(".txt")
+        for q, a in (("What is the ferry of Eastport called?", "Merryweather"),
+                     ("What is the ferry of Westport called?", "Dawnrunner")):
+            assert a in api(url, "POST", "/v1/ask", key=None, json={"question": q}).json()["answer"]
+        assert not any((index / "uploads" / ".staging").iterdir())
+        for pattern in ("twin*", safe_name(long)):
+            gone = api(url, "DELETE", "/v1/documents/" + quote(pattern, safe=""), key=None)
+            assert gone.status_code == 200 and gone.json()["uploads_deleted"], gone.text
 
         doc = tmp_path / "harbour.txt"  # the UI's upload goes through the same writer
         doc.write_text("Harbour log.\n\nThe harbour master of Stromness in 1850 was Peter Flett.\n")

@@ -21,8 +21,6 @@ from qa.serving.ui import (
     render_ingest,
     render_panel,
     render_sources,
-    safe_name,
-    save_uploads,
 )
 from qa.types import Answer, Citation, FileResult, Passage
 
@@ -99,24 +97,6 @@ def test_ingest_results_escape_names_and_reasons() -> None:
     out = render_ingest([FileResult("/up/<b>.txt", "failed", reason="bad <i>"), FileResult("/up/a.md", "added", 3)])
     assert "&lt;b&gt;.txt" in out and "bad &lt;i&gt;" in out and "<b>" not in out
     assert 'class="qa-badge added"' in out and "3 chunks" in out
-
-
-@pytest.mark.parametrize(("name", "expected"), [
-    ("notes.txt", "notes.txt"), ("../../etc/passwd", "passwd"), ("..\\..\\win.ini", "win.ini"),
-    ("/abs/path/x.md", "x.md"), ("..", "upload"), ("", "upload"), ("a\x00b\n.txt", "ab.txt"),
-])
-def test_safe_name_keeps_only_the_base_name(name: str, expected: str) -> None:
-    assert safe_name(name) == expected
-
-
-def test_save_uploads_refuses_big_files_and_stays_in_its_folder(tmp_path: Path) -> None:
-    small, big = tmp_path / "in" / "small.txt", tmp_path / "in" / "big.txt"
-    small.parent.mkdir()
-    small.write_text("hello")
-    big.write_bytes(b"x" * 3000)
-    saved, refused = save_uploads([small, big], tmp_path / "up", max_mb=0.002)
-    assert saved == [tmp_path / "up" / "small.txt"] and saved[0].read_text() == "hello"
-    assert [(r.path, r.status) for r in refused] == [("big.txt", "failed")] and "limit" in refused[0].reason
 
 
 def test_open_host_without_login_warns() -> None:

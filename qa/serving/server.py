@@ -323,28 +323,20 @@ def list_documents(e: EngineDep) -> JSONResponse:
 def add_documents(files: Annotated[list[UploadFile], File(description="The files to index.")], e: EngineDep,
                   wait: Annotated[bool, Query(description="Wait until indexed (else 202 and the job).")] = True,
                   ) -> JSONResponse:
-    from .ui import safe_name, uploads_dir
+    from .uploads import discard, stage, uploads_dir
 
     if not files:
         raise ApiError(400, "No files: send them as multipart/form-data in the field 'files'.")
     if len(files) > MAX_FILES:
         raise ApiError(413, f"{len(files)} files in one request; send at most {MAX_FILES} at a time.")
-    limit = e.assistant.settings.max_file_mb * 1e6
-    for f in files:
-        if f.size is not None and f.size > limit:
-            raise ApiError(413, f"{f.filename} is {f.size / 1e6:.1f} MB, over the "
-                                f"{e.assistant.settings.max_file_mb:g} MB limit (QA_MAX_FILE_MB).")
-    e.writer.check_room()  # before an upload replaces a file of the same name
-    folder = uploads_dir(e.assistant)
-    folder.mkdir(parents=True, exist_ok=True)
-    saved: list[Path] = []
-    for f in files:
-        dest = folder / safe_name(f.filename or "upload")
-        with dest.open("wb") as out:
-            while block := f.file.read(1 << 20):
-                out.write(block)
-        saved.append(dest)
-    job = e.writer.submit(saved)
+    e.writer.check_room()  # before saving anything
+    # Saved apart (all or nothing) and moved into the library when the writer indexes them.
+    staged = stage([(f.filename or "upload", f.file) for f in files], uploads_dir(e.assistant),
+                   e.assistant.settings.max_file_mb)
+    if not staged.files:  # every file over QA_MAX_FILE_MB (with others, each is a failed result)
+        discard(staged)
+        raise ApiError(413, "; ".join(f"{r.path}: {r.reason}" for r in staged.refused))
+    job = e.writer.submit(staged)
     if wait:
         job = e.writer.wait(job.id, timeout=WAIT_SECONDS)
     return JSONResponse(job.to_dict(), status_code=200 if job.finished else 202)

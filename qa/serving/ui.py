@@ -7,17 +7,16 @@ the sources panel is built here, so a document cannot inject tags, handlers or t
 from __future__ import annotations
 
 import html
-import os
 import re
-import shutil
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from ..errors import IndexDamagedError, IndexMissingError, QAError
 from ..llm import local_missing
 from ..settings import Settings
 from ..types import Answer, Citation, FileResult, Passage, Status
+from .uploads import stage, uploads_dir
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -157,43 +156,6 @@ def render_ingest(results: Sequence[FileResult]) -> str:
 
 
 # --- small helpers ----------------------------------------------------------------------------------
-def safe_name(name: str) -> str:
-    """A bare file name: no folders (either slash), no control characters, never '.' or '..'."""
-    base = re.sub(r"[\x00-\x1f\x7f]", "", PurePosixPath(name.replace("\\", "/")).name).strip()
-    return base if base.strip(".") else "upload"
-
-
-def save_uploads(files: Sequence[str | Path], folder: Path, max_mb: float) -> tuple[list[Path], list[FileResult]]:
-    """Copy uploaded files into `folder` under their bare names; files over `max_mb` are refused."""
-    folder.mkdir(parents=True, exist_ok=True)
-    saved: list[Path] = []
-    refused: list[FileResult] = []
-    for f in files:
-        src, dest = Path(f), folder / safe_name(Path(f).name)
-        size = src.stat().st_size
-        if size > max_mb * 1e6:
-            refused.append(FileResult(dest.name, "failed", reason=(
-                f"{size / 1e6:.1f} MB is over the {max_mb:g} MB limit (QA_MAX_FILE_MB)")))
-            continue
-        # Copied under a hidden temporary name, then renamed: a crash or a full disk mid-copy never
-        # leaves a half-written file under the real name (which would be indexed, or shadow the old one).
-        tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            refused.append(FileResult(dest.name, "failed", reason=f"cannot save it in {folder}: {e.strerror or e}"))
-            continue
-        saved.append(dest)
-    return saved, refused
-
-
-def uploads_dir(assistant: Assistant) -> Path:
-    """Where uploaded files are kept: a folder inside the index they were added to."""
-    return Path(assistant.settings.index_dir).absolute() / "uploads"
-
-
 def answer_modes() -> tuple[str, ...]:
     """The answer backends the settings allow."""
     return tuple(get_args(Settings.model_fields["llm"].annotation))
@@ -336,11 +298,16 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
             writer.check_room()  # before an upload replaces a file of the same name
         except QAError as e:
             return gr.skip(), gr.skip(), None, str(e)
-        saved, results = save_uploads(files, uploads_dir(assistant), assistant.settings.max_file_mb)
-        if saved:
+        try:  # saved apart, moved into the library when the writer indexes them (qa.serving.uploads)
+            staged = stage([(Path(f).name, Path(f)) for f in files], uploads_dir(assistant),
+                           assistant.settings.max_file_mb)
+        except QAError as e:
+            return gr.skip(), gr.skip(), None, str(e)
+        results: list[FileResult] = list(staged.refused)
+        if staged.files:
             # The server's one writer indexes it; questions go on being answered meanwhile.
             try:
-                job = writer.submit(saved)
+                job = writer.submit(staged)
             except QAError as e:
                 return render_ingest(results), status_html(), None, str(e)
             while not job.finished:
@@ -354,8 +321,8 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                              desc=f"Indexing {job.current} ({int(job.done)}/{job.total})")
                 job = writer.wait(job.id, timeout=5, changed=job)
             if job.state == "failed":
-                return render_ingest(results), status_html(), None, job.error
-            results += job.results
+                return render_ingest(list(job.results) or results), status_html(), None, job.error
+            results = list(job.results)  # the refused files first, then what the ingest did
         failed = [r for r in results if r.status == "failed"]
         if failed:
             gr.Warning(f"{len(failed)} of {len(results)} files could not be indexed; see the list for why.")

@@ -15,7 +15,8 @@ from typing import Any
 from ..conversations import Turn
 from ..errors import ConversationNotFoundError, ConversationStoreError
 from ..types import Answer
-from .ui import _card, esc, highlight, render_answer, render_panel, render_sources, safe_name, source_id
+from .ui import _card, esc, highlight, render_answer, render_panel, render_sources, source_id
+from .uploads import safe_name
 
 NONE = "-"  # the saved id of "no conversation open": Gradio keeps the last truthy value in the browser
 STALE_NOTE = {

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import IndexBusyError, QAError
 from ..types import Answer, FileResult
+from .uploads import Staged, discard, place
 
 if TYPE_CHECKING:
     from ..assistant import Assistant
@@ -105,6 +106,7 @@ class Writer:
         self._jobs: dict[str, Job] = {}
         self._queue: deque[str] = deque()  # ids of jobs not finished, the running one first
         self._extra: dict[str, tuple[FileResult, ...]] = {}  # results decided before ingest (refused files)
+        self._staged: dict[str, Staged] = {}  # uploads of jobs not yet run, moved into place when they run
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -116,15 +118,26 @@ class Writer:
                 raise QueueFullError(f"{len(self._queue)} uploads are already queued or being indexed; "
                                      "wait for one to finish and upload again.")
 
-    def submit(self, paths: list[Path], refused: tuple[FileResult, ...] = ()) -> Job:
-        """Queue the ingest of saved files; `refused` are files already failed (too large), reported with them."""
+    def submit(self, files: list[Path] | Staged) -> Job:
+        """Queue the ingest of files in place, or of an upload (`qa.serving.uploads.stage`): its files are
+        moved into place when the job runs, and those it refused (too large) are reported with it. A
+        refused upload (queue full, shutting down) is discarded."""
+        staged = files if isinstance(files, Staged) else None
+        paths = staged.destinations if staged is not None else list(files)
         with self._cond:
-            if self._closed:
-                raise QAError("The server is shutting down; upload again after it restarts.")
-            self.check_room()  # the condition's lock is reentrant
+            try:
+                if self._closed:
+                    raise QAError("The server is shutting down; upload again after it restarts.")
+                self.check_room()  # the condition's lock is reentrant
+            except QAError:
+                if staged is not None:
+                    discard(staged)
+                raise
             job = Job(uuid.uuid4().hex[:16], tuple(str(p) for p in paths), total=len(paths))
             self._jobs[job.id] = job
-            self._extra[job.id] = tuple(refused)
+            self._extra[job.id] = staged.refused if staged is not None else ()
+            if staged is not None:
+                self._staged[job.id] = staged
             self._queue.append(job.id)
             self._positions()
             if self._thread is None:
@@ -186,6 +199,8 @@ class Writer:
                 job = self._jobs[self._queue[0]]
             self._update(job.id, state="running")
             try:
+                if (staged := self._staged.pop(job.id, None)) is not None:
+                    place(staged)
                 results = self._ingest_when_free(job)
                 self._update(job.id, state="done", results=self._extra.pop(job.id, ()) + results,
                              done=float(job.total), error="")
