@@ -24,7 +24,7 @@ from .prompts import NOT_FOUND
 from .question import Candidate, candidates, expect, name_words, question_names
 from .types import Citation, Passage
 
-_ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co",
+_ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co", "al",
            "no", "vol", "fig", "gen", "gov", "sen", "rep", "u.s", "u.k", "u.n", "e.g", "i.e", "jan",
            "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx"}
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n+")
@@ -284,8 +284,26 @@ class ExtractiveComposer:
             )
 
 
+# A document's own reference marks ("by mass [1].", "in Paris[2] and", "1844.[3]"): quoted in an answer they
+# would read as its citations. Code ("x[1] = 2") keeps its brackets.
+_REF = r"(?:\[\d{1,3}(?:\s*[,\u2013-]\s*\d{1,3})*\])+"
+_END = r"(?=[.,;:!?\"'”’)]|$)"
+_SPACED_REF = re.compile(r"(?<=\bal\.)\s+" + _REF + r"|\s+" + _REF + _END)  # "et al. [2] found", "by mass [1]."
+_GLUED_REF = re.compile(r"(?:(?<=[^\W\d_]{2})|(?<=[.,;:!?)\"'”’]))" + _REF + r"(?=\s|" + _END[3:])
+_CODE = re.compile(r"[=`{}]")
+
+
+def without_reference_marks(sentence: str) -> str:
+    """The sentence without the document's own bracketed reference numbers (not in code)."""
+    if _CODE.search(sentence):
+        return sentence
+    return _GLUED_REF.sub("", _SPACED_REF.sub("", sentence))
+
+
 def with_marker(sentence: str, n: int) -> str:
-    """Put `[n]` before the sentence's closing punctuation: 'It rained [1].'"""
+    """Put `[n]` before the sentence's closing punctuation: 'It rained [1].' Reference numbers the sentence
+    had of its own are dropped, so that every `[n]` of an answer is one of its citations."""
+    sentence = without_reference_marks(sentence)
     m = re.search(r"[.!?]+[\"'”’)]*$", sentence)
     if m:
         return f"{sentence[:m.start()]} [{n}]{sentence[m.start():]}"

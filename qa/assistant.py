@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .chat import condense
-from .errors import ConfigError, ConversationStoreError, IndexBusyError, QAError
+from .errors import ConfigError, ConversationStoreError, IndexBusyError, IndexMissingError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, QUESTION_TOO_LONG
@@ -270,9 +270,17 @@ class Assistant:
             raise QAError(f"{source} is not in the index. Run: qa ingest {source}")
         return doc[0]
 
-    def status(self) -> Status:
-        """Index location, size and contents."""
-        store = self.store()
+    def status(self, missing_ok: bool = False) -> Status:
+        """Index location, size and contents; with `missing_ok`, no index yet reads as an empty one."""
+        try:
+            store = self.store()
+        except IndexMissingError:
+            if not missing_ok:
+                raise
+            s = self.settings
+            return Status(index_dir=str(Path(s.index_dir).absolute()), documents=0, chunks=0,
+                          embed_model=_describe_embedder(s), size_bytes=0, backend=describe_backend(s),
+                          chroma_url=s.chroma_url)
         s = self.settings  # after store(): opening the index settles embed_precision "auto"
         size = sum(f.stat().st_size for f in Path(s.index_dir).rglob("*") if f.is_file()) if not s.chroma_url else 0
         return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(store.records()),

@@ -69,7 +69,7 @@ def _copy_tree(src: Path, dest: Path) -> int:
         target = dest / entry.name
         if entry.is_dir() and not entry.is_symlink():
             shutil.copytree(entry, target, symlinks=True,
-                            ignore=shutil.ignore_patterns(".ingest.lock", "*-wal", "*-shm", "*-journal"))
+                            ignore=shutil.ignore_patterns(".ingest.lock", "*-wal", "*-shm", "*-journal", ".staging"))
             total += sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
         elif entry.is_file():
             shutil.copy2(entry, target)

@@ -87,6 +87,25 @@ def test_marker_goes_before_closing_punctuation() -> None:
     assert with_marker("No punctuation", 3) == "No punctuation [3]"
 
 
+@pytest.mark.parametrize(("sentence", "answer"), [
+    ("Smith et al. [2] found 45 percent oxygen by mass [1].", "Smith et al. found 45 percent oxygen by mass [7]."),
+    ("He was born in Paris[2] and died in 1900.[3][4]", "He was born in Paris and died in 1900 [7]."),
+    ("It rose by 4% [3, 4], then fell [5–6].", "It rose by 4%, then fell [7]."),
+    ("Set x[1] = 2 in the loop.", "Set x[1] = 2 in the loop [7]."),  # code keeps its brackets
+    ("Items [1] and [2] are shown.", "Items [1] and [2] are shown [7]."),  # numbered things, not references
+])
+def test_an_answer_drops_the_documents_own_reference_numbers(sentence: str, answer: str) -> None:
+    """Quoted, "[1]" of the document would read as the answer's citation [1]."""
+    assert with_marker(sentence, 7) == answer
+
+
+def test_et_al_does_not_end_a_sentence() -> None:
+    text = "Smith et al. [2] found that the regolith holds oxygen. It is 45 percent by mass."
+    sents = split_sentences(Passage(source="s", start=0, end=len(text), text=text, score=1.0))
+    assert [s.text for s in sents] == ["Smith et al. [2] found that the regolith holds oxygen.",
+                                       "It is 45 percent by mass."]
+
+
 def test_choice_reads_sentences_just_below_the_threshold_once_the_documents_answer() -> None:
     from qa.answering import CHOICE_MARGIN, CLOSE_OTHER_DOCUMENT, ExtractiveComposer, Ranked, Sentence
 

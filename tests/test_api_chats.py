@@ -1,4 +1,4 @@
-"""Saved conversations over HTTP: `conversation_id` on /v1/ask, GET/DELETE /v1/conversations, against a real server."""
+"""Saved conversations over HTTP: `conversation_id` on /v1/ask, GET/PATCH/DELETE /v1/conversations, against a real server."""
 
 from __future__ import annotations
 
@@ -58,8 +58,15 @@ def test_ask_in_a_conversation_then_read_and_export_it(served: tuple[str, Path])
     quoted = quoted_citations(md.text)
     cited = [c for a in (first, follow) for c in a["citations"]]
     assert [text for _, text in quoted] == [c["text"] for c in cited] and cited
+    renamed = api(url, "PATCH", f"/v1/conversations/{cid}", json={"title": "  Miller   on arms "}).json()
+    assert renamed["title"] == "Miller on arms" and renamed["turns"] == 2
+    assert api(url, "GET", "/v1/conversations").json()["conversations"][0]["title"] == "Miller on arms"
+    assert api(url, "PATCH", f"/v1/conversations/{cid}", json={"title": " "}).status_code == 422
+    assert api(url, "POST", "/v1/ask", json={"question": " ", "conversation_id": "new"}).status_code == 422
+    assert len(api(url, "GET", "/v1/conversations").json()["conversations"]) == 1  # the empty one not saved
     assert api(url, "DELETE", f"/v1/conversations/{cid}").json() == {"deleted": cid}
-    assert api(url, "GET", f"/v1/conversations/{cid}").status_code == 404
+    gone = api(url, "GET", f"/v1/conversations/{cid}")
+    assert gone.status_code == 404 and "GET /v1/conversations" in gone.json()["error"]["message"]
     assert api(url, "GET", "/v1/conversations", key=None).status_code == 401  # the API key still guards it
 
 
@@ -75,6 +82,8 @@ def test_a_logins_conversation_is_not_found_through_the_api(served: tuple[str, P
                    api(url, "GET", f"/v1/conversations/{missing}", params={"format": "markdown"})),
         "ask": (api(url, "POST", "/v1/ask", json={"question": "Who is Victor Cha?", "conversation_id": alices}),
                 api(url, "POST", "/v1/ask", json={"question": "Who is Victor Cha?", "conversation_id": missing})),
+        "rename": (api(url, "PATCH", f"/v1/conversations/{alices}", json={"title": "mine now"}),
+                   api(url, "PATCH", f"/v1/conversations/{missing}", json={"title": "mine now"})),
         "delete": (api(url, "DELETE", f"/v1/conversations/{alices}"),
                    api(url, "DELETE", f"/v1/conversations/{missing}")),
     }

@@ -285,3 +285,53 @@ def test_tables_and_short_lines_keep_their_order(tmp_path: Path) -> None:
     for key, value in rows:
         assert f"{key} {value}" in text  # each row read across
     assert " ".join(verse) in text
+
+
+RACE = r'''
+import hashlib, sys, threading
+from pathlib import Path
+
+import pypdfium2
+
+from qa.reading.pages import render_page
+from qa.reading.pdf import read_pdf
+from qa.types import Box
+
+pdfs = [Path(p) for p in sys.argv[1:]]
+boxes = [Box(page=1, x0=72, y0=100, x1=300, y1=130), Box(page=2, x0=72, y0=60, x1=300, y1=120)]
+jobs = [(p, n, crop) for p in pdfs for n in range(1, len(pypdfium2.PdfDocument(str(p))) + 1) for crop in (False, True)]
+want = {j: hashlib.sha256(render_page(j[0], j[1], boxes, crop=j[2])).hexdigest() for j in jobs}
+text = {p: read_pdf(p)[0] for p in pdfs}
+bad = []
+
+def draw(k):
+    for r in range(12):
+        j = jobs[(k + r) % len(jobs)]
+        if hashlib.sha256(render_page(j[0], j[1], boxes, crop=j[2])).hexdigest() != want[j]:
+            bad.append(j)
+
+def read():
+    for r in range(6):
+        bad.extend(("read", p) for p in pdfs if read_pdf(p)[0] != text[p])
+
+threads = [threading.Thread(target=draw, args=(k,)) for k in range(6)] + [threading.Thread(target=read)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(bad))
+'''
+
+
+def test_page_images_drawn_at_once_while_a_pdf_is_read_come_out_whole(library: tuple[Path, dict]) -> None:
+    """The server draws page images on several threads while its writer reads an upload: pdfium is not
+    thread-safe, and without one lock around it images lost letters (and the server could segfault)."""
+    import subprocess
+    import sys
+
+    docs, _ = library
+    run = subprocess.run([sys.executable, "-c", RACE, str(docs / "ferry.pdf"), str(docs / "facts.pdf"),
+                          str(docs / "columns.pdf")], capture_output=True, text=True, timeout=600,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stderr[-2000:]  # a segfault is -11
+    assert run.stdout.split()[-1] == "0", "images or texts differed from those drawn one at a time"

@@ -222,6 +222,14 @@ def test_error_statuses(served: tuple[str, Path, Path]) -> None:
     assert "top_k" in error(api(url, "POST", "/v1/ask", json={"question": QUESTION, "top_k": 0}), 422)
     error(api(url, "POST", "/v1/ask", json={"question": "x" * 2001}), 422)
     error(api(url, "POST", "/v1/ask", json={}), 422)
+    for empty in ("", "   "):
+        assert "question is empty" in error(api(url, "POST", "/v1/ask", json={"question": empty}), 422)
+    assert "Content-Type: application/json" in error(
+        api(url, "POST", "/v1/ask", content=json.dumps({"question": QUESTION}).encode()), 422)
+    r = api(url, "GET", "/v1/ask")
+    assert "use POST" in error(r, 405) and r.headers["allow"] == "POST"
+    assert "not a span" in error(api(url, "GET", "/v1/documents/x.pdf/pages/1.png?start=9&end=2"), 422)
+    assert "not a span" in error(api(url, "GET", "/v1/documents/x.pdf/pages/1.png?start=9"), 422)
     error(api(url, "POST", "/v1/documents", files=[]), 422)
     error(api(url, "GET", "/v1/jobs/nope"), 404)
     error(api(url, "POST", "/v1/nope", json={}), 404)
@@ -233,21 +241,29 @@ def test_error_statuses(served: tuple[str, Path, Path]) -> None:
         openai_client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(BadRequestError):
         openai_client(url).chat.completions.create(model="qa", messages=[{"role": "user", "content": " "}])
+    with pytest.raises(BadRequestError, match="one answer per request"):
+        openai_client(url).chat.completions.create(model="qa", n=2, messages=[{"role": "user", "content": QUESTION}])
+    with pytest.raises(BadRequestError, match="calls no tools"):
+        openai_client(url).chat.completions.create(
+            model="qa", tool_choice="required", messages=[{"role": "user", "content": QUESTION}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
 
 
 @pytest.mark.slow
 def test_empty_server_refuses_then_learns_from_uploads(tmp_path: Path) -> None:
-    """No index yet: 503; a file over QA_MAX_FILE_MB: 413; uploads (API and UI) create the index and answer."""
+    """No index yet: an empty status and library, 503 for a question; a file over QA_MAX_FILE_MB: 413; uploads
+    (API and UI) create the index and answer."""
     from gradio_client import Client, handle_file
     from openai import InternalServerError
 
     index = tmp_path / "index"
     proc, url = start(index, tmp_path / "serve.log", env={"QA_MAX_FILE_MB": "1"})  # no key: open API
     try:
-        for method, path, kw in (("GET", "/v1/status", {}), ("GET", "/v1/documents", {}),
-                                 ("POST", "/v1/ask", {"json": {"question": QUESTION}})):
-            r = api(url, method, path, key=None, **kw)
-            assert r.status_code == 503 and "POST /v1/documents" in r.json()["error"]["message"], r.text
+        r = api(url, "POST", "/v1/ask", key=None, json={"question": QUESTION})
+        assert r.status_code == 503 and "POST /v1/documents" in r.json()["error"]["message"], r.text
+        s = api(url, "GET", "/v1/status", key=None)
+        assert s.status_code == 200 and s.json()["documents"] == 0 and s.json()["uploads"] == [], s.text
+        assert api(url, "GET", "/v1/documents", key=None).json() == {"documents": []}
         with pytest.raises(InternalServerError):
             openai_client(url, key="any").chat.completions.create(
                 model="qa", messages=[{"role": "user", "content": QUESTION}])

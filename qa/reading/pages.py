@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import QAError
 from ..types import Box
+from .pdf import PDFIUM
 
 SCALE = 2.0  # PDF pages render at 144 dpi: sharp on a laptop screen, ~300 KB a page
 FILL = (255, 200, 0, 90)  # semi-transparent: the words stay readable under the highlight
@@ -27,15 +28,16 @@ def render_page(path: Path, page: int, boxes: Sequence[Box] = (), crop: bool = F
     if path.suffix.lower() == ".pdf":
         import pypdfium2 as pdfium
 
-        pdf = pdfium.PdfDocument(str(path))
-        try:
-            if not 1 <= page <= len(pdf):
-                raise QAError(f"{path.name} has pages 1 to {len(pdf)}, not {page}.")
-            pg = pdf[page - 1]
-            image = pg.render(scale=SCALE).to_pil().convert("RGBA")
-            pg.close()
-        finally:
-            pdf.close()
+        with PDFIUM:  # pdfium is not thread-safe (see qa.reading.pdf.PDFIUM)
+            pdf = pdfium.PdfDocument(str(path))
+            try:
+                if not 1 <= page <= len(pdf):
+                    raise QAError(f"{path.name} has pages 1 to {len(pdf)}, not {page}.")
+                pg = pdf[page - 1]
+                image = pg.render(scale=SCALE).to_pil().convert("RGBA")  # a copy: the bitmap is freed here
+                pg.close()
+            finally:
+                pdf.close()
         factor = SCALE
     else:
         with Image.open(path) as im:

@@ -9,6 +9,7 @@ the text so that they never cut a sentence that continues on the next page.
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 from itertools import accumulate
@@ -22,6 +23,11 @@ MARGIN = 0.08  # top and bottom bands of the page where running headers and foot
 _PAGE_NUMBER = re.compile(r"^\W*(page\s*)?\d+(\s*(of|/)\s*\d+)?\W*$", re.IGNORECASE)
 _WORD = re.compile(r"\S+")
 
+# pdfium is not thread-safe, not even across documents: every call into it, here and in the page images
+# of qa.reading.pages (drawn by the server while its writer reads an upload), holds this lock. Two page
+# images drawn at once crashed the server (a segfault in libpdfium) or dropped letters from one.
+PDFIUM = threading.RLock()
+
 Char = tuple[str, float, float, float, float] | tuple[str, None, None, None, None]  # ch, x0, top, x1, bottom
 
 
@@ -32,35 +38,42 @@ def read_pdf(path: Path, progress: Callable[[float], None] | None = None,
 
     from .positions import assemble
 
-    pdf = pdfium.PdfDocument(str(path))
+    with PDFIUM:
+        pdf = pdfium.PdfDocument(str(path))
+        n = len(pdf)
     try:
         # Per page its lines and the keys of its margin lines; characters are dropped page by page,
         # so a long PDF costs its words' boxes, not its characters'.
         pages: list[tuple[list[Line], dict[int, str]]] = []
         ocr_pages = 0
         missing = None
-        n = len(pdf)
         for i in range(n):
-            page = pdf[i]
-            try:
-                left, bottom, right, top = page.get_cropbox()
-                chars = _order(_raw_lines(page.get_textpage(), left, top), right - left)
-                lines, margins = _lines(chars), _margins(chars, top - bottom)
-                if not lines and _has_images(page):
-                    from .ocr import ocr_image, tesseract_missing
+            image = None
+            with PDFIUM:  # page by page: the server's page images are drawn in between
+                page = pdf[i]
+                try:
+                    left, bottom, right, top = page.get_cropbox()
+                    chars = _order(_raw_lines(page.get_textpage(), left, top), right - left)
+                    lines, margins = _lines(chars), _margins(chars, top - bottom)
+                    if not lines and _has_images(page):
+                        from .ocr import tesseract_missing
 
-                    missing = missing or tesseract_missing()
-                    if missing is None:
-                        image = page.render(scale=OCR_DPI / 72).to_pil()
-                        lines, margins = ocr_image(image, 72 / OCR_DPI, ocr_lang, OCR_DPI), {}
-                        ocr_pages += 1
-                pages.append((lines, margins))
-            finally:
-                page.close()
+                        missing = missing or tesseract_missing()
+                        if missing is None:  # a copy: pdfium's bitmap is freed here, under the lock
+                            image = page.render(scale=OCR_DPI / 72).to_pil().copy()
+                finally:
+                    page.close()
+            if image is not None:  # OCR takes seconds a page: outside the lock
+                from .ocr import ocr_image
+
+                lines, margins = ocr_image(image, 72 / OCR_DPI, ocr_lang, OCR_DPI), {}
+                ocr_pages += 1
+            pages.append((lines, margins))
             if progress:
                 progress((i + 1) / n)
     finally:
-        pdf.close()
+        with PDFIUM:
+            pdf.close()
     # Running headers and footers: margin lines repeated on other pages, and page numbers.
     seen = Counter(k for _, margins in pages for k in set(margins.values()))
     furniture = {k for k in seen if _PAGE_NUMBER.match(k.replace("#", "1")) or (len(pages) > 1 and seen[k] > 1)}

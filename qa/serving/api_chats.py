@@ -1,4 +1,4 @@
-"""HTTP routes for saved conversations: `GET/DELETE /v1/conversations[/{id}]`, and `conversation_id` on `/v1/ask`.
+"""HTTP routes for saved conversations: `GET/PATCH/DELETE /v1/conversations[/{id}]`, and `conversation_id` on `/v1/ask`.
 
 Whose conversations: the API has one identity, the holder of `QA_API_KEY` (or anyone who can reach
 /v1 without a key). Without UI logins it is the same user as the UI's, so both see the same
@@ -13,9 +13,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConversationNotFoundError, ConversationStoreError
-from .server import ApiError, EngineDep
+from .server import ApiError, EngineDep, for_http
 
 API_USER = "api"  # the API's user when the UI has logins
 NEW = "new"  # conversation_id that starts a conversation
@@ -32,7 +33,7 @@ def _conversation(assistant: Any, id: str | None, user: str) -> Any:
     try:
         return assistant.conversation(id, user)
     except ConversationNotFoundError as e:
-        raise ApiError(404, str(e)) from None
+        raise ApiError(404, for_http(str(e))) from None
     except ConversationStoreError as e:
         raise ApiError(503, str(e), "conversations_off") from None
 
@@ -71,6 +72,24 @@ def get_conversation(id: str, request: Request, e: EngineDep,
                         headers={"Content-Disposition": f'inline; filename="conversation-{conv.id}.md"'})
     turns = conv.turns
     return JSONResponse({**info_dict(conv.info), "turns": [turn_dict(t) for t in turns]})
+
+
+class RenameRequest(BaseModel):
+    """`PATCH /v1/conversations/{id}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200, description="The conversation's new title.")
+
+
+@router.patch("/conversations/{id}", summary="Rename a conversation (as `qa chats rename`)")
+def rename_conversation(id: str, body: RenameRequest, request: Request, e: EngineDep) -> JSONResponse:
+    title = " ".join(body.title.split())
+    if not title:
+        raise ApiError(422, 'The title is empty: send {"title": "..."}.')
+    conv = _conversation(e.assistant, id, api_user(request))
+    conv.rename(title)
+    return JSONResponse(info_dict(_conversation(e.assistant, id, api_user(request)).info))
 
 
 @router.delete("/conversations/{id}", summary="Delete a conversation and its turns")

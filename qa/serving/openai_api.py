@@ -28,6 +28,7 @@ from .writer import metered
 
 MODEL = "qa"
 CREATED = 1_700_000_000  # a fixed "created" for the one model
+USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}  # qa does not count tokens
 
 router = APIRouter(tags=["openai"])
 
@@ -44,7 +45,9 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     """`POST /v1/chat/completions`: the last user message is the question, earlier user turns the history."""
 
-    model_config = ConfigDict(extra="allow")  # temperature, max_tokens... are accepted and ignored
+    # temperature, max_tokens, stop... are accepted and ignored (an answer is its cited sentences); n other than
+    # 1 and a required tool_choice are refused.
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field(MODEL, description="Always 'qa'.")
     messages: list[ChatMessage] = Field(min_length=1, max_length=200)
@@ -55,7 +58,7 @@ def text_of(m: ChatMessage) -> str:
     """A message's text: the string, or its text parts joined."""
     if isinstance(m.content, str):
         return m.content
-    return "\n".join(str(p.get("text", "")) for p in m.content or () if p.get("type") in ("text", "input_text"))
+    return "\n".join(str(p.get("text") or "") for p in m.content or () if p.get("type") in ("text", "input_text"))
 
 
 def annotations(ans: Answer) -> list[dict[str, Any]]:
@@ -76,6 +79,13 @@ def _question(body: ChatRequest) -> tuple[str, list[str]]:
     if body.model != MODEL:
         raise ApiError(404, f"The model {body.model!r} does not exist; this server has the model 'qa'.",
                        "model_not_found")
+    extra = body.model_extra or {}
+    if extra.get("n") not in (None, 1):
+        raise ApiError(400, f"n={extra['n']!r}: qa gives one answer per request; leave n out or send 1.")
+    choice = extra.get("tool_choice")
+    if choice not in (None, "none", "auto"):
+        raise ApiError(400, "qa answers from your documents and calls no tools; leave tool_choice out "
+                            "(or send 'auto' or 'none').")
     users = [text_of(m) for m in body.messages if m.role == "user"]
     if not users or not users[-1].strip():
         raise ApiError(400, "No question: the last user message is the question and it is empty or missing.")
@@ -111,7 +121,9 @@ def chat_completions(body: ChatRequest, e: EngineDep) -> Any:
             "id": cid, "object": "chat.completion", "created": created, "model": MODEL,
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
                 "role": "assistant", "content": final.answer, "refusal": None, "annotations": annotations(final)}}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
+            "usage": USAGE})
+    options = (body.model_extra or {}).get("stream_options")
+    usage = isinstance(options, dict) and bool(options.get("include_usage"))
     first = next(answers)  # errors before the first answer still get their status code
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
@@ -138,6 +150,10 @@ def chat_completions(body: ChatRequest, e: EngineDep) -> Any:
         if last.citations:
             yield chunk({"annotations": annotations(last)})
         yield chunk({}, "stop")
+        if usage:  # as OpenAI sends it: a last chunk with no choices
+            data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL,
+                    "choices": [], "usage": USAGE}
+            yield f"data: {json.dumps(data)}\n\n"
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream",

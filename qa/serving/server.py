@@ -51,6 +51,7 @@ __all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine
 
 MAX_JSON_BYTES = 1_000_000  # a question is at most 2,000 characters; history and options fit easily
 MAX_FILES = 20  # files per upload request
+RETRY_AFTER_SECONDS = 2  # the Retry-After of a 429 (the index is busy, the upload queue is full)
 WAIT_SECONDS = 3600.0  # how long `POST /v1/documents` waits for its job before answering 202 with the job
 ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                413: "too_large", 422: "invalid", 429: "busy", 500: "server_error", 502: "backend_error",
@@ -90,6 +91,20 @@ def status_of(e: QAError) -> int:
     return 400
 
 
+# The engine's messages name the CLI command that helps; an HTTP client is told the route instead.
+_CLI_HINTS = (("List yours with: qa chats", "List yours with: GET /v1/conversations"),
+              ("See the indexed documents with: qa docs", "See the indexed documents with: GET /v1/documents"),
+              ("(qa docs lists them)", "(GET /v1/documents lists them)"),
+              ("wait for it to finish and run again", "wait for it to finish and try again"))
+
+
+def for_http(message: str) -> str:
+    """An engine message as an HTTP client should read it."""
+    for cli, http in _CLI_HINTS:
+        message = message.replace(cli, http)
+    return message
+
+
 def _validation_message(e: RequestValidationError) -> str:
     parts = []
     for err in e.errors()[:3]:
@@ -107,12 +122,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QAError)
     async def _qa_error(request: Request, e: QAError) -> JSONResponse:
         hint = " (or add files: POST /v1/documents)" if isinstance(e, IndexMissingError) else ""
-        return error_response(status_of(e), f"{e}{hint}")
+        status = status_of(e)
+        return error_response(status, for_http(f"{e}{hint}"),
+                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         if any(err.get("type") == "json_invalid" for err in e.errors()):
             return error_response(400, "The request body is not valid JSON.")
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json" and any(tuple(err.get("loc", ())) == ("body",) for err in e.errors()):
+            return error_response(422, f"The body was sent as {kind or 'no content type'}: send JSON with the "
+                                       "header 'Content-Type: application/json' (see /docs).")
         return error_response(422, _validation_message(e))
 
     @app.exception_handler(StarletteHTTPException)
@@ -260,7 +281,7 @@ status_router = APIRouter(tags=["index"])
 def get_status(e: EngineDep) -> JSONResponse:
     from dataclasses import asdict
 
-    body = asdict(e.assistant.status())
+    body = asdict(e.assistant.status(missing_ok=True))  # nothing indexed yet: empty (a first upload may be on its way)
     body["uploads"] = [j.to_dict() for j in e.writer.jobs()]
     return JSONResponse(body)
 
@@ -277,6 +298,8 @@ def _sse(event: str, data: Any) -> str:
                  responses={200: {"description": "The answer, or with `stream` an event stream of "
                                                  "`partial` answers, then `answer` (or `error`)."}})
 def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
+    if not body.question.strip():
+        raise ApiError(422, 'The question is empty: send {"question": "..."}.')
     a = e.ready()
     extra: dict[str, Any] = {}  # conversation_id (and a warning if the turn could not be saved)
     if body.conversation_id is not None:
@@ -313,7 +336,11 @@ documents_router = APIRouter(tags=["documents"])
 
 @documents_router.get("/documents", summary="The indexed documents (the records of `qa docs --json`)")
 def list_documents(e: EngineDep) -> JSONResponse:
-    return JSONResponse({"documents": [d.to_dict() for d in e.assistant.documents()]})
+    try:
+        docs = e.assistant.documents()
+    except IndexMissingError:  # nothing indexed yet
+        docs = []
+    return JSONResponse({"documents": [d.to_dict() for d in docs]})
 
 
 @documents_router.post(
@@ -381,6 +408,9 @@ def page_png(source: str, page: int, request: Request, e: EngineDep,
              sig: Annotated[str | None, Query(description="Signature of a URL the UI made.")] = None) -> Response:
     if not (sig and hmac.compare_digest(sig, _page_sig(request.app.state.page_key, source, page, start, end, crop))):
         api_auth(request)
+    if (start is None) != (end is None) or (start is not None and end is not None and start >= end):
+        raise ApiError(422, f"start={start}, end={end} is not a span: give both, start before end (a citation's "
+                            "start and end), or neither for the plain page.")
     a = e.ready()
     try:
         png = a.page_image(source, page, start, end, crop=crop)
@@ -476,7 +506,15 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     app.include_router(pages_router, prefix="/v1")  # checks the signature, else the API key, itself
 
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    def _unknown(rest: str) -> None:
+    def _unknown(rest: str, request: Request) -> JSONResponse:
+        import re
+
+        allowed = sorted({m.upper() for path, ops in request.app.openapi().get("paths", {}).items()
+                          if re.fullmatch(re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(path)), f"/v1/{rest}")
+                          for m in ops})
+        if allowed:
+            return error_response(405, f"{request.method} is not allowed on /v1/{rest}; use {' or '.join(allowed)} "
+                                       "(see /docs).", headers={"Allow": ", ".join(allowed)})
         raise ApiError(404, f"No route /v1/{rest}; see /docs for the API.")
 
     if lazy is None:
