@@ -220,6 +220,8 @@ class Assistant:
         `history` holds the earlier questions of a conversation, so follow-ups are understood.
         `sources` (paths, folders or globs, see `qa.library`) limits the answer to those documents.
         """
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 50):
+            raise ConfigError(f"top_k={top_k!r}: give a whole number of passages from 1 to 50 (or None for QA_TOP_K).")
         started = time.perf_counter()
         # Lone surrogates (undecodable bytes from a terminal, broken JSON escapes) cannot be tokenized,
         # printed or stored: they become U+FFFD, in the question and in earlier turns alike.

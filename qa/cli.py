@@ -16,9 +16,27 @@ LLM_HELP = ("answer backend (QA_LLM): extractive (no model), local (bundled Smol
             "QA_OPENAI_MODEL, QA_OPENAI_BASE_URL); default openai when OPENAI_API_KEY is set, else extractive")
 
 
+def _positive(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return n
+
+
+def _folder(value: str) -> str:
+    """An argparse type: a folder name, not empty (which would mean the current folder)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("empty: give a folder, e.g. --index-dir ./index")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qa", description="Answers from your documents, with cited passages.")
-    p.add_argument("--index-dir", help="index folder (QA_INDEX_DIR, default ./index)")
+    p.add_argument("--index-dir", type=_folder, help="index folder (QA_INDEX_DIR, default ./index)")
     p.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (QA_CHROMA_URL)")
     sub = p.add_subparsers(dest="command")  # none: a short help naming the next step
 
@@ -58,8 +76,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="measure retrieval (and answers) on a BEIR-layout folder")
     ev.add_argument("dir", help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv")
-    ev.add_argument("--k", type=int, default=10, help="cut-off for ndcg/recall/mrr")
-    ev.add_argument("--limit", type=int, help="evaluate only the first N queries")
+    ev.add_argument("--k", type=_positive, default=10, help="cut-off for ndcg/recall/mrr")
+    ev.add_argument("--limit", type=_positive, help="evaluate only the first N queries")
     ev.add_argument("--answers", action="store_true", help="also run the full ask pipeline")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     _chats_parser(sub)
@@ -123,6 +141,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     update, bar = _progress_bar(args.quiet)
     try:
         report = a.ingest(*args.paths, progress=update)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print("interrupted: the files indexed so far are kept; run the same command again to index the rest",
+              file=sys.stderr)
+        return 130
     finally:
         if bar is not None:
             bar.close()
@@ -132,6 +156,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(report.summary())
     indexed = report.count("added") + report.count("updated") + report.count("unchanged")
     if indexed == 0 and report.count("removed") == 0:
+        if report.count("failed"):
+            raise QAError(f"Nothing could be indexed from {' '.join(args.paths)}: see why for each file above")
         raise QAError(f"Nothing could be indexed from {' '.join(args.paths)}; "
                       "give a folder or files of type .txt .md .pdf .html .docx .png .jpg .tif")
     return 1 if args.strict and report.count("failed") else 0
@@ -330,7 +356,8 @@ def format_documents(docs: list[Any]) -> str:
     right = {2, 3, 4}  # numbers
     lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in rows]
-    lines.append(f"{len(docs)} document{'s' * (len(docs) != 1)}, {sum(d.chunks for d in docs)} chunks")
+    chunks = sum(d.chunks for d in docs)
+    lines.append(f"{len(docs)} document{'s' * (len(docs) != 1)}, {chunks} chunk{'s' * (chunks != 1)}")
     return "\n".join(lines)
 
 

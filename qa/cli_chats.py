@@ -83,7 +83,7 @@ def ask_in_chat(a: Any, args: argparse.Namespace, format_answer: Callable[[Any],
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
     elif conv is not None and args.new_chat and not args.chat:
-        print(f"conversation {conv.id} (follow up with: qa ask --chat {conv.id} \"...\")", file=sys.stderr)
+        print(f"conversation {conv.id} (follow up with: qa ask --chat={conv.id} \"...\")", file=sys.stderr)
     return 0
 
 

@@ -156,8 +156,11 @@ def quoted_citations(markdown: str) -> list[tuple[str, str]]:
 
 
 def new_id() -> str:
-    """An unguessable conversation id (144 random bits)."""
-    return secrets.token_urlsafe(18)
+    """An unguessable conversation id (144 random bits), never starting with '-' (a command line would read
+    `qa ask --chat -x...` as an option)."""
+    while (id := secrets.token_urlsafe(18)).startswith("-"):
+        pass
+    return id
 
 
 def _when(t: float) -> str:

@@ -38,22 +38,34 @@ def load_benchmark(folder: Path) -> Benchmark:
     opener: Any = gzip.open if corpus_path.suffix == ".gz" else open
     corpus: dict[str, str] = {}
     h = hashlib.sha256()
-    with opener(corpus_path, "rt", encoding="utf-8") as f:
-        for line in f:
-            h.update(line.encode())
-            d = json.loads(line)
-            title = (d.get("title") or "").strip()
-            corpus[d["_id"]] = f"{title}\n\n{d['text']}" if title else d["text"]
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (folder / "qrels/test.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        qid, did, score = line.split("\t")
-        if int(score) > 0:
-            qrels.setdefault(qid, {})[did] = int(score)
-    queries = []
-    for line in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines():
-        q = json.loads(line)
-        if q["_id"] in qrels:
-            queries.append((q["_id"], q["text"], list(q.get("answers") or [])))
+    where = (corpus_path, 0)
+    try:
+        with opener(corpus_path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                where = (corpus_path, n)
+                h.update(line.encode())
+                d = json.loads(line)
+                title = (d.get("title") or "").strip()
+                corpus[d["_id"]] = f"{title}\n\n{d['text']}" if title else d["text"]
+        qrels: dict[str, dict[str, int]] = {}
+        path = folder / "qrels/test.tsv"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()[1:], 2):
+            where = (path, n)
+            qid, did, score = line.split("\t")
+            if int(score) > 0:
+                qrels.setdefault(qid, {})[did] = int(score)
+        queries = []
+        path = folder / "queries.jsonl"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            where = (path, n)
+            q = json.loads(line)
+            if q["_id"] in qrels:
+                queries.append((q["_id"], q["text"], list(q.get("answers") or [])))
+    except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError) as e:  # JSON, UTF-8, gzip, fields
+        path, n = where
+        what = f"no {e} field" if isinstance(e, KeyError) else str(e).splitlines()[0][:200]
+        raise ConfigError(f"{path}, line {n}: {what}. A BEIR corpus and queries have one JSON object per line "
+                          "with _id and text; qrels/test.tsv is query-id, corpus-id, score (tab-separated).") from None
     return Benchmark(corpus, queries, qrels, h.hexdigest()[:16])
 
 
@@ -124,11 +136,13 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
             m["answered"].append(float(ans.answered))
             m["vsent"].append(ans.verified_sentences)
             m["tsent"].append(ans.total_sentences)
-            m["acc"].append(float(ans.answered and _contains(ans.answer, gold)) if gold else 0.0)
+            if gold:  # accuracy over the questions that have gold answers
+                m["acc"].append(float(ans.answered and _contains(ans.answer, gold)))
             m["cprec"].extend(float((bool(gold) and _contains(c.text, gold)) or c.source in rel)
                               for c in ans.citations)
             t = by_type.setdefault(question_type(text), {"acc": [], "cprec": [], "answered": []})
-            t["acc"].append(m["acc"][-1])
+            if gold:
+                t["acc"].append(m["acc"][-1])
             t["answered"].append(m["answered"][-1])
             t["cprec"].extend(m["cprec"][len(m["cprec"]) - len(ans.citations):])
         if query_progress or progress:
@@ -155,7 +169,7 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
             "verified_rate": round(sum(m["vsent"]) / max(1, sum(m["tsent"])), 4),
             "seconds_per_question": round(sum(m["ask_s"]) / max(1, len(m["ask_s"])), 3),
             "backend": a.backend,
-            "by_type": {q: {"questions": len(t["acc"]), "answer_accuracy": mean(t["acc"]) if has_answers else None,
+            "by_type": {q: {"questions": len(t["answered"]), "answer_accuracy": mean(t["acc"]) if has_answers else None,
                             "citation_precision": mean(t["cprec"]), "answered_rate": mean(t["answered"])}
                         for q in TYPES if (t := by_type.get(q))},
         })

@@ -12,6 +12,7 @@ splits the next: splitting and writing, a sixth of the work, are then hidden beh
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -69,7 +70,7 @@ class Ingestor:
         files, skipped = discover(paths)
         results = [FileResult(str(p), "failed", reason=r) for p, r in skipped]
         records = self.store.records()
-        roots = [p.absolute() for p in paths if p.exists()]
+        roots = [Path(os.path.abspath(p)) for p in paths if p.exists()]
         present = {str(p) for p in files}
         gone = [s for s in records if _under(s, roots) and s not in present]
         # PDFs indexed before qa kept word boxes are read again once, to gain them.

@@ -223,7 +223,11 @@ def check_bm25(store: Any, cache_dir: Path) -> Check:
         return Check("bm25", True, "no BM25 copy yet: built at the first question")
     try:
         stamp = json.loads(stamp_file.read_text())
-        current = {"collection": str(store.chunks.id), "generation": store.state()["generation"]}
+        state = store.state()
+        if state["dirty"]:  # Chroma holds chunks no record vouches for yet; the copy does not, rightly
+            return Check("bm25", True, "an ingest was interrupted: the next run drops its uncommitted chunks "
+                                       "and rebuilds the BM25 copy")
+        current = {"collection": str(store.chunks.id), "generation": state["generation"]}
         if stamp != current:
             return Check("bm25", True, "BM25 copy is of an earlier generation: rebuilt at the next question")
         from .retrieval import _bm25_class

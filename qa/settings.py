@@ -14,7 +14,8 @@ DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 class Settings(BaseSettings):
     """Everything qa can be configured with; each field maps to `QA_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="QA_", extra="forbid")
+    # An empty QA_ variable is unset (QA_INDEX_DIR="" would otherwise put the index in the current folder).
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="forbid", env_ignore_empty=True)
 
     index_dir: Path = Field(Path("index"), description="Folder of the persisted Chroma index.")
     chroma_url: str | None = Field(

@@ -76,6 +76,20 @@ def test_not_a_beir_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert r.returncode == 1 and "is not a BEIR folder" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_malformed_benchmark_names_the_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q1", "text": "x"}\n')
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d0", "text": "fine"}\n{"_id": "d1", "text": \n')
+    r = subprocess.run([sys.executable, "-m", "qa", "eval", str(tmp_path)], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{tmp_path / 'corpus.jsonl'}, line 2:" in r.stderr and "one JSON object per line" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "qa", "eval", "--limit", "0", str(tmp_path)], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 2 and "at least 1" in r.stderr
+
+
 def test_report_has_a_table_by_question_type() -> None:
     report = {"answer_accuracy": 0.9, "by_type": {
         "who": {"questions": 3, "answer_accuracy": 1.0, "citation_precision": 0.75, "answered_rate": 1.0}}}

@@ -295,3 +295,24 @@ def test_a_file_shorter_than_its_header_says_is_damage_unless_a_journal_is_rolli
     assert not check_sqlite_header(index).ok and "truncated" in check_sqlite_header(index).detail
     (index / "chroma.sqlite3-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" + b"\x00" * 504)
     assert check_sqlite_header(index).ok and "interrupted write" in check_sqlite_header(index).detail
+
+
+def test_an_interrupted_ingest_is_not_called_damage(seeded: Assistant, tmp_path: Path) -> None:
+    """Killed mid-ingest, Chroma holds chunks no record vouches for yet (and the BM25 copy rightly not): the
+    check says the next run repairs it, instead of sending the user to a full rebuild."""
+    from qa.reading.formats import SourceText
+
+    index = Path(seeded.settings.index_dir)
+    seeded.ask(QUESTION)  # the BM25 copy of this generation
+    a = reopen(index, seeded)
+    store = a.store()
+    state = store.state()
+    store.set_state(state["generation"], dirty=True)  # as an ingest does before it writes
+    text = "A half-indexed note about herons."
+    note = SourceText(path=str(tmp_path / "note.txt"), text=text, digest="d" * 64)
+    from qa.reading.formats import Chunk
+
+    store.add_chunks([(note, [Chunk(source=note.path, index=0, start=0, end=len(text), text=text)],
+                       a.embedder.get_text_embedding_batch([text]))])  # killed before the commit
+    checks = {c.name: c for c in reopen(index, seeded).check()}
+    assert checks["bm25"].ok and "interrupted" in checks["bm25"].detail, checks["bm25"]

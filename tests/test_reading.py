@@ -72,6 +72,13 @@ def test_encodings(tmp_path: Path) -> None:
     assert load(tmp_path / "crlf.txt").text == open(tmp_path / "crlf.txt", encoding="utf-8").read()
 
 
+def test_a_stray_byte_in_utf8_does_not_garble_the_whole_file(tmp_path: Path) -> None:
+    (tmp_path / "mixed.txt").write_bytes("René Müller lives in Zürich.\n".encode() + b"\xa0stray byte.\n")
+    (tmp_path / "cp1252.txt").write_bytes("Café “quoted” in Zürich.".encode("cp1252"))
+    assert load(tmp_path / "mixed.txt").text == "René Müller lives in Zürich.\n\ufffdstray byte.\n"
+    assert load(tmp_path / "cp1252.txt").text == "Café “quoted” in Zürich."
+
+
 @pytest.mark.parametrize("name,data,reason", [
     ("empty.txt", b"", "empty file"),
     ("blank.md", b"  \n\n ", "no text"),
@@ -83,6 +90,27 @@ def test_bad_files_have_one_line_reasons(tmp_path: Path, name: str, data: bytes,
     with pytest.raises(UnreadableFile) as e:
         load(tmp_path / name)
     assert reason in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_pipe_or_a_device_is_skipped_not_read_forever(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "normal.txt").write_text("Herons stand still in the shallows.")
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    files, skipped = discover([tmp_path])
+    assert [f.name for f in files] == ["normal.txt"]
+    assert sorted((p.name, r.split(" (")[0]) for p, r in skipped) == [
+        ("pipe.txt", "not a regular file"), ("zero.txt", "not a regular file")]
+    files, skipped = discover([tmp_path / "pipe.txt"])  # named on its own
+    assert files == [] and "not a regular file" in skipped[0][1]
+
+
+def test_a_path_with_dots_names_the_same_document(tmp_path: Path) -> None:
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "whale.txt").write_text("The blue whale can weigh 190 tonnes.")
+    files, _ = discover([tmp_path / "small" / ".." / "small" / "." / "whale.txt"])
+    assert files == [tmp_path / "small" / "whale.txt"]
 
 
 def test_discover_recurses_and_skips_unsupported(tmp_path: Path) -> None:

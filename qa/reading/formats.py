@@ -58,14 +58,17 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     for root in paths:
         if _real(root, skipped) is None:
             continue
-        candidates = iter([root]) if root.is_file() else _walk(root, skipped)
+        candidates = iter([root]) if not root.is_dir() else _walk(root, skipped)
         for p in candidates:
             real = _real(p, skipped)
             if real is None or real in seen:
                 continue
             seen.add(real)
+            if not real.is_file() and not real.is_dir():  # reading a pipe or a device would never end
+                skipped.append((p, "not a regular file (a pipe, socket or device); skipped"))
+                continue
             if p.suffix.lower() in SUPPORTED_SUFFIXES:
-                found.append(p.absolute())
+                found.append(Path(os.path.abspath(p)))  # "a/../a/x.txt" is the document "a/x.txt"
             elif root.is_file():
                 skipped.append((p, f"unsupported file type {p.suffix or '(none)'}; "
                                    f"supported: {', '.join(SUPPORTED_SUFFIXES)}"))
@@ -118,7 +121,8 @@ def _walk(root: Path, skipped: list[tuple[Path, str]]) -> Iterator[Path]:
 
 
 def read_text_file(path: Path) -> str:
-    """Decode a text file: UTF-8 (with or without BOM), UTF-16 with BOM, else Latin-1; refuse binary."""
+    """Decode a text file: UTF-8 (with or without BOM; a stray invalid byte becomes U+FFFD), UTF-16 with BOM,
+    else Windows-1252 (Latin-1); refuse binary."""
     data = path.read_bytes()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = data.decode("utf-16")
@@ -128,7 +132,11 @@ def read_text_file(path: Path) -> str:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            text = data.decode("cp1252", errors="replace")
+            lenient = data.decode("utf-8-sig", errors="replace")
+            # UTF-8 around a stray byte (a Latin-1 paste) stays UTF-8: decoding the whole file as cp1252
+            # would garble every accent ("RenÃ©"). A file with no valid UTF-8 beyond ASCII is cp1252.
+            utf8 = any(ord(c) > 127 and c != "\ufffd" for c in lenient)
+            text = lenient if utf8 else data.decode("cp1252", errors="replace")
     # Same newline handling as Python's text mode, so offsets match `open(path).read()`.
     return text.replace("\r\n", "\n").replace("\r", "\n")
 

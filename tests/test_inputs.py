@@ -1,0 +1,33 @@
+"""Inputs a user can get wrong in the Python API and settings: one clear error, or the default they meant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qa import Assistant
+from qa.errors import ConfigError
+from qa.settings import Settings
+
+
+@pytest.mark.parametrize("top_k", [-2, 0, 51, 2.5, True])
+def test_ask_refuses_a_top_k_outside_1_to_50(tmp_path: Path, top_k: object) -> None:
+    with pytest.raises(ConfigError, match="from 1 to 50"):
+        Assistant(index_dir=tmp_path / "index").ask("Who denied the arms transfers?", top_k=top_k)  # type: ignore[arg-type]
+
+
+def test_an_empty_setting_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QA_INDEX_DIR", "")  # not the current folder
+    monkeypatch.setenv("QA_CHROMA_URL", "")
+    s = Settings()
+    assert s.index_dir == Path("index") and s.chroma_url is None
+
+
+def test_conversation_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`qa ask --chat -x...` would read the id as an option."""
+    import qa.conversations
+
+    drawn = iter(["-4z9n-cOpBnNswnaJ2yBvU9s", "--x", "a-4z9n-cOpBnNswnaJ2yBv"])
+    monkeypatch.setattr(qa.conversations.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert qa.conversations.new_id() == "a-4z9n-cOpBnNswnaJ2yBv"
