@@ -16,7 +16,7 @@ from .chat import condense
 from .errors import ConfigError, ConversationStoreError, IndexBusyError, IndexMissingError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
-from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, QUESTION_TOO_LONG
+from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, NOT_FOUND_IN, QUESTION_TOO_LONG
 from .reading.formats import SourceText
 from .settings import Settings
 from .store import Store, open_client, prepare_index_dir
@@ -28,6 +28,23 @@ if TYPE_CHECKING:
 EMBED_DIM = 384
 MAX_QUESTION_CHARS = 2000
 _WORDS = re.compile(r"[^\W_]")  # a letter or digit in any script
+
+
+def _not_found_in(scope: Sequence[str]) -> str:
+    """The not-found reply of a question asked of some documents only: which, so the user can widen it."""
+    names = [Path(s).name for s in sorted(scope)]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    what = "the document" if len(names) == 1 else f"the {len(names)} documents"
+    return NOT_FOUND_IN.format(what=what, names=shown)
+
+
+def question_problem(question: str) -> str | None:
+    """What `stream` answers instead of searching, for a question it cannot take (nothing to search for: empty,
+    or only punctuation, symbols, emoji; or too long: answering part of it would be guessing); else None."""
+    q = " ".join(question.split())
+    if len(q) > MAX_QUESTION_CHARS:
+        return QUESTION_TOO_LONG.format(length=len(q), limit=MAX_QUESTION_CHARS)
+    return None if _WORDS.search(q) else EMPTY_QUESTION
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -228,9 +245,7 @@ class Assistant:
         question = _valid(question)
         history = [_valid(h) for h in history]
         q = " ".join(question.split())
-        if not _WORDS.search(q) or len(q) > MAX_QUESTION_CHARS:  # answering part of a question would be guessing
-            text = QUESTION_TOO_LONG.format(length=len(q), limit=MAX_QUESTION_CHARS) if len(q) > MAX_QUESTION_CHARS \
-                else EMPTY_QUESTION  # nothing to search for: empty, or only punctuation, symbols, emoji
+        if (text := question_problem(q)) is not None:
             yield Answer(question=question, answer=text, answered=False, backend=self.backend)
             return
         # Earlier questions refused as too long would flood the retrieval query and the model's prompt.
@@ -247,9 +262,10 @@ class Assistant:
         except Exception as e:
             raise self._storage_error(e) from None
         composer = self.composer()
+        not_found = NOT_FOUND if scope is None else _not_found_in(scope)
         if getattr(composer, "generative", False):
             for d in composer.drafts(q, passages, history):
-                yield Answer(question=question, answer=d.text, answered=d.answered, citations=self._placed(d.citations),
+                yield Answer(question=question, answer=not_found if d.text == NOT_FOUND else d.text, answered=d.answered, citations=self._placed(d.citations),
                              related=passages, backend=self.backend, seconds=time.perf_counter() - started,
                              verified_sentences=d.verified, total_sentences=d.total)
             return
@@ -262,7 +278,7 @@ class Assistant:
                          related=passages, backend=self.backend, seconds=time.perf_counter() - started,
                          verified_sentences=len(citations), total_sentences=len(citations))
         if not citations:
-            yield Answer(question=question, answer=NOT_FOUND, answered=False, related=passages,
+            yield Answer(question=question, answer=not_found, answered=False, related=passages,
                          backend=self.backend, seconds=time.perf_counter() - started)
 
     def document_text(self, source: str) -> str:

@@ -87,7 +87,13 @@ class Conversation:
         return self.store.questions(self.id)
 
     def stream(self, question: str, **kw: Any) -> Iterator[Answer]:
-        """Like `Assistant.stream`, with this conversation as history; the final answer is stored."""
+        """Like `Assistant.stream`, with this conversation as history; the final answer is stored (not the
+        reply to a question it cannot take: empty, or too long)."""
+        from .assistant import question_problem
+
+        if question_problem(question) is not None:
+            yield from self.assistant.stream(question, history=self.history(), **kw)
+            return
         final = None
         for final in self.assistant.stream(question, history=self.history(), **kw):
             yield final

@@ -1,6 +1,7 @@
 """Every user-facing answer text and model prompt, in one place."""
 
 NOT_FOUND = "Not found in the documents."
+NOT_FOUND_IN = "Not found in {what} you chose to ask ({names}); the other documents were not searched."
 EMPTY_QUESTION = "Ask a question about your documents."
 QUESTION_TOO_LONG = ("Your question is {length:,} characters long; the limit is {limit:,}. "
                      "Ask a shorter question: a question cut short could be answered wrongly.")

@@ -50,6 +50,19 @@ def test_follow_up_after_a_restart_uses_the_stored_questions(seeded: Assistant) 
     assert turns[0].answer.backend == "extractive" and turns[0].created > 0
 
 
+def test_a_question_refused_for_its_length_is_answered_but_not_stored(seeded: Assistant) -> None:
+    """Too long, or nothing to search for: the reply says so, and the conversation does not keep the turn."""
+    conv = seeded.conversation()
+    conv.ask("Who is Matthew Miller?")
+    for question in ("x " * 1500, "?!"):
+        refused = conv.ask(question)
+        assert not refused.answered and not refused.citations
+    assert [t.question for t in conv.turns] == ["Who is Matthew Miller?"] and conv.info.turns == 1
+    fresh = seeded.conversation()
+    fresh.ask("y " * 1500)
+    assert all(c.id != fresh.id for c in seeded.conversations())  # nothing saved, nothing listed
+
+
 def test_ids_are_unguessable_and_another_users_id_is_missing(seeded: Assistant) -> None:
     alice = seeded.conversation(user="alice")
     alice.ask("Who is Victor Cha?")

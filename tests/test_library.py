@@ -188,6 +188,8 @@ def test_scoped_answers_cite_only_the_scope(tmp_path: Path) -> None:
     assert ans.answered and "Vietnam" in ans.answer
     scoped = a.ask("Where will Putin travel after North Korea?", sources=["ferries.txt"])
     assert not scoped.answered and "Vietnam" not in scoped.answer  # the best passage is outside: not found
+    assert scoped.answer == ("Not found in the document you chose to ask (ferries.txt); the other documents "
+                             "were not searched.")  # not "in the documents": the user narrowed it
     assert scoped.related and {p.source for p in scoped.related} == {str(ferry)}
     ans = a.ask("When does ferry number 3 leave the harbour?", sources=["*ferr*"])
     assert ans.answered and ans.citations and {c.source for c in ans.citations} == {str(ferry)}

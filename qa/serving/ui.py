@@ -108,7 +108,8 @@ def render_sources(ans: Answer, turn: int, page_url: Callable[..., str] | None =
     """
     total, ok = ans.total_sentences, ans.verified_sentences
     checked = f" · {ok} of {total} generated sentences verified against the passages" if total > ok else ""
-    q = f'<p class="qa-q">for “{esc(ans.question)}” · {ans.seconds:.1f} s{checked}</p>'
+    shown = ans.question if len(ans.question) <= 160 else ans.question[:159].rstrip() + "…"
+    q = f'<p class="qa-q">for “{esc(shown)}” · {ans.seconds:.1f} s{checked}</p>'
     if ans.answered:
         cards = "".join(_card(c.id, c, highlight(c), source_id(turn, c.id), figure=page_view(c, page_url)
                               if page_url and c.page and c.boxes else "") for c in ans.citations)
@@ -389,7 +390,8 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                               concurrency_limit=ASK_CONCURRENCY, show_progress="minimal",
                               api_name=api).then(complain, problem, None, api_name=False))
         files.upload(upload, [files], [results, status, files, problem], concurrency_id="upload",
-                     concurrency_limit=UPLOAD_CONCURRENCY, api_name="upload").then(
+                     concurrency_limit=UPLOAD_CONCURRENCY, api_name="upload",
+                     show_progress_on=results).then(  # one bar, over the results it fills (not over each output)
             complain, problem, None, api_name=False).then(library.refresh, library.inputs, library.outputs,
                                                           api_name=False)
         after_ask(chat.clear(lambda: ([], render_panel([]), [], "", "", None), None, outs, queue=False, api_name=False))

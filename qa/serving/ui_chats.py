@@ -96,13 +96,20 @@ class Chats:
     def answers(self, engine: Any, question: str, history: Sequence[str], chat_id: str | None, request: Any,
                 **kw: Any) -> tuple[Iterator[Answer], str | None]:
         """The answer stream of a question, stored in conversation `chat_id` (a new one if None); the id."""
+        from ..assistant import question_problem
+
+        if question_problem(question) is not None:  # refused (too long): answered, not stored, nothing opened
+            return engine.stream(question, history=history, **kw), chat_id
         if not self.available():
             return engine.stream(question, history=history, **kw), None
         user = self.user(request)
         try:
             try:
                 conv = engine.conversation(chat_id, user) if chat_id else engine.conversation(None, user)
-            except ConversationNotFoundError:  # deleted meanwhile (another tab): start a new one
+            except ConversationNotFoundError:  # deleted meanwhile (another tab): start a new one, and say so
+                import gradio as gr
+
+                gr.Warning("This conversation was deleted (in another window); this question starts a new one.")
                 conv = engine.conversation(None, user)
         except ConversationStoreError as e:
             self.problem = str(e)
