@@ -122,8 +122,15 @@ def test_new_rename_search_delete(server: tuple[str, Path], page: Any) -> None:
         return l.length === 1 && l[0].innerText.includes('Korea analyst'); }""")
     page.locator("#qa-chat-list label").filter(has_text="Korea analyst").click()
     page.wait_for_function("document.querySelector('#qa-chat .qa-question')?.innerText === 'Who is Victor Cha?'")
+    page.locator("#qa-chat-delete").click()  # asked first, in the page
+    page.locator("#qa-chat-question").filter(has_text="Korea analyst Zebra").wait_for()
+    page.locator("#qa-chat-no").click()
+    page.locator("#qa-chat-yes").wait_for(state="hidden")
+    assert _questions(page) == ["Who is Victor Cha?"]  # cancelled: still there
     page.locator("#qa-chat-delete").click()
+    page.locator("#qa-chat-yes").click()
     page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+    page.locator("#qa-chat-yes").wait_for(state="hidden")
     page.locator("#qa-chat-search input").fill("")
     page.wait_for_function("""() => [...document.querySelectorAll('#qa-chat-list label')]
         .some((l) => l.innerText.includes('Who denied'))""")

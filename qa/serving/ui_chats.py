@@ -256,18 +256,37 @@ def build_panel(chats: Chats) -> dict[str, Any]:
                                     elem_id="qa-chat-delete")
             c["export"] = gr.DownloadButton("Export", value=None, size="sm", scale=1, min_width=60,
                                             elem_id="qa-chat-export")
+        # Deleting cannot be undone: asked in the page first (no browser dialog), as the library's Remove is.
+        with gr.Group(visible=False, elem_id="qa-chat-confirm") as c["confirm"]:
+            c["question"] = gr.HTML("", elem_id="qa-chat-question")
+            with gr.Row():
+                c["yes"] = gr.Button("Delete", size="sm", variant="stop", elem_id="qa-chat-yes")
+                c["no"] = gr.Button("Cancel", size="sm", elem_id="qa-chat-no")
     c["saved"] = gr.BrowserState("", storage_key="qa-open-conversation")
     return c
 
 
 def wire(chats: Chats, c: dict[str, Any], app: Any, chat: Any, sources: Any, turns: Any, chat_id: Any) -> Any:
     """Connect the panel's events; returns the `.then` step to chain after each question."""
+    import gradio as gr
+
     view = [chat, sources, turns, chat_id, c["list"], c["title"], c["export"], c["saved"], c["banner"]]
     tail = view[4:]
     app.load(chats.on_load, [c["saved"], chat], view, api_name=False, show_progress="hidden")
     c["list"].input(chats.on_select, [c["list"], c["search"]], view, api_name=False)
     c["new"].click(chats.on_new, [c["search"]], view, api_name=False)
-    c["delete"].click(chats.on_delete, [chat_id, c["search"]], view, api_name=False)
+    def ask_first(chat_id: str | None, title: str) -> tuple[Any, str]:
+        if not chat_id:
+            gr.Info("Open a conversation first: pick one in the list.")
+            return gr.update(visible=False), ""
+        return gr.update(visible=True), (f"<p>Delete “{esc(title or 'this conversation')}” and all its turns? "
+                                         "This cannot be undone.</p>")
+
+    c["delete"].click(ask_first, [chat_id, c["title"]], [c["confirm"], c["question"]], api_name=False,
+                      show_progress="hidden")
+    c["no"].click(lambda: gr.update(visible=False), None, c["confirm"], queue=False, api_name=False)
+    c["yes"].click(chats.on_delete, [chat_id, c["search"]], view, api_name=False).then(
+        lambda: gr.update(visible=False), None, c["confirm"], queue=False, api_name=False)
     for trigger in (c["rename"].click, c["title"].submit):
         trigger(chats.on_rename, [chat_id, c["title"], c["search"]], tail, api_name=False)
     for trigger in (c["search"].change, c["search"].submit):
