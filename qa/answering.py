@@ -73,6 +73,12 @@ CLOSE_SAME_DOCUMENT, CLOSE_OTHER_DOCUMENT = 1.5, 0.06
 W_CONTEXT = 0.9  # share of the question's words found only in the sentence a follow-on sentence refers back to
 _REFERS_BACK = re.compile(r"^(?:it|he|she|they|this|these|that|those|his|her|its|their|there|then|the\s+(\w+))\b",
                           re.IGNORECASE)
+# A sentence that leans on the one before it ("Additionally, he emphasized ..."): quoted after another
+# sentence of the answer, its "he" would seem to mean someone else. Joins an answer only after its own
+# previous sentence.
+_DANGLING = re.compile(r"^(?:(?:additionally|furthermore|moreover|also|however|meanwhile|nevertheless|"
+                       r"in addition|in contrast|on the other hand|similarly|likewise|instead|besides|still)\b,?"
+                       r"|(?:he|she|they|him|them|his|her|their)\b)", re.IGNORECASE)
 # Orders to an AI assistant planted in a document (prompt injection): such sentences are data, never an
 # answer. They are not quoted, not cited and not shown to a model. A heuristic for the common English forms.
 _INSTRUCTION = re.compile(
@@ -263,6 +269,8 @@ class ExtractiveComposer:
                 # A sentence of another document is more often off the subject: only a very close second, and
                 # only when the best sentence does not already hold the answer words.
                 continue
+            if picked and _DANGLING.match(s.text) and not _follows(picked[-1].sentence, s):
+                continue  # its "he" or "Additionally" would lean on the wrong sentence
             picked.append(r)
         return picked
 
@@ -298,6 +306,16 @@ def without_reference_marks(sentence: str) -> str:
     if _CODE.search(sentence):
         return sentence
     return _GLUED_REF.sub("", _SPACED_REF.sub("", sentence))
+
+
+def _follows(before: Sentence, s: Sentence) -> bool:
+    """Whether `s` comes right after `before` in the same document (only spaces between them)."""
+    if before.passage.source != s.passage.source or not before.end <= s.start:
+        return False
+    for p in (s.passage, before.passage):  # the text between them, from a passage that holds it
+        if p.start <= before.end and s.start <= p.end:
+            return not p.text[before.end - p.start:s.start - p.start].strip()
+    return False
 
 
 def with_marker(sentence: str, n: int) -> str:

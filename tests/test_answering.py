@@ -106,6 +106,26 @@ def test_et_al_does_not_end_a_sentence() -> None:
                                        "It is 45 percent by mass."]
 
 
+def test_a_sentence_leaning_on_the_one_before_joins_only_after_it() -> None:
+    """ "Additionally, he emphasized ..." after another sentence would read as if "he" were someone in it."""
+    from qa.answering import ExtractiveComposer, Ranked
+
+    text = ("Both Moscow and Pyongyang have denied any arms transfers. Putin wrote to Kim. "
+            "Additionally, he emphasized the joint effort. The talks ended.")
+    p = Passage(source="a.txt", start=0, end=len(text), text=text, score=1.0)
+    sents = {s.text.split()[0]: s for s in split_sentences(p)}
+
+    def ranked(first_word: str, choice: float) -> Ranked:
+        return Ranked(0.7, choice, sents[first_word], None, 0.7)
+
+    comp = ExtractiveComposer(embedder=None, max_sentences=2, min_support=0.5)
+    denied, wrote, added, ended = ranked("Both", 1.0), ranked("Putin", 0.99), ranked("Additionally,", 0.98), \
+        ranked("The", 0.97)
+    assert comp.choose([denied, added, ended]) == [denied, ended]  # "he" is not one of the deniers
+    assert comp.choose([wrote, added]) == [wrote, added]  # right after "Putin wrote to Kim."
+    assert comp.choose([added, denied]) == [added, denied]  # first, it is the answer as it stands
+
+
 def test_choice_reads_sentences_just_below_the_threshold_once_the_documents_answer() -> None:
     from qa.answering import CHOICE_MARGIN, CLOSE_OTHER_DOCUMENT, ExtractiveComposer, Ranked, Sentence
 

@@ -331,8 +331,12 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
 
     def check_mode(chosen: str) -> None:
         # Said when the mode is chosen, not only at the first question.
-        if chosen == "local" and (missing := local_missing(assistant.settings.local_model)):
+        s = assistant.settings
+        if chosen == "local" and (missing := local_missing(s.local_model)):
             gr.Warning(esc(missing))
+        elif chosen == "openai" and not s.openai_api_key and not s.openai_base_url:
+            gr.Warning("The openai mode needs a key: set OPENAI_API_KEY (or QA_OPENAI_BASE_URL for a server of "
+                       "your own) and restart qa serve; until then choose extractive or local.")
 
     def complain(problem: str) -> None:
         # Raised in an event of its own, so the toast does not put the chat and panels in an error state.
