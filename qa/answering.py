@@ -78,7 +78,8 @@ _REFERS_BACK = re.compile(r"^(?:it|he|she|they|this|these|that|those|his|her|its
 # previous sentence.
 _DANGLING = re.compile(r"^(?:(?:additionally|furthermore|moreover|also|however|meanwhile|nevertheless|"
                        r"in addition|in contrast|on the other hand|similarly|likewise|instead|besides|still)\b,?"
-                       r"|(?:he|she|they|him|them|his|her|their)\b)", re.IGNORECASE)
+                       r"|(?:(?:although|though|but|and|yet|so|while|because|since)\s+)?"
+                       r"(?:he|she|they|him|them|his|her|their)\b)", re.IGNORECASE)
 # Orders to an AI assistant planted in a document (prompt injection): such sentences are data, never an
 # answer. They are not quoted, not cited and not shown to a model. A heuristic for the common English forms.
 _INSTRUCTION = re.compile(

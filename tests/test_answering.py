@@ -124,6 +124,14 @@ def test_a_sentence_leaning_on_the_one_before_joins_only_after_it() -> None:
     assert comp.choose([denied, added, ended]) == [denied, ended]  # "he" is not one of the deniers
     assert comp.choose([wrote, added]) == [wrote, added]  # right after "Putin wrote to Kim."
     assert comp.choose([added, denied]) == [added, denied]  # first, it is the answer as it stands
+    from qa.answering import _DANGLING
+
+    for leaning in ("Although they proposed it, the vote never came.", "He said so.", "Moreover, it rained.",
+                    "But their draft failed."):
+        assert _DANGLING.match(leaning), leaning
+    for standing in ("Hegemony is a word.", "The letter was published.", "Although the vote failed, Kim won.",
+                     "Theyre is not a word."):
+        assert not _DANGLING.match(standing), standing
 
 
 def test_choice_reads_sentences_just_below_the_threshold_once_the_documents_answer() -> None:
