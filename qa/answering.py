@@ -272,6 +272,8 @@ class ExtractiveComposer:
                 continue
             if picked and _DANGLING.match(s.text) and not _follows(picked[-1].sentence, s):
                 continue  # its "he" or "Additionally" would lean on the wrong sentence
+            if any(p.sentence.text.split() == s.text.split() for p in picked):
+                continue  # the same sentence in another document (a copy): quoted once
             picked.append(r)
         return picked
 

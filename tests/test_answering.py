@@ -124,6 +124,9 @@ def test_a_sentence_leaning_on_the_one_before_joins_only_after_it() -> None:
     assert comp.choose([denied, added, ended]) == [denied, ended]  # "he" is not one of the deniers
     assert comp.choose([wrote, added]) == [wrote, added]  # right after "Putin wrote to Kim."
     assert comp.choose([added, denied]) == [added, denied]  # first, it is the answer as it stands
+    copy = Passage(source="b.txt", start=0, end=len(text), text=text, score=1.0)
+    again = Ranked(0.7, 0.99, split_sentences(copy)[0], None, 0.7)  # "Both Moscow ..." in another file
+    assert comp.choose([denied, again, ended]) == [denied, ended]  # quoted once
     from qa.answering import _DANGLING
 
     for leaning in ("Although they proposed it, the vote never came.", "He said so.", "Moreover, it rained.",
