@@ -142,7 +142,7 @@ def test_choice_reads_sentences_just_below_the_threshold_once_the_documents_answ
 
     def ranked(source: str, start: int, support: float, choice: float) -> Ranked:
         p = Passage(source=source, start=0, end=1000, text="x" * 1000, score=1.0)
-        return Ranked(support, choice, Sentence(p, start, start + 10, "x" * 10, 0), None, support)
+        return Ranked(support, choice, Sentence(p, start, start + 10, f"s{start:09d}", 0), None, support)
 
     comp = ExtractiveComposer(embedder=None, max_sentences=2, min_support=0.5)
     names_it = ranked("a.txt", 100, 0.5 - CHOICE_MARGIN / 2, 1.2)  # fewer words in common, names the fact

@@ -72,6 +72,8 @@ HEAD = """
 @media (max-width: 640px) {
   .gradio-container .main.app { padding-left: 8px !important; padding-right: 8px !important; }
   .qa-sources { max-height: none !important; }
+  /* On a phone the question box comes first: the conversation list goes below the chat. */
+  #qa-chats { order: 10; }
 }
 </style>
 <script>
