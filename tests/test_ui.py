@@ -274,6 +274,18 @@ def test_document_markup_renders_as_inert_text(server: tuple[str, Path], page: A
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("size", [(1280, 860), (390, 844)])
+def test_the_question_box_is_on_the_first_screen(server: tuple[str, Path], page: Any, size: tuple[int, int]) -> None:
+    """A first visit, on a laptop window or a phone, shows where to type without scrolling."""
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    _open(page, server[0])
+    page.wait_for_timeout(500)
+    for part in ("#qa-question textarea", "#qa-ask"):
+        box = page.locator(part).bounding_box()
+        assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= size[1], (part, box)
+
+
+@pytest.mark.slow
 def test_phone_width_layout_and_marker_scrolls_to_its_passage(server: tuple[str, Path], page: Any) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     _open(page, server[0])
