@@ -276,9 +276,17 @@ def test_document_markup_renders_as_inert_text(server: tuple[str, Path], page: A
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [(1280, 860), (390, 844)])
 def test_the_question_box_is_on_the_first_screen(server: tuple[str, Path], page: Any, size: tuple[int, int]) -> None:
-    """A first visit, on a laptop window or a phone, shows where to type without scrolling."""
+    """A visit, on a laptop window or a phone, shows where to type without scrolling, however many saved
+    conversations the list holds."""
     page.set_viewport_size({"width": size[0], "height": size[1]})
     _open(page, server[0])
+    for q in ("Who is Victor Cha?", "Who denied the arms transfers?", "Where will Putin travel after North Korea?"):
+        _ask(page, q)
+        page.locator("#qa-chat-new").click()
+        page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+    page.reload()
+    page.wait_for_selector("#qa-question textarea")
+    page.wait_for_function("document.querySelectorAll('#qa-chat-list label').length >= 3")
     page.wait_for_timeout(500)
     for part in ("#qa-question textarea", "#qa-ask"):
         box = page.locator(part).bounding_box()

@@ -356,7 +356,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
 
                 panel = build_panel(chats)
                 chat = gr.Chatbot(
-                    show_label=False, height="calc(100vh - 450px)", min_height=260, render_markdown=False,
+                    show_label=False, height="calc(100vh - 330px)", min_height=260, render_markdown=False,
                     sanitize_html=True, allow_tags=False, latex_delimiters=[], feedback_options=None,
                     buttons=[], elem_id="qa-chat", autoscroll=True,
                     placeholder=EMPTY_CHAT if index_is_empty(assistant) else ASK_CHAT,
