@@ -83,6 +83,7 @@ def test_a_stray_byte_in_utf8_does_not_garble_the_whole_file(tmp_path: Path) -> 
     ("empty.txt", b"", "empty file"),
     ("blank.md", b"  \n\n ", "no text"),
     ("binary.txt", b"\x00\x01\x02ELF\x00" * 100, "binary"),
+    ("nonul.txt", bytes(range(1, 256)) * 40, "binary"),  # binary with no NUL byte: a tenth are controls
     ("broken.pdf", b"%PDF-1.4\n1 0 obj <<", "cannot parse"),
 ])
 def test_bad_files_have_one_line_reasons(tmp_path: Path, name: str, data: bytes, reason: str) -> None:

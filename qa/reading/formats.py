@@ -134,9 +134,14 @@ def read_text_file(path: Path) -> str:
         except UnicodeDecodeError:
             lenient = data.decode("utf-8-sig", errors="replace")
             # UTF-8 around a stray byte (a Latin-1 paste) stays UTF-8: decoding the whole file as cp1252
-            # would garble every accent ("RenÃ©"). A file with no valid UTF-8 beyond ASCII is cp1252.
-            utf8 = any(ord(c) > 127 and c != "\ufffd" for c in lenient)
-            text = lenient if utf8 else data.decode("cp1252", errors="replace")
+            # would garble every accent ("RenÃ©"). A file with more bad bytes than UTF-8 letters is cp1252.
+            letters = sum(1 for c in lenient if ord(c) > 127 and c != "\ufffd")
+            text = lenient if letters >= lenient.count("\ufffd") else data.decode("cp1252", errors="replace")
+    head = text[:65536]
+    junk = sum(1 for c in head if c == "\ufffd" or (ord(c) < 32 and c not in "\t\n\r\f\v") or 127 <= ord(c) < 160)
+    if junk >= 8 and junk > 0.05 * len(head):  # random bytes without a NUL: a tenth of them are controls
+        raise UnreadableFile(f"looks binary ({junk / len(head):.0%} control or undecodable characters), not text; "
+                             "remove it or give it the right extension")
     # Same newline handling as Python's text mode, so offsets match `open(path).read()`.
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
