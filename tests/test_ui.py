@@ -62,6 +62,7 @@ def test_sources_show_only_cited_passages_with_the_span_marked() -> None:
     assert '<mark>Putin will travel to Vietnam on June 19.</mark>' in out
     assert 'id="qa-src-1-1"' in out and "report.txt" in out and "page 2" in out
     assert "other.txt" not in out and "Related" not in out
+    assert f">support {c.score:.2f}<" in out and ">match " not in out  # the sentence's support, not retrieval
     assert "<script" not in out and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in out
 
 
@@ -84,6 +85,7 @@ def test_not_found_is_styled_and_lists_related_not_cited() -> None:
     assert "qa-notfound" in render_answer(ans, 2) and "related, not cited" in render_answer(ans, 2)
     out = render_sources(ans, 2)
     assert "Related, not cited" in out and "qa-related" in out and "<mark>" not in out and "<img" not in out
+    assert ">match 0.30<" in out and ">support " not in out  # retrieval's match, not a sentence's support
     bare = Answer("Who won?", "Not found in the documents.", False)
     assert "related" not in render_answer(bare, 1) and "No passages" in render_sources(bare, 1)
 

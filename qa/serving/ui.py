@@ -89,6 +89,16 @@ def page_view(c: Citation, page_url: Callable[..., str]) -> str:
             f'rel="noopener" title="Open page {c.page} with the cited words highlighted">{crops}</a>')
 
 
+def _score(item: Citation | Passage) -> str:
+    # Two scales: a citation's is its sentence's support for the answer (what the not-found threshold reads),
+    # a related passage's its retrieval match. Both called "score", a refusal beside a 0.83 looked arbitrary.
+    if isinstance(item, Citation):
+        return (f'<span class="qa-score" title="How well the cited sentence supports the answer (below '
+                f'QA_MIN_SUPPORT an answer is not given)">support {item.score:.2f}</span>')
+    return (f'<span class="qa-score" title="How well the passage as a whole matches the question (retrieval); '
+            f'no sentence of it supported an answer">match {item.score:.2f}</span>')
+
+
 def _card(n: int | None, item: Citation | Passage, body: str, elem_id: str, extra: str = "",
           figure: str = "") -> str:
     loc = f'<span class="qa-loc">{esc(item.location)}</span>' if item.location else ""
@@ -97,7 +107,7 @@ def _card(n: int | None, item: Citation | Passage, body: str, elem_id: str, extr
     num = f'<span class="qa-n">[{n}]</span>' if n is not None else ""
     return (f'<article class="qa-src{extra}" id="{elem_id}"><header>{num}'
             f'<span class="qa-file" title="{esc(item.source)}">{esc(Path(item.source).name)}</span>{loc}'
-            f'<span class="qa-score">score {item.score:.2f}</span></header>'
+            f'{_score(item)}</header>'
             f'{figure}<p class="qa-passage">{body}</p></article>')
 
 
