@@ -301,8 +301,9 @@ class Assistant:
                           chroma_url=s.chroma_url)
         s = self.settings  # after store(): opening the index settles embed_precision "auto"
         size = sum(f.stat().st_size for f in Path(s.index_dir).rglob("*") if f.is_file()) if not s.chroma_url else 0
-        return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(store.records()),
-                      chunks=store.count(), embed_model=_describe_embedder(s), size_bytes=size,
+        records = store.records()  # committed documents: an interrupted ingest's chunks do not count yet
+        return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(records),
+                      chunks=sum(r.chunks for r in records.values()), embed_model=_describe_embedder(s), size_bytes=size,
                       backend=describe_backend(s), chroma_url=s.chroma_url)
 
     # --- LlamaIndex objects over this assistant (qa/llamaindex.py) ------------------------------
@@ -354,6 +355,9 @@ class Assistant:
 
     def conversations(self, user: str | None = None, search: str = "") -> list[ConversationInfo]:
         """`user`'s conversations (ConversationInfo), latest first; `search` matches titles, questions, answers."""
+        s = self.settings
+        if self._conversations is None and not (s.conversations_path or Path(s.index_dir) / "conversations.sqlite3").exists():
+            return []  # none saved yet: listing them creates no folder and no file
         return self.conversation_store().list(user or "", search)
 
     # --- durability: checks, rebuild, disk full, backup and restore (qa/integrity.py, qa/backup.py) ---

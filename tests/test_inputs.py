@@ -31,3 +31,8 @@ def test_conversation_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatc
     drawn = iter(["-4z9n-cOpBnNswnaJ2yBvU9s", "--x", "a-4z9n-cOpBnNswnaJ2yBv"])
     monkeypatch.setattr(qa.conversations.secrets, "token_urlsafe", lambda n: next(drawn))
     assert qa.conversations.new_id() == "a-4z9n-cOpBnNswnaJ2yBv"
+
+
+def test_listing_conversations_of_a_missing_index_creates_nothing(tmp_path: Path) -> None:
+    a = Assistant(index_dir=tmp_path / "nowhere" / "index")
+    assert a.conversations() == [] and not (tmp_path / "nowhere").exists()

@@ -316,3 +316,6 @@ def test_an_interrupted_ingest_is_not_called_damage(seeded: Assistant, tmp_path:
                        a.embedder.get_text_embedding_batch([text]))])  # killed before the commit
     checks = {c.name: c for c in reopen(index, seeded).check()}
     assert checks["bm25"].ok and "interrupted" in checks["bm25"].detail, checks["bm25"]
+    before = seeded.status()
+    after = reopen(index, seeded).status()  # the uncommitted chunk is not counted (qa docs agrees)
+    assert after.chunks == before.chunks == sum(d.chunks for d in a.documents()) and after.documents == before.documents
