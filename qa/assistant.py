@@ -18,7 +18,7 @@ from .ingest import Ingestor, Progress
 from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, NOT_FOUND_IN, QUESTION_TOO_LONG
 from .reading.formats import SourceText
-from .settings import Settings
+from .settings import Settings, bounds
 from .store import Store, open_client, prepare_index_dir
 from .types import Answer, Check, Citation, Document, IngestReport, RebuildReport, RemoveReport, Status
 
@@ -237,8 +237,10 @@ class Assistant:
         `history` holds the earlier questions of a conversation, so follow-ups are understood.
         `sources` (paths, folders or globs, see `qa.library`) limits the answer to those documents.
         """
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 50):
-            raise ConfigError(f"top_k={top_k!r}: give a whole number of passages from 1 to 50 (or None for QA_TOP_K).")
+        lo, hi = bounds("top_k")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not lo <= top_k <= hi):
+            raise ConfigError(f"top_k={top_k!r}: give a whole number of passages from {lo} to {hi} "
+                              "(or None for QA_TOP_K).")
         started = time.perf_counter()
         # Lone surrogates (undecodable bytes from a terminal, broken JSON escapes) cannot be tokenized,
         # printed or stored: they become U+FFFD, in the question and in earlier turns alike.
@@ -295,16 +297,14 @@ class Assistant:
         except IndexMissingError:
             if not missing_ok:
                 raise
-            s = self.settings
-            return Status(index_dir=str(Path(s.index_dir).absolute()), documents=0, chunks=0,
-                          embed_model=_describe_embedder(s), size_bytes=0, backend=describe_backend(s),
-                          chroma_url=s.chroma_url)
+            store = None
         s = self.settings  # after store(): opening the index settles embed_precision "auto"
-        size = sum(f.stat().st_size for f in Path(s.index_dir).rglob("*") if f.is_file()) if not s.chroma_url else 0
-        records = store.records()  # committed documents: an interrupted ingest's chunks do not count yet
-        return Status(index_dir=str(Path(s.index_dir).absolute()), documents=len(records),
-                      chunks=sum(r.chunks for r in records.values()), embed_model=_describe_embedder(s), size_bytes=size,
-                      backend=describe_backend(s), chroma_url=s.chroma_url)
+        index = Path(s.index_dir)
+        size = sum(f.stat().st_size for f in index.rglob("*") if f.is_file()) if store and not s.chroma_url else 0
+        records = store.records() if store else {}  # committed: an interrupted ingest's chunks do not count yet
+        return Status(index_dir=str(index.absolute()), documents=len(records),
+                      chunks=sum(r.chunks for r in records.values()), embed_model=_describe_embedder(s),
+                      size_bytes=size, backend=describe_backend(s), chroma_url=s.chroma_url)
 
     # --- LlamaIndex objects over this assistant (qa/llamaindex.py) ------------------------------
     def as_query_engine(self, **options: Any) -> Any:
@@ -326,15 +326,17 @@ class Assistant:
         return QAChatEngine(self, **options)
 
     # --- conversations ----------------------------------------------------------------------------
+    def _conversations_path(self) -> Path:
+        s = self.settings
+        return s.conversations_path or Path(s.index_dir) / "conversations.sqlite3"
+
     def conversation_store(self) -> ConversationStore:
         """The SQLite store of conversations; raises ConversationStoreError (every time) if it is unusable."""
         if self._conversations is None:
             from .conversations import ConversationStore
 
-            s = self.settings
-            path = s.conversations_path or Path(s.index_dir) / "conversations.sqlite3"
             try:
-                self._conversations = ConversationStore(path)
+                self._conversations = ConversationStore(self._conversations_path())
             except ConversationStoreError as e:
                 self._conversations = e
         if isinstance(self._conversations, ConversationStoreError):
@@ -355,8 +357,7 @@ class Assistant:
 
     def conversations(self, user: str | None = None, search: str = "") -> list[ConversationInfo]:
         """`user`'s conversations (ConversationInfo), latest first; `search` matches titles, questions, answers."""
-        s = self.settings
-        if self._conversations is None and not (s.conversations_path or Path(s.index_dir) / "conversations.sqlite3").exists():
+        if self._conversations is None and not self._conversations_path().exists():
             return []  # none saved yet: listing them creates no folder and no file
         return self.conversation_store().list(user or "", search)
 

@@ -107,3 +107,10 @@ class Settings(BaseSettings):
     )
     embed_concurrency: int = Field(4, ge=1, le=64, description="Requests in flight to QA_EMBED_URL while ingesting.")
     embed_timeout: float = Field(60.0, gt=0, description="Seconds to wait for one QA_EMBED_URL request.")
+
+
+def bounds(field: str) -> tuple[int, int]:
+    """The inclusive range a whole-number setting allows (its Field's ge and le): the UI's slider and the
+    checks of a per-question value use it."""
+    meta = Settings.model_fields[field].metadata
+    return (next(int(m.ge) for m in meta if hasattr(m, "ge")), next(int(m.le) for m in meta if hasattr(m, "le")))

@@ -89,7 +89,7 @@ def rename_conversation(id: str, body: RenameRequest, request: Request, e: Engin
         raise ApiError(422, 'The title is empty: send {"title": "..."}.')
     conv = _conversation(e.assistant, id, api_user(request))
     conv.rename(title)
-    return JSONResponse(info_dict(_conversation(e.assistant, id, api_user(request)).info))
+    return JSONResponse(info_dict(conv.info))  # read again: as stored now
 
 
 @router.delete("/conversations/{id}", summary="Delete a conversation and its turns")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from ..errors import IndexDamagedError, IndexMissingError, QAError
 from ..llm import local_missing
-from ..settings import Settings
+from ..settings import Settings, bounds
 from ..types import Answer, Citation, FileResult, Passage, Status
 from .uploads import stage, uploads_dir
 
@@ -172,13 +172,6 @@ def answer_modes() -> tuple[str, ...]:
     return tuple(get_args(Settings.model_fields["llm"].annotation))
 
 
-def _bounds(field: str) -> tuple[int, int]:
-    meta = Settings.model_fields[field].metadata
-    lo = next((int(m.ge) for m in meta if hasattr(m, "ge")), 1)
-    hi = next((int(m.le) for m in meta if hasattr(m, "le")), 50)
-    return lo, hi
-
-
 def parse_auth(value: str | None) -> tuple[str, str] | None:
     """The first login of `user:password[,...]` as Gradio's auth tuple (`qa.serving.users` parses them all)."""
     from .users import parse_users
@@ -332,7 +325,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                              desc=f"Indexing {job.current} ({int(job.done)}/{job.total})")
                 job = writer.wait(job.id, timeout=5, changed=job)
             if job.state == "failed":
-                return render_ingest(list(job.results) or results), status_html(), None, job.error
+                return render_ingest(results), status_html(), None, job.error
             results = list(job.results)  # the refused files first, then what the ingest did
         failed = [r for r in results if r.status == "failed"]
         if failed:
@@ -353,7 +346,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
         if problem:
             raise gr.Error(esc(problem), print_exception=False)
 
-    lo, hi = _bounds("top_k")
+    lo, hi = bounds("top_k")
     with gr.Blocks(title="qa — answers from your documents", analytics_enabled=False) as app:
         turns = gr.State([])
         problem = gr.State("")
