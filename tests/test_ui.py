@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -273,6 +274,16 @@ def test_document_markup_renders_as_inert_text(server: tuple[str, Path], page: A
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.dialogs == []
     page.screenshot(path=str(ARTIFACTS / "inert-markup.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_choosing_openai_without_a_key_warns_at_once(server: tuple[str, Path], page: Any) -> None:
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("QA_OPENAI_API_KEY") or os.environ.get("QA_OPENAI_BASE_URL"):
+        pytest.skip("this machine has an OpenAI key or server: the mode works")
+    _open(page, server[0])
+    page.locator("#qa-settings").get_by_text("Settings").click()
+    page.locator("#qa-mode").get_by_text("openai", exact=True).click()
+    page.locator(".toast-body").filter(has_text="needs a key").first.wait_for()
 
 
 @pytest.mark.slow

@@ -227,3 +227,21 @@ def test_corrupt_store_shows_a_banner_and_still_answers(seeded_index: Path, page
     finally:
         _stop(proc)
     assert bad.read_bytes().startswith(b"not a database")  # left as it was, for the user to look at
+
+
+@pytest.mark.slow
+def test_asking_in_a_conversation_deleted_in_another_tab_says_so(server: tuple[str, Path], page: Any) -> None:
+    """Tab B still shows a conversation tab A deleted: its next question starts a new one, and says so."""
+    _open(page, server[0])
+    _ask(page, "Who is Victor Cha?")
+    page.locator("#qa-chat-list label").filter(has_text="Who is Victor Cha?").wait_for()
+    page.wait_for_timeout(1500)  # the open conversation is remembered in the browser after the answer
+    other = page.context.new_page()
+    other.set_default_timeout(60_000)
+    _open(other, server[0])
+    other.wait_for_function("document.querySelector('#qa-chat .qa-question')?.innerText === 'Who is Victor Cha?'")
+    page.locator("#qa-chat-delete").click()
+    page.locator("#qa-chat-yes").click()
+    page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+    _ask(other, "What did he urge Washington to do?")
+    other.locator(".toast-body").filter(has_text="deleted (in another window)").first.wait_for()

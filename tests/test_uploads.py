@@ -6,12 +6,13 @@ from __future__ import annotations
 import errno
 import io
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from qa.errors import DiskFullError
-from qa.serving.uploads import MAX_NAME_BYTES, STAGING, distinct, place, safe_name, stage
+from qa.serving.uploads import MAX_NAME_BYTES, STAGING, STALE_SECONDS, distinct, place, safe_name, stage
 from qa.serving.writer import Writer
 
 from .test_writer import GatedAssistant
@@ -116,3 +117,17 @@ def test_a_refused_upload_leaves_nothing_behind(tmp_path: Path) -> None:
     assert sorted(p.name for p in (uploads / STAGING).iterdir()) == [] and not (uploads / "b.txt").exists()
     a.gates[0].set()
     w.close()
+
+
+def test_staging_left_by_a_stopped_server_is_cleared_after_a_day(tmp_path: Path) -> None:
+    """A server that stopped with uploads queued leaves their staging folders; the next upload clears those
+    older than a day (a younger one may be a live replica's queued upload)."""
+    uploads = tmp_path / "uploads"
+    old, young = uploads / STAGING / "old", uploads / STAGING / "young"
+    for d in (old, young):
+        d.mkdir(parents=True)
+        (d / "notes.txt").write_text("queued once")
+    long_ago = time.time() - STALE_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+    staged = stage([("a.txt", io.BytesIO(b"a"))], uploads, max_mb=1)
+    assert not old.exists() and (young / "notes.txt").exists() and staged.folder.exists()
