@@ -26,8 +26,20 @@ from .types import Citation, Passage
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co", "al",
            "no", "vol", "fig", "gen", "gov", "sen", "rep", "u.s", "u.k", "u.n", "e.g", "i.e", "jan",
-           "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx"}
+           "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx", "eg", "ie",
+           "cf", "esp", "incl", "max", "viz", "ca", "dept", "corp"}
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n+")
+# Line breaks. Text wrapped at 72-80 columns (plain text, Markdown, the source lines of HTML) breaks lines
+# inside sentences: such a break is a space. A break ends a sentence after a short line (a heading, a table
+# row, a list item), before a list item, a table row, a heading or an indented (code) line, and at a blank line.
+# Text read from a page layout (PDFs, scans) has its line breaks at block ends already (qa/reading/pdf.py).
+_ANY_BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|[ \t\r\f\v]*\n\s*")
+_BLOCK_START = re.compile(r"(?:[-*+•·▪◦‣>|#]|`{3}|\d{1,3}[.)](?:\s|$)|[A-Za-z][.)]\s)")
+_TERMINAL = re.compile(r"[.!?][\"'”’)\]]*$")
+_UPPER_START = re.compile(r"[\"'“‘(\[]?[A-Z0-9]")
+_HEADING = re.compile(r"#{1,6}\s")  # a Markdown heading names a section; it answers nothing
+SHORT_LINE = 40  # characters: a line this short that does not end a sentence ends a block (a heading, a row)
+LAID_OUT = (".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset("""a an the and or but if of at by for with about against between into through
 during before after above below to from up down in out on off over under again further then once
@@ -104,27 +116,54 @@ class Sentence:
     rank: int
 
 
+def _abbreviation(before: str) -> bool:
+    """Whether the text ends with an abbreviation or an initial ("Mr.", "e.g.", "J.") rather than a sentence."""
+    last = re.search(r"([\w.]+)\.$", before)
+    word = last.group(1).lower() if last else ""
+    return word in _ABBREV or (len(word) == 1 and word.isalpha())
+
+
+def _line_break_ends_sentence(text: str, start: int, end: int) -> bool:
+    """Whether the line break text[start:end] (a newline and the spaces around it) ends a sentence."""
+    gap = text[start:end]
+    if gap.count("\n") > 1:
+        return True  # a blank line: a new paragraph
+    line = text[text.rfind("\n", 0, start) + 1:start].strip()
+    nxt = text[end:text.find("\n", end) if "\n" in text[end:] else len(text)]
+    indent = gap[gap.rfind("\n") + 1:]
+    if "\t" in indent or len(indent) >= 4 or _BLOCK_START.match(nxt) or line.startswith(("#", "|", ">")) \
+            or line.endswith("|"):
+        return True
+    quoted = re.sub(r"[\"'”’)\]]+$", "", line)
+    if _TERMINAL.search(line):
+        return bool(_UPPER_START.match(nxt)) and not _abbreviation(quoted)
+    if len(line) >= SHORT_LINE:
+        return False
+    # A short line is a heading or a row, unless it stops where no heading would: "Valgrind was written by"
+    last = _WORD.findall(line.lower())[-1:] or [""]
+    return not (line.endswith((",", "-", "(", "/", "&")) or last[0] in STOPWORDS)
+
+
 def split_sentences(passage: Passage, rank: int = 0) -> list[Sentence]:
-    """Sentences of a passage with exact document offsets (abbreviations do not end a sentence)."""
+    """Sentences of a passage with exact document offsets (abbreviations do not end a sentence; a line
+    break inside a wrapped paragraph does not either)."""
     text = passage.text
+    laid_out = passage.source.lower().endswith(LAID_OUT)
     cuts = [0]
-    for m in _BOUNDARY.finditer(text):
-        if m.group().startswith("\n"):
+    for m in _ANY_BOUNDARY.finditer(text):
+        if "\n" in m.group():
+            if laid_out or _line_break_ends_sentence(text, m.start(), m.end()):
+                cuts.append(m.end())
+            continue
+        if not _abbreviation(text[:m.start()]):
             cuts.append(m.end())
-            continue
-        before = text[:m.start()]
-        last = re.search(r"([\w.]+)\.$", before)
-        word = last.group(1).lower() if last else ""
-        if word in _ABBREV or (len(word) == 1 and word.isalpha()):
-            continue
-        cuts.append(m.end())
     cuts.append(len(text))
     out = []
     for a, b in zip(cuts, cuts[1:]):
         piece = text[a:b]
         lead = len(piece) - len(piece.lstrip())
         piece = piece.strip()
-        if len(_WORD.findall(piece)) >= 3:
+        if len(_WORD.findall(piece)) >= 3 and not _HEADING.match(piece):
             s = passage.start + a + lead
             out.append(Sentence(passage, s, s + len(piece), piece, rank))
     return out
@@ -323,8 +362,9 @@ def _follows(before: Sentence, s: Sentence) -> bool:
 
 def with_marker(sentence: str, n: int) -> str:
     """Put `[n]` before the sentence's closing punctuation: 'It rained [1].' Reference numbers the sentence
-    had of its own are dropped, so that every `[n]` of an answer is one of its citations."""
-    sentence = without_reference_marks(sentence)
+    had of its own are dropped, so that every `[n]` of an answer is one of its citations. A wrapped sentence's
+    line breaks read as spaces (its citation keeps the exact text)."""
+    sentence = re.sub(r"\s*\n\s*", " ", without_reference_marks(sentence))
     m = re.search(r"[.!?]+[\"'”’)]*$", sentence)
     if m:
         return f"{sentence[:m.start()]} [{n}]{sentence[m.start():]}"

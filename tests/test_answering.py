@@ -161,3 +161,64 @@ def test_choice_reads_sentences_just_below_the_threshold_once_the_documents_answ
     # ... and only when the first one holds no confident answer words: then the answer is in it.
     answered = Ranked(0.7, 1.0, matches.sentence, (3, 8), 0.7)
     assert comp.choose([answered, other_close]) == [answered]
+
+
+def _sentences(text: str, source: str = "notes.md") -> list[str]:
+    return [s.text for s in split_sentences(Passage(source=source, start=0, end=len(text), text=text, score=1.0))]
+
+
+def test_a_line_break_inside_a_wrapped_paragraph_does_not_end_a_sentence() -> None:
+    """Text wrapped at 72-80 columns (READMEs, Markdown, HTML source) breaks lines mid-sentence."""
+    text = ("2.1 The Basics\nThe first thing you must do is create an ffi_cif object that\n"
+            "matches the signature of the function.  The cif in ffi_cif stands for\n"
+            "Call InterFace.  To prepare a call interface object, use the function\nffi_prep_cif.\n"
+            "Valgrind was written by\nJulian Seward.\n"
+            "Your program will run much slower (eg.\n20 to 30 times) than normal.")
+    assert _sentences(text) == [
+        "2.1 The Basics",  # a short line that ends no sentence: a heading
+        "The first thing you must do is create an ffi_cif object that\nmatches the signature of the function.",
+        "The cif in ffi_cif stands for\nCall InterFace.",
+        "To prepare a call interface object, use the function\nffi_prep_cif.",
+        "Valgrind was written by\nJulian Seward.",  # a heading does not end on "by"
+        "Your program will run much slower (eg.\n20 to 30 times) than normal.",
+    ]
+    assert with_marker("The cif in ffi_cif stands for\nCall InterFace.", 1) == "The cif in ffi_cif stands for Call InterFace [1]."
+
+
+def test_blocks_still_end_sentences() -> None:
+    text = ("Remote work\nEmployees may work remotely two days a week\n\nNew paragraph starts here today.\n"
+            "The steps are as follows and they are short\n- install the meter upright\n2. seal the cover tight\n"
+            "| Battery life | 16 years |\n| Weight | 1.1 kg here |\n## Editable installs and more\n"
+            "You can install local projects in editable mode:\n    pip install -e path/to/project")
+    assert _sentences(text) == [
+        "Employees may work remotely two days a week",  # not glued to its heading, "Remote work"
+        "New paragraph starts here today.",
+        "The steps are as follows and they are short",
+        "- install the meter upright", "2. seal the cover tight",
+        "| Battery life | 16 years |", "| Weight | 1.1 kg here |",  # no Markdown heading: it answers nothing
+        "You can install local projects in editable mode:", "pip install -e path/to/project",
+    ]
+    # A PDF's line breaks come from its layout (qa/reading/pdf.py joins the lines of a paragraph): each ends a block.
+    assert _sentences("Specifications of the meter\nNominal flow rate 2.5 m3/h", "spec.pdf") == [
+        "Specifications of the meter", "Nominal flow rate 2.5 m3/h"]
+
+
+def test_a_wrapped_sentence_is_answered_whole(tmp_path) -> None:
+    """End to end on a real index: the answer names what the next line of the file holds."""
+    from qa import Assistant
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "basics.md").write_text(
+        "# The Basics\n\nlibffi assumes that you have a pointer to the function you wish to call\n"
+        "and that you know the number and types of arguments to pass it.\n\n"
+        "The first thing you must do is create an ffi_cif object that matches the\n"
+        "signature of the function you wish to call. The cif in ffi_cif stands for\n"
+        "Call InterFace. To prepare a call interface object, use the function\nffi_prep_cif.\n",
+        encoding="utf-8")
+    a = Assistant(index_dir=tmp_path / "index")
+    a.ingest(tmp_path / "docs")
+    ans = a.ask("What does cif stand for in ffi_cif?")
+    assert ans.answered and "Call InterFace" in ans.answer and "\n" not in ans.answer, ans.answer
+    assert any("Call InterFace" in c.text for c in ans.citations)
+    text = (tmp_path / "docs" / "basics.md").read_text(encoding="utf-8")
+    assert all(text[c.start:c.end] == c.text for c in ans.citations)
