@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .chat import condense
-from .errors import ConfigError, ConversationStoreError, IndexBusyError, IndexMissingError, QAError
+from .errors import ConfigError, ConversationStoreError, DiskFullError, IndexBusyError, IndexMissingError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, NOT_FOUND_IN, QUESTION_TOO_LONG
@@ -167,11 +167,16 @@ class Assistant:
             # The lease also stops writers that do not share this folder: other hosts and replicas
             # of a Chroma server, whose repair of "interrupted" work would delete each other's chunks.
             store = self.store(create=True)
-            store.acquire_writer(f"collection {s.collection!r} at {s.chroma_url or lock_dir}")
+            store.acquire_writer(f"collection {s.collection!r} at {s.chroma_url or lock_dir}", local=not s.chroma_url)
             try:
                 yield store
-            finally:
-                store.release_writer()
+            except BaseException:
+                try:  # the error says what went wrong; a failing release (a full disk) must not hide it
+                    store.release_writer()
+                except Exception:  # noqa: BLE001 - the lease lapses by itself
+                    pass
+                raise
+            store.release_writer()
         finally:
             lock.release()
 
@@ -375,14 +380,15 @@ class Assistant:
     def _guarded(self, targets: Sequence[Path]) -> Iterator[None]:
         """Turn running out of disk space into DiskFullError (what was committed stays), Chroma errors
         into IndexDamagedError."""
-        from . import diskspace
+        from . import diskspace, integrity
 
         s = self.settings
         before = diskspace.folder_bytes(Path(s.index_dir)) if not s.chroma_url else 0
         try:
             yield
         except Exception as e:
-            if diskspace.is_disk_full(e):
+            if diskspace.is_disk_full(e) or (not s.chroma_url and integrity.is_storage_error(e)
+                                             and diskspace.nearly_full(Path(s.index_dir))):
                 # Chroma's client keeps state of the failed write: the next use opens the store afresh.
                 self._store = self._retriever = None
                 raise diskspace.disk_full(Path(s.index_dir), targets, before) from None
@@ -409,8 +415,7 @@ class Assistant:
         and its uploads."""
         import shutil
 
-        from .backup import catalogue_sources, move_aside, writer_lock
-        from .reading.formats import file_digest
+        from .backup import catalogue_sources, move_aside, refuse_if_served, writer_lock
 
         s = self.settings
         if s.chroma_url:
@@ -425,6 +430,8 @@ class Assistant:
         if catalogue is None and not given and not old_uploads.is_dir():
             raise QAError(f"The catalogue of {index} cannot be read, so it does not say which files to index "
                           "again; name them: qa ingest --rebuild PATH...")
+        refuse_if_served(index, "qa ingest --rebuild")
+        _room_to_rebuild(index)
         with writer_lock(index, "qa ingest --rebuild"):
             moved = move_aside(index, "damaged")
         self._store = self._retriever = None
@@ -439,16 +446,12 @@ class Assistant:
             elif not any(p.is_relative_to(g.absolute()) for g in given):
                 missing.append(f"{source}: no longer exists")
         if (moved / "uploads").is_dir():
+            # Every file there is whole (an upload is put in place by a rename): one the index held in another
+            # version is an upload a stopped server had not indexed yet, indexed now as it is.
             uploads.mkdir(parents=True)
             for f in sorted((moved / "uploads").iterdir()):
-                recorded = (catalogue or {}).get(str(uploads / f.name))
-                if not f.is_file() or f.name.startswith("."):
-                    continue
-                if recorded and recorded != file_digest(f):
-                    missing.append(f"{uploads / f.name}: not what was indexed (a half-written upload); "
-                                   f"add it again (the file is kept in {moved / 'uploads'})")
-                    continue
-                shutil.copy2(f, uploads / f.name)
+                if f.is_file() and not f.name.startswith("."):
+                    shutil.copy2(f, uploads / f.name)
             targets.append(uploads)
         report = self.ingest(*targets, progress=progress) if targets else IngestReport()
         return RebuildReport(str(moved), report, tuple(missing), "catalogue" if catalogue is not None else "paths")
@@ -543,6 +546,20 @@ class Assistant:
         return png
 
     # --- the document library (qa.library) ----------------------------------------------------------
+    def pending_uploads(self) -> list[Path]:
+        """Uploaded files (`<index>/uploads/`) the index does not hold as they are: a server stopped before it
+        indexed them. `qa serve` indexes them when it starts."""
+        from .integrity import unindexed_uploads
+
+        uploads = Path(self.settings.index_dir).absolute() / "uploads"
+        if not uploads.is_dir():
+            return []
+        try:
+            records = self.store().records()
+        except IndexMissingError:
+            records = {}
+        return unindexed_uploads(records, uploads)
+
     def documents(self) -> tuple[Document, ...]:
         """Every indexed document with its title, type, pages, chunks, size and times, sorted by source."""
         from .library import to_document
@@ -615,3 +632,21 @@ def _describe_embedder(s: Settings) -> str:
 
         return f"{s.embed_model} at {public_url(s.embed_url)}"
     return f"{s.embed_model} ({'ONNX ' + s.embed_precision if s.embed_backend == 'onnx' else 'torch'})"
+
+
+def _room_to_rebuild(index: Path) -> None:
+    """Refuse a rebuild the disk cannot hold: the old index stays where it is (moved aside, it would answer no
+    more, and the new one would stop half-way)."""
+    import shutil
+
+    from .diskspace import RESERVE_BYTES, folder_bytes
+
+    need = folder_bytes(index) + RESERVE_BYTES
+    try:
+        free = shutil.disk_usage(index).free
+    except OSError:
+        return
+    if free < need:
+        raise DiskFullError(f"Rebuilding the index at {index} needs about {need / 1e6:.0f} MB free on its disk (as "
+                            f"much as the index holds); {free / 1e6:.1f} MB are free. Nothing was changed: free "
+                            "space and run again.")

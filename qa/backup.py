@@ -8,6 +8,7 @@ ingest changes them in between, and `qa-backup.json` naming what was copied.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -24,8 +25,48 @@ from .integrity import LAYOUT, check_segment_files, check_sqlite_header, check_s
 MANIFEST = "qa-backup.json"
 SQLITE_FILES = ("chroma.sqlite3", "conversations.sqlite3")
 # Not copied: the writer lock, SQLite's side files (the backup API copies their content) and scratch.
-_SKIP = {".ingest.lock", ".write-test", MANIFEST}
+SERVE_LOCK = ".serve.lock"
+_SKIP = {".ingest.lock", SERVE_LOCK, ".write-test", MANIFEST}
 _SKIP_SUFFIXES = ("-wal", "-shm", "-journal")
+
+
+@contextmanager
+def serving(index_dir: Path) -> Iterator[None]:
+    """Held (shared) by `qa serve` while it runs: a restore or rebuild would swap the folder under it, and it
+    would go on answering from (and writing uploads to) the old one."""
+    import fcntl
+
+    f = None
+    try:
+        if index_dir.is_dir():
+            f = open(index_dir / SERVE_LOCK, "a+")  # noqa: SIM115 - held until the server stops
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # a read-only index, or a replacing restore holds it: served without the claim
+        if f is not None:
+            f.close()
+        f = None
+    try:
+        yield
+    finally:
+        if f is not None:
+            f.close()
+
+
+def refuse_if_served(index_dir: Path, what: str) -> None:
+    """Raise IndexBusyError while a `qa serve` holds the index (see `serving`)."""
+    import fcntl
+
+    lock = index_dir / SERVE_LOCK
+    if not lock.exists():
+        return
+    try:
+        with open(lock, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise IndexBusyError(f"qa serve is answering from {index_dir}; stop it, then run {what} again (it replaces "
+                             "the index folder, which the server would go on using).") from None
+    except OSError:
+        return
 
 
 @contextmanager
@@ -39,6 +80,12 @@ def writer_lock(index_dir: Path, what: str) -> Iterator[None]:
     except Timeout:
         raise IndexBusyError(f"An ingest is writing to {index_dir}; wait for it to finish, then run {what} again.") \
             from None
+    except OSError as e:
+        if e.errno != errno.EROFS:
+            raise QAError(f"Cannot take the lock of the index at {index_dir} ({e.strerror or e}); {what} needs "
+                          "write access to the index folder.") from None
+        yield  # a read-only file system: no ingest can be writing to it
+        return
     try:
         yield
     finally:
@@ -69,7 +116,7 @@ def _copy_tree(src: Path, dest: Path) -> int:
         target = dest / entry.name
         if entry.is_dir() and not entry.is_symlink():
             shutil.copytree(entry, target, symlinks=True,
-                            ignore=shutil.ignore_patterns(".ingest.lock", "*-wal", "*-shm", "*-journal", ".staging"))
+                            ignore=shutil.ignore_patterns(".ingest.lock", SERVE_LOCK, "*-wal", "*-shm", "*-journal", ".staging"))
             total += sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
         elif entry.is_file():
             shutil.copy2(entry, target)
@@ -136,6 +183,7 @@ def restore(src: Path, index_dir: Path, force: bool = False) -> Path | None:
     if occupied and not force:
         raise QAError(f"The index at {index_dir} is not empty; add --force to replace it "
                       "(the current index is moved aside, not deleted).")
+    refuse_if_served(index_dir, "qa restore")
     tmp = index_dir.with_name(f".{index_dir.name}.restoring-{uuid.uuid4().hex[:8]}")
     try:
         tmp.mkdir(parents=True)

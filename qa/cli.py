@@ -311,9 +311,13 @@ def _check(a: Any) -> int:
     for c in results:
         print(f"{'ok  ' if c.ok else 'FAIL'}  {c.name + ':':<16} {c.detail}")
     failed = [c for c in results if not c.ok]
-    if failed:
+    damage = [c for c in failed if not c.fix]
+    if damage:
         print(f"error: the index at {a.settings.chroma_url or a.settings.index_dir} is damaged "
-              f"({failed[0].name}). Run: qa ingest --rebuild", file=sys.stderr)
+              f"({damage[0].name}). Run: qa ingest --rebuild", file=sys.stderr)
+        return 1
+    if failed:  # not damage: a full disk, a read-only folder, a stale copy; a rebuild would not help
+        print(f"error: {failed[0].fix}", file=sys.stderr)
         return 1
     print("index is healthy")
     return 0
@@ -415,6 +419,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     handler = {"ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
                "serve": cmd_serve, "eval": cmd_eval, "chats": cmd_chats, "backup": cmd_backup,
                "restore": cmd_restore, "docs": cmd_docs, "remove": cmd_remove}[args.command]
+    if args.command in WRITERS:
+        # `kill` (a service manager stopping qa, a container's stop) ends a writer as Ctrl-C does: it says what
+        # was kept and gives up its claim on the index, instead of vanishing and leaving a lease for 300 s.
+        import signal
+
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return handler(args)
     except QAError as e:
@@ -426,6 +436,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 ONE_SHOT = frozenset({"ask", "status", "docs"})  # read the index, print, end
+WRITERS = frozenset({"ingest", "remove", "backup", "restore"})
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def run() -> None:
@@ -444,7 +459,10 @@ def run() -> None:
     except BrokenPipeError:  # `qa ask ... | head` stopped reading: not an error of qa's
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
-    if one_shot:
+    if one_shot or code == 130:
+        # An interrupted command leaves as a killed one would: a model thread cut short in native code could
+        # otherwise abort the teardown ("terminate called without an active exception", exit 134). What was
+        # committed is on disk; the rest is repaired by the next run.
         sys.stderr.flush()
         # Everything is written (the conversation store commits each turn); tearing down thousands of
         # modules, the Chroma client and the model sessions would add 0.5 s to every answer.

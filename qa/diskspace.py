@@ -34,6 +34,18 @@ def is_disk_full(e: BaseException | None) -> bool:
     return False
 
 
+def nearly_full(folder: Path) -> bool:
+    """Whether the disk of `folder` has less room than any write needs: Chroma then fails with errors that do
+    not say so ("Error in compaction: Failed to apply logs to the metadata segment")."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+NEARLY_FULL_BYTES = 8 << 20
 # What one write needs on disk, generously (SQLite's rollback journal, its full-text index and the HNSW
 # files all grow): per chunk (vector in the log and in HNSW, text, metadata, full-text postings), per
 # character of stored document text, and a fixed reserve.

@@ -127,7 +127,9 @@ class Ingestor:
             self.store.repair()
         self.store.set_state(state["generation"], dirty=True)
         results: list[FileResult] = []
-        changed = False
+        # An interrupted run may have committed files without a new generation: copies kept by generation
+        # (the BM25 index) are then stale, so a run that repairs one always starts a new generation.
+        changed = bool(state["dirty"])
         queue: list[tuple[SourceText, list[Chunk]]] = []  # chunks waiting to be embedded and written
         finished: list[_Pending] = []  # files whose every chunk is queued or written: commit next flush
         queued = 0

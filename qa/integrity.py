@@ -7,13 +7,15 @@ opened read-only here, so checking never changes a damaged index.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import EmbeddingMismatchError, IndexDamagedError, IndexVersionError, QAError
+from .diskspace import is_disk_full, nearly_full
+from .errors import ConfigError, DiskFullError, EmbeddingMismatchError, IndexDamagedError, IndexVersionError, QAError
 from .reading.formats import file_digest
 from .types import Check
 
@@ -239,28 +241,33 @@ def check_bm25(store: Any, cache_dir: Path) -> Check:
     chroma = set(store.chunks.get(include=[])["ids"])
     if ids != chroma:
         return Check("bm25", False, f"BM25 copy holds {len(ids)} chunks, Chroma {len(chroma)} "
-                     f"({len(ids ^ chroma)} differ)")
+                     f"({len(ids ^ chroma)} differ)",
+                     fix=f"delete {cache_dir} (a copy of the index's text: the next question rebuilds it)")
     return Check("bm25", True, f"BM25 copy holds the same {len(ids)} chunks as Chroma")
 
 
+def unindexed_uploads(records: dict[str, Any], uploads: Path) -> list[Path]:
+    """Uploaded files the index does not hold as they are: put in place by a server that stopped before it
+    indexed them (a file its ingest refuses is deleted again, so anything else here is pending)."""
+    if not uploads.is_dir():
+        return []
+    out = []
+    for f in sorted(p for p in uploads.iterdir() if p.is_file() and not p.name.startswith(".")):
+        rec = records.get(str(f.absolute()))
+        if rec is None or rec.digest != file_digest(f):
+            out.append(f)
+    return out
+
+
 def check_uploads(store: Any, uploads: Path) -> Check:
-    """Uploaded files are the ones their catalogue records vouch for (a half-written copy is not)."""
+    """Uploaded files are the ones their catalogue records vouch for, or wait to be indexed."""
     if not uploads.is_dir():
         return Check("uploads", True, "no uploads")
     records = store.records()
-    bad, n, pending = [], 0, 0
-    for f in sorted(p for p in uploads.iterdir() if p.is_file() and not p.name.startswith(".")):
-        rec = records.get(str(f.absolute()))
-        if rec is None:
-            pending += 1  # saved but never indexed (its ingest was refused or failed): not damage
-        elif rec.digest != file_digest(f):
-            bad.append(f.name)
-        else:
-            n += 1
-    if bad:
-        return Check("uploads", False, f"{len(bad)} file(s) in {uploads} are not what was indexed "
-                     f"(half-written upload?), e.g. {bad[0]}")
-    extra = f"; {pending} not indexed" if pending else ""
+    pending = unindexed_uploads(records, uploads)
+    n = sum(1 for f in uploads.iterdir() if f.is_file() and not f.name.startswith(".")) - len(pending)
+    extra = (f"; {len(pending)} not indexed yet, e.g. {pending[0].name} (qa serve indexes them when it starts, "
+             f"or run: qa ingest {uploads})") if pending else ""
     return Check("uploads", True, f"{n} uploaded file(s) match the catalogue{extra}")
 
 
@@ -296,7 +303,7 @@ def opened(store: Any, where: Path | str) -> None:
         raise damaged(where, catalogue.detail)
 
 
-def explain(index_dir: Path | None, error: BaseException) -> IndexDamagedError:
+def explain(index_dir: Path | None, error: BaseException) -> QAError:
     """The one line for an error Chroma raised while reading or writing the index."""
     if index_dir is not None and (index_dir / "chroma.sqlite3").exists():
         for c in (check_sqlite_header, check_sqlite_pages, check_segment_files):
@@ -304,8 +311,21 @@ def explain(index_dir: Path | None, error: BaseException) -> IndexDamagedError:
             if not result.ok:
                 return damaged(index_dir, result.detail)
     reason = " ".join(str(error).split())[:200] or type(error).__name__
-    return IndexDamagedError(f"Chroma could not read the index at {index_dir or 'the server'} ({reason}). "
+    where = index_dir or "the server"
+    if is_disk_full(error) or index_dir is not None and nearly_full(index_dir):  # SQLite cannot even open the index for reading without room for its journal
+        return DiskFullError(f"The disk of the index at {where} is full; Chroma needs some free space even to "
+                             "read it. Free space and run again: the index is not damaged.")
+    if _read_only(error):
+        return ConfigError(f"The index at {where} is read-only ({reason}); Chroma opens an index for writing, "
+                           "even to answer. Make the folder writable, or copy it and point QA_INDEX_DIR at the copy.")
+    return IndexDamagedError(f"Chroma could not read the index at {where} ({reason}). "
                              f"Nothing was changed. See: qa status --check; {REBUILD}")
+
+
+def _read_only(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, OSError) and e.errno == errno.EROFS or "readonly database" in text or \
+        "read-only file system" in text
 
 
 def is_storage_error(e: BaseException) -> bool:
@@ -333,8 +353,12 @@ def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cach
     except EmbeddingMismatchError as e:
         return [*results, Check("embedding model", False, str(e))]
     except QAError as e:
-        return [*results, Check("collections", False, str(e))]
+        damage = isinstance(e, IndexDamagedError) and not is_disk_full(e)
+        return [*results, Check("collections", False, str(e), fix="" if damage else str(e))]
     except Exception as e:  # noqa: BLE001 - reported as the result of the check
+        if is_disk_full(e) or _read_only(e):
+            why = str(explain(index_dir if embedded else None, e))
+            return [*results, Check("collections", False, why, fix=why)]
         return [*results, Check("collections", False, f"Chroma cannot open them: {type(e).__name__}: {e}")]
     results.append(Check("embedding model", True, f"{store.embed_model}, as recorded in the index"))
     got = store.files.get(ids=["\x00state"], include=["metadatas"])
@@ -346,5 +370,9 @@ def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cach
         except Exception as e:  # noqa: BLE001
             if not is_storage_error(e):
                 raise
-            results.append(Check("collections", False, f"Chroma failed reading them: {type(e).__name__}: {e}"))
+            if is_disk_full(e) or _read_only(e):
+                why = str(explain(index_dir if embedded else None, e))
+                results.append(Check("collections", False, why, fix=why))
+            else:
+                results.append(Check("collections", False, f"Chroma failed reading them: {type(e).__name__}: {e}"))
     return results

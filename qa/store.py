@@ -88,6 +88,10 @@ def prepare_index_dir(index_dir: Path) -> None:
         probe.touch()
         probe.unlink()
     except OSError as e:
+        if (index_dir / "chroma.sqlite3").exists():
+            raise ConfigError(
+                f"The index at {index_dir} is read-only ({e.strerror}); Chroma opens an index for writing, even to "
+                "answer. Make the folder writable, or copy it (cp -a) and point QA_INDEX_DIR at the copy.") from None
         raise ConfigError(
             f"Cannot write to index folder {index_dir} ({e.strerror}); choose another QA_INDEX_DIR."
         ) from None
@@ -154,11 +158,13 @@ class Store:
                                       "qa_version": qa_version()}])
 
     # --- the writer lease: one ingest per collection, across processes and hosts ------------------
-    def acquire_writer(self, where: str) -> None:
+    def acquire_writer(self, where: str, local: bool = False) -> None:
         """Become the only writer of this collection, or raise IndexBusyError naming the current one.
 
         Chroma's `add` ignores an id that exists, so add-then-read-back is an atomic claim. A lease
-        not renewed for LEASE_SECONDS, or held by a dead process on this host, is taken over.
+        not renewed for LEASE_SECONDS, or held by a dead process on this host, is taken over. With `local`
+        the caller holds the index folder's file lock, which every writer on this host takes: a lease of
+        this host is then a dead writer's, even where its pid is alive again (a container's pid 1).
         """
         me = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
         for _ in range(2):
@@ -166,7 +172,8 @@ class Store:
             if got["ids"]:
                 held = got["metadatas"][0]
                 age = time.time() - float(held.get("renewed", 0))
-                if age < LEASE_SECONDS and not self._dead(held):
+                dead = self._dead(held) or local and held.get("host") == socket.gethostname()
+                if age < LEASE_SECONDS and not dead:
                     raise IndexBusyError(
                         f"Another qa ingest (pid {held.get('pid')} on {held.get('host')}) is writing to "
                         f"{where}, last seen {age:.0f} s ago; wait for it to finish and run again "

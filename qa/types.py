@@ -140,6 +140,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    fix: str = ""  # for a failure that is not damage (a full disk, a stale copy): what to do instead of a rebuild
 
 
 @dataclass(frozen=True)

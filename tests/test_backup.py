@@ -81,6 +81,25 @@ def test_restore_refuses_a_non_empty_index_without_force(seeded: Assistant, tmp_
         seeded.backup(tmp_path / "backup")  # never over an earlier backup
 
 
+def test_restore_and_rebuild_refuse_while_qa_serve_answers_from_the_index(seeded: Assistant, tmp_path: Path) -> None:
+    """Both swap the index folder: a running server went on answering from the old one, and its uploads failed
+    with "attempt to write a readonly database"."""
+    from qa.backup import serving
+
+    index = Path(seeded.settings.index_dir)
+    seeded.backup(tmp_path / "backup")
+    with serving(index.absolute()):  # what `qa serve` holds while it runs
+        with pytest.raises(IndexBusyError, match="qa serve is answering from .*stop it, then run qa restore again"):
+            reopen(index, seeded).restore(tmp_path / "backup", force=True)
+        with pytest.raises(IndexBusyError, match="run qa ingest --rebuild again"):
+            reopen(index, seeded).rebuild()
+        with serving(index.absolute()):  # a second server (or replica) shares it
+            pass
+        assert reopen(index, seeded).ask(QUESTIONS[0]).answered
+        assert not [p for p in index.parent.iterdir() if ".replaced-" in p.name or ".damaged-" in p.name]
+    assert reopen(index, seeded).restore(tmp_path / "backup", force=True) is not None  # once it stopped
+
+
 def test_backup_waits_for_no_ingest_and_ingest_waits_for_backup(seeded: Assistant, tmp_path: Path) -> None:
     from qa.backup import writer_lock
 
@@ -137,3 +156,84 @@ def test_ingest_that_runs_out_of_space_stops_in_one_line_and_the_index_answers_a
         assert all(c.ok for c in after.check())
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_not_called_damage_and_a_rebuild_there_is_refused(seeded: Assistant, tmp_path: Path) -> None:
+    """On a full disk Chroma cannot even open an index to read it. That used to read "Chroma could not read the
+    index ... Run: qa ingest --rebuild", and the rebuild moved the index aside, then stopped for want of
+    space: no index left where it was."""
+    import os
+    import sys
+
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, 12)
+    try:
+        index = disk / "index"
+        shutil.copytree(seeded.settings.index_dir, index)
+        before = reopen(index, seeded).ask(QUESTIONS[0]).to_dict()
+        filler = _fill(disk)
+
+        def qa(*args: str) -> subprocess.CompletedProcess[str]:  # a new process: Chroma opens the index afresh
+            return subprocess.run([sys.executable, "-m", "qa", "--index-dir", str(index), *args],
+                                  capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+        asked = qa("ask", QUESTIONS[0])
+        assert asked.returncode == 1 and "is full" in asked.stderr and "not damaged" in asked.stderr, asked.stderr
+        assert "--rebuild" not in asked.stderr and len(asked.stderr.strip().splitlines()) == 1
+        checked = qa("status", "--check")
+        assert checked.returncode == 1 and "is full" in checked.stderr and "--rebuild" not in checked.stderr + checked.stdout
+        with pytest.raises(DiskFullError, match="Nothing was changed"):
+            reopen(index, seeded).rebuild()
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "index"]  # nothing moved aside
+
+        filler.unlink()
+        assert reopen(index, seeded).ask(QUESTIONS[0]).to_dict() == before
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_a_read_only_index_says_so_and_can_still_be_backed_up(seeded: Assistant, tmp_path: Path) -> None:
+    """A read-only mount of an index: Chroma cannot open it (it opens for writing). It used to read "Cannot write
+    to index folder ...; choose another QA_INDEX_DIR", `status --check` called it damaged and advised a rebuild,
+    and `qa backup` blamed the backup's folder."""
+    import os
+    import sys
+
+    src, index = tmp_path / "src", tmp_path / "ro"
+    shutil.copytree(seeded.settings.index_dir, src)
+    index.mkdir()
+    r = subprocess.run(["mount", "--bind", str(src), str(index)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs root): {r.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(index)], check=True)
+
+        def qa(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "qa", "--index-dir", str(index), *args],
+                                  capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+        asked = qa("ask", QUESTIONS[0])
+        assert asked.returncode == 1 and "is read-only" in asked.stderr and "copy it" in asked.stderr, asked.stderr
+        checked = qa("status", "--check")
+        assert checked.returncode == 1 and "--rebuild" not in checked.stdout + checked.stderr
+        backed = qa("backup", str(tmp_path / "backup"))
+        assert backed.returncode == 0, backed.stderr
+        copy = reopen(tmp_path / "copy", seeded)
+        copy.restore(tmp_path / "backup")
+        assert copy.ask(QUESTIONS[0]).answered
+    finally:
+        subprocess.run(["umount", "-l", str(index)], check=False)

@@ -73,3 +73,26 @@ def test_kills_at_random_points_leave_a_repairable_index(tmp_path: Path, say) ->
     assert kills >= 1
     assert rows == clean_rows  # no duplicates, no orphans, no missing chunks
     assert bm25_ids == ids
+
+
+def test_sigterm_stops_an_ingest_as_ctrl_c_does(tmp_path: Path) -> None:
+    """`kill` (a service manager, `docker stop`) used to end `qa ingest` silently and leave its writer lease,
+    which made the next ingest wait up to 300 s where the pid was alive again (a container's pid 1)."""
+    from qa.store import WRITER_ID
+
+    docs = corpus_as_files(tmp_path / "squad-docs", 400)
+    index = tmp_path / "index"
+    p = ingest(index, docs)
+    deadline = time.monotonic() + 300
+    while not (index / "chroma.sqlite3").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # well inside the ingest (a whole one takes over 10 s here)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted: the files indexed so far are kept" in err, (p.returncode, err)
+    a = Assistant(index_dir=index)
+    assert not a.store().files.get(ids=[WRITER_ID])["ids"]  # the claim was given up
+    again = ingest(index, docs)
+    out, err = again.communicate(timeout=1800)
+    assert again.returncode == 0 and "400 in" not in err, err
+    assert Assistant(index_dir=index).status().documents == 400

@@ -77,6 +77,38 @@ def test_interrupted_ingest_is_repaired(tmp_path: Path) -> None:
     assert r.count("unchanged") == 1 and r.chunks_total == clean
 
 
+def test_a_run_cut_short_after_its_last_commit_leaves_no_stale_bm25_copy(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed between its last commit and the final "done" write, an ingest kept the generation of the index
+    before it: the BM25 copy, rebuilt only for a new generation, then never learned the changed file."""
+    from qa.store import Store
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    note = docs / "note.txt"
+    note.write_text("The lighthouse keeper of Skarvik logs the weather twice a day.")
+    a = Assistant(retrieval="bm25")
+    a.ingest(docs)
+    assert a.ask("Who logs the weather in Skarvik?").answered  # the BM25 copy is built now
+    note.write_text("The lighthouse keeper of Skarvik quizzaciously logs the weather twice a day.")
+
+    real = Store.set_state
+
+    def cut(self: Store, generation: int, dirty: bool) -> None:
+        if not dirty:
+            raise KeyboardInterrupt  # Ctrl-C right after the file's commit
+        real(self, generation, dirty)
+
+    monkeypatch.setattr(Store, "set_state", cut)
+    with pytest.raises(KeyboardInterrupt):
+        Assistant(retrieval="bm25").ingest(docs)
+    monkeypatch.setattr(Store, "set_state", real)
+    r = Assistant(retrieval="bm25").ingest(docs)
+    assert r.count("unchanged") == 1  # committed before the cut
+    ans = Assistant(retrieval="bm25").ask("Who quizzaciously logs the weather?")
+    assert ans.answered and "quizzaciously" in ans.answer, ans.answer
+
+
 def test_other_embedding_model_is_a_clear_error(tmp_path: Path) -> None:
     Assistant().ingest(SEED_FILE)
     model_dir = tmp_path / "other-model"
@@ -146,6 +178,16 @@ def test_writer_lease_stops_a_second_writer_of_the_collection(tmp_path: Path) ->
     r = Assistant().ingest(SEED_FILE)
     assert r.count("unchanged") == 1
     assert not first.files.get(ids=[WRITER_ID])["ids"]  # released after the ingest
+    # A container restarted after a crash: its new ingest is pid 1 again, as the dead one was, so the pid is
+    # alive. The index folder's lock, which every writer of this host takes, shows that no writer is left.
+    import os
+
+    reborn = {**dead, "pid": os.getpid()}
+    first.files.upsert(ids=[WRITER_ID], documents=[""], embeddings=[[0.0]], metadatas=[reborn])
+    with pytest.raises(IndexBusyError):
+        second.acquire_writer("the test collection")  # without the folder's lock (a server replica): busy
+    r = Assistant().ingest(SEED_FILE)  # used to wait out the 300 s lease
+    assert r.count("unchanged") == 1 and not first.files.get(ids=[WRITER_ID])["ids"]
 
 
 def test_a_document_is_answered_right_after_its_ingest(tmp_path: Path) -> None:

@@ -160,30 +160,46 @@ def test_damaged_bm25_copy_is_reported_then_rebuilt_from_chroma(seeded: Assistan
     assert all(c.ok for c in reopen(index, seeded).check())
 
 
-def test_half_written_upload_is_reported_and_left_out_of_the_rebuild(seeded: Assistant, tmp_path: Path) -> None:
+def test_an_upload_a_stopped_server_had_not_indexed_is_pending_not_damage(seeded: Assistant, tmp_path: Path) -> None:
+    """Uploads are put in place whole (a rename from staging) when their job starts: a server killed before the
+    job's commit leaves a newer file than the index holds. The check says it waits, the next server indexes
+    it, and a rebuild indexes it as it is (it used to drop it as "half-written", and the check advised that
+    rebuild)."""
+    from qa.serving.server import resume_uploads
+    from qa.serving.writer import Writer
+
     index = Path(seeded.settings.index_dir)
-    clean = seeded.ask(QUESTION).to_dict()
     uploads = index / "uploads"
     uploads.mkdir()
     upload = uploads / "harbour.txt"
     upload.write_text("The harbour of Valdoria was rebuilt in 1923 by the engineer Ilse Marrow. " * 20)
     seeded.ingest(upload)
     assert "Ilse Marrow" in seeded.ask("Who rebuilt the harbour of Valdoria?").answer
-    upload.write_bytes(upload.read_bytes()[:200])  # what a crash in the middle of copying it leaves
+    upload.write_text("The harbour of Valdoria was rebuilt in 1931 by the engineer Oskar Brandt. " * 20)
+    (uploads / "quay.txt").write_text("The quay of Valdoria is 412 metres long and was paved with basalt.")
     before = files(index)
 
-    damaged = reopen(index, seeded)
-    result = next(c for c in damaged.check() if c.name == "uploads")
-    assert not result.ok and "harbour.txt" in result.detail and "half-written" in result.detail
-    assert "Ilse Marrow" in damaged.ask("Who rebuilt the harbour of Valdoria?").answer  # the index is intact
-    assert files(index) == before
+    stopped = reopen(index, seeded)
+    result = next(c for c in stopped.check() if c.name == "uploads")
+    assert result.ok and "2 not indexed yet" in result.detail and "qa serve indexes them" in result.detail
+    assert [p.name for p in stopped.pending_uploads()] == ["harbour.txt", "quay.txt"]
+    assert "Ilse Marrow" in stopped.ask("Who rebuilt the harbour of Valdoria?").answer  # the index is intact
+    assert files(index) == before  # checking wrote nothing
 
+    writer = Writer(stopped)  # what `qa serve` does when it starts
+    job = resume_uploads(stopped, writer)
+    assert job is not None and writer.wait(job.id, timeout=300).state == "done"
+    writer.close()
+    assert stopped.pending_uploads() == []
+    assert "Oskar Brandt" in stopped.ask("Who rebuilt the harbour of Valdoria?").answer
+    assert "412" in stopped.ask("How long is the quay of Valdoria?").answer
+
+    upload.write_text("The harbour of Valdoria was rebuilt in 1947 by the engineer Maren Holt. " * 20)
     report = reopen(index, seeded).rebuild()
-    assert any("harbour.txt" in m and "half-written" in m for m in report.missing)
-    assert (Path(report.moved_to) / "uploads" / "harbour.txt").exists()  # kept in the moved-aside copy
+    assert not report.missing
     rebuilt = reopen(index, seeded)
-    assert rebuilt.ask(QUESTION).to_dict() == clean
-    assert all(c.ok for c in rebuilt.check())
+    assert "Maren Holt" in rebuilt.ask("Who rebuilt the harbour of Valdoria?").answer
+    assert all(c.ok for c in rebuilt.check()) and rebuilt.pending_uploads() == []
 
 
 def _set_state(index: Path, like: Assistant, **meta: object) -> None:

@@ -43,7 +43,7 @@ from ..errors import (
     QAError,
 )
 from ..settings import bounds
-from .writer import QueueFullError, Writer, metered, prepare
+from .writer import Job, QueueFullError, Writer, metered, prepare
 
 if TYPE_CHECKING:
     from ..assistant import Assistant
@@ -573,13 +573,44 @@ def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth:
             app.state.engine.ready()
         except QAError:
             pass  # no index yet: the status says so
+        resume_uploads(assistant, app.state.engine.writer)
 
     threading.Thread(target=warm, name="qa-warm", daemon=True).start()
     print(f"qa: chat UI on http://{host}:{port}/ · API on http://{host}:{port}/v1 (docs /docs)", file=sys.stderr,
           flush=True)
     logging.getLogger("uvicorn.error").addFilter(_quiet_stream_ends)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+    with _serving(Path(assistant.settings.index_dir).absolute()):  # restore and --rebuild wait for it to stop
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=5)
+
+
+def _serving(index: Path) -> contextlib.AbstractContextManager[None]:
+    """The claim `qa serve` holds on its index (`qa.backup.serving`); none on a damaged one, which nothing
+    writes to (not even a lock file)."""
+    from ..backup import serving
+    from ..integrity import precheck
+
+    try:
+        precheck(index)
+    except QAError:
+        return contextlib.nullcontext()
+    return serving(index)
+
+
+def resume_uploads(assistant: Assistant, writer: Writer) -> Job | None:
+    """Queue the uploads a stopped server had put in place but not indexed (`Assistant.pending_uploads`)."""
+    try:
+        pending = assistant.pending_uploads()
+        if not pending:
+            return None
+        job = writer.submit(pending)
+    except QAError as e:
+        print(f"qa: uploads not indexed by a stopped server are left as they are: {e}", file=sys.stderr)
+        return None
+    names = ", ".join(p.name for p in pending[:3]) + (f" and {len(pending) - 3} more" if len(pending) > 3 else "")
+    print(f"qa: indexing {len(pending)} upload(s) a stopped server had not indexed: {names}", file=sys.stderr,
+          flush=True)
+    return job
 
 
 def _stream_cut(e: BaseException | None) -> bool:
