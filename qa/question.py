@@ -3,12 +3,14 @@
 Rules, no model: the wh-word (and the noun of "which X" / "what X" / "how many X") gives the expected
 answer kind: a name (person, organisation, thing), a place, a date or a number with its unit. A
 sentence that holds a phrase of that kind which is not already in the question is more likely to
-answer it. Names are capitalised spans, dates and numbers are found by regular expressions.
+answer it. Names are capitalised spans, dates and numbers are found by regular expressions. A name of
+the question that a text writes in no form (absent_names) says the text is about something else.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +104,92 @@ def question_names(question: str) -> set[str]:
 def name_words(text: str) -> set[str]:
     """The words of a text as question_names writes them (as written, without a possessive 's)."""
     return {_POSSESSIVE.sub("", w) for w in _TOKEN.findall(text)}
+
+
+_DASHES = re.compile(r"[\u2010-\u2015\u2212]")
+_ROMAN = ((1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"), (50, "l"), (40, "xl"),
+          (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i"))
+_SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+          "seventeen eighteen nineteen twenty").split()
+_ORDINAL = ("zeroth first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+            "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth").split()
+
+
+def fold(word: str) -> str:
+    """A word as names are compared: no accents, case, possessive 's, dots, hyphens or '&' ("U.S." = "US")."""
+    w = unicodedata.normalize("NFKD", _POSSESSIVE.sub("", word)).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[-.'’&,]", "", w)
+
+
+def name_forms(text: str) -> set[str]:
+    """The ways a text can write a question's names: its folded words, and the initials of its capitalised
+    runs ("National Football League" -> nfl, "Victoria and Albert" -> va)."""
+    text = _DASHES.sub("-", text)
+    forms, run, end = set(), [], 0
+    for m in _TOKEN.finditer(text):
+        t = m.group()
+        forms.add(fold(t))
+        forms.update(fold(part) for part in t.split("-"))  # "Harvard-Yale Regatta", "15-year" hold Yale, 15
+        if text[end:m.start()].strip():
+            run = []  # punctuation between two words ends a run
+        end = m.end()
+        if t[0].isupper():
+            run.append(t[0].lower())
+            forms.update("".join(run[i:]) for i in range(len(run) - 1))
+        elif t.lower() not in _CONNECTORS:
+            run = []
+    return forms
+
+
+def _variants(name: str) -> set[str]:
+    """A name and the other ways to write it: a number as a Roman numeral or a word ("51" -> li, "4" -> four)."""
+    out = {name}
+    if re.fullmatch(r"\d0s?", name):  # "the late 80's": the 1980s
+        out |= {f"19{name[:2]}s", f"{name[:2]}s"}
+    digits = re.fullmatch(r"(\d+)(st|nd|rd|th)?", name)
+    if digits and 0 < (n := int(digits.group(1))) < 4000:
+        roman, left = "", n
+        for value, letters in _ROMAN:
+            roman, left = roman + letters * (left // value), left % value
+        out.add(roman)
+        if n < len(_SMALL):
+            out.add((_ORDINAL if digits.group(2) else _SMALL)[n])
+    return out
+
+
+def _near(a: str, b: str) -> bool:
+    """Whether two long words differ by at most one letter (a typo: "Goverment", "Krugmen")."""
+    if abs(len(a) - len(b)) > 1 or min(len(a), len(b)) < 6:
+        return False
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return a[i + 1:] == b[i + 1:] or a[i + 1:] == b[i:] or a[i:] == b[i + 1:]
+
+
+def absent_names(question: str, forms: set[str]) -> set[str]:
+    """The names of the question (question_names) that a text, given as its name_forms, holds in no form.
+
+    A name is found as written, without accents, case or punctuation; as a longer or shorter form of
+    at least four letters ("Korea"/"Korean", "1970"/"1970s"); with one letter off when long; a number as
+    a Roman numeral or a word; a run of names by its initials ("United Kingdom" / "UK")."""
+    names = question_names(question)
+    found: set[str] = set()
+    for run in re.finditer(r"[A-Z][\w'’.&-]*(?:\s+(?:of\s+|and\s+|the\s+)*[A-Z][\w'’.&-]*)+", question):
+        words = [w for w in _TOKEN.findall(run.group()) if w[0].isupper()]
+        if "".join(w[0].lower() for w in words) in forms:
+            found |= {_POSSESSIVE.sub("", w) for w in words}
+    out = set()
+    for name in names - found:
+        if _WEAK_NAME.match(name):
+            continue  # "What famous Indian's actions ...?" is answered by "Gandhi's Satyagraha ..."
+        f = fold(name)
+        if not f or _variants(f) & forms:
+            continue
+        decade = re.fullmatch(r"(\d{3})0s", f)  # "the 1970s" is found in "in 1977"
+        if any(len(x) >= 4 and len(f) >= 4 and (x.startswith(f) or f.startswith(x)) or _near(f, x)
+               or decade and re.fullmatch(decade.group(1) + r"\d", x) for x in forms):
+            continue
+        out.add(name)
+    return out
 
 
 def question_type(question: str) -> str:

@@ -58,6 +58,24 @@ def test_unanswerable_questions_say_so(seeded, question: str) -> None:
     assert ans.related, "the closest passages are still offered as related"
 
 
+# A question about something the article never names, on a subject it covers, and the question it answers.
+CLOSE_MISSES = [
+    ("How many missiles did Syria send to Russia?",
+     "How many containers of munitions did North Korea allegedly provide to Russia?"),
+    ("Since when has Belarus been under U.N. sanctions?", "Since when has North Korea been under U.N. sanctions?"),
+    ("When did Putin last visit Cuba?", "When did Putin last visit North Korea?"),
+]
+
+
+@pytest.mark.parametrize("close_miss,answerable", CLOSE_MISSES)
+def test_a_name_the_documents_never_write_is_not_answered_from_a_neighbour(seeded, close_miss: str,
+                                                                            answerable: str) -> None:
+    # Before, each was answered with North Korea's facts; the same question about North Korea still is.
+    ans = seeded.ask(close_miss)
+    assert not ans.answered and ans.answer == NOT_FOUND, ans.answer
+    assert seeded.ask(answerable).answered
+
+
 def test_follow_up_uses_the_conversation(seeded) -> None:
     history = ["Who is Victor Cha?"]
     ans = seeded.ask("What did he urge Washington to do?", history=history)

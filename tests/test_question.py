@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from qa.question import candidates, expect, question_type
+from qa.question import absent_names, candidates, expect, name_forms, question_type
 from qa.serving.ui import highlight
 from qa.types import Answer, Citation
 
@@ -118,3 +118,20 @@ def test_a_name_holding_the_noun_asked_for_is_an_answer() -> None:
     # A name sharing another word with the question still names its subject, not its answer.
     s = "Tesla University hosted him, and Charles-Ferdinand University did not."
     assert "Tesla University" not in [s[c.start:c.end] for c in candidates(s, expect(q), words)]
+
+
+@pytest.mark.parametrize("question,text,absent", [
+    ("What is the population of Krakow?", "Warsaw is larger than Kraków.", set()),
+    ("What is the population of Krakow?", "Warsaw's population is 1.7 million.", {"Krakow"}),
+    ("What did the U.S. say?", "The United States said no.", set()),
+    ("Who runs the United Kingdom?", "The UK is run by its government.", set()),
+    ("How many NFL teams went 15-1?", "The National Football League saw a 15\u20131 record.", set()),
+    ("Who was MVP of Super Bowl 51?", "The MVP trophy returns for Super Bowl LI.", set()),
+    ("Who was MVP of Super Bowl 51?", "Von Miller was MVP of Super Bowl 50.", {"51"}),
+    ("When did Harvard's rivalry with Yale start?", "The Harvard\u2013Yale Regatta began in 1852.", set()),
+    ("What happened in the 1970s?", "In 1977 the colleges merged.", set()),
+    ("What is the allowance for Austria?", "For trips to Switzerland it is 64 euros.", {"Austria"}),
+    ("What is the allowance for trips abroad?", "For trips to Switzerland it is 64 euros.", set()),
+])
+def test_absent_names_read_a_name_in_its_other_forms(question: str, text: str, absent: set[str]) -> None:
+    assert absent_names(question, name_forms(text)) == absent
