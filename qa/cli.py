@@ -349,6 +349,14 @@ def _size(n: int | None) -> str:
     return f"{size:.1f} {unit}"
 
 
+def _columns(text: str) -> int:
+    """How many terminal columns a text takes: wide characters (CJK, most emoji) two, combining marks none."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(ch) or ch == "\u200d" or "\ufe00" <= ch <= "\ufe0f"
+               else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def format_documents(docs: list[Any]) -> str:
     """The `qa docs` table: one line per document, then a total."""
     if not docs:
@@ -356,10 +364,14 @@ def format_documents(docs: list[Any]) -> str:
     rows = [("SOURCE", "TYPE", "PAGES", "CHUNKS", "SIZE", "ADDED", "TITLE")]
     rows += [(d.source, d.type, str(d.pages or "-"), str(d.chunks), _size(d.bytes),
               (d.added or "-").replace("T", " ").removesuffix("Z"), d.title[:60]) for d in docs]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    widths = [max(_columns(r[i]) for r in rows) for i in range(len(rows[0]))]
     right = {2, 3, 4}  # numbers
-    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-             for r in rows]
+
+    def pad(i: int, c: str, w: int) -> str:
+        fill = " " * (w - _columns(c))
+        return fill + c if i in right else c + fill
+
+    lines = ["  ".join(pad(i, c, w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
     chunks = sum(d.chunks for d in docs)
     lines.append(f"{len(docs)} document{'s' * (len(docs) != 1)}, {chunks} chunk{'s' * (chunks != 1)}")
     return "\n".join(lines)

@@ -82,3 +82,19 @@ def test_ingest_watch_follows_the_folder_until_interrupted(tmp_path: Path) -> No
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode in (0, 130) and "Traceback" not in err, err
+
+
+def test_docs_table_columns_line_up_with_wide_characters() -> None:
+    """Emoji and CJK letters take two terminal columns: padded by len(), their rows' columns were shifted."""
+    from qa.cli import _columns, format_documents
+    from qa.types import Document
+
+    docs = [Document(source="/d/plain.txt", type="text", chunks=3, bytes=1200, title="Plain"),
+            Document(source="/d/東京 café 📄.md", type="markdown", chunks=12, bytes=52000, title="Tokyo"),
+            Document(source="/d/Zürich é.txt", type="text", chunks=1, bytes=90, title="Zurich")]
+    lines = format_documents(docs).splitlines()[:4]
+    starts = set()
+    for line, kind in zip(lines, ["TYPE", "text", "markdown", "text"]):
+        starts.add(_columns(line[:line.index(kind, line.index("/d/") + 3 if "/d/" in line else 0)]))
+    assert len(starts) == 1, lines
+    assert _columns("東京📄") == 6 and _columns("Zürich") == 6 and _columns("e\u0301") == 1
