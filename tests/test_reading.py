@@ -123,3 +123,28 @@ def test_discover_recurses_and_skips_unsupported(tmp_path: Path) -> None:
     files, skipped = discover([tmp_path, tmp_path / "missing"])
     assert [f.name for f in files] == ["x.txt", "y.md"]
     assert any("no such file" in r for _, r in skipped)
+
+
+def test_html_reads_as_a_browser_lays_it_out(tmp_path: Path) -> None:
+    """Source lines wrapped inside a paragraph are one line of text, blocks are apart. LlamaIndex's HTMLTagReader
+    kept both as single newlines: a sentence broke where its source line did ("The cif in ffi_cif stands
+    for" / "Call InterFace."), and a term ran on into its definition."""
+    from qa.reading.html import html_text
+
+    page = ("<html><head><title>libffi</title><style>p{}</style></head><body>\n<h2>2.1 The Basics</h2>\n"
+            "<p>The cif in ffi_cif stands for\nCall InterFace.  To prepare a call interface object, use the\n"
+            "function <code>ffi_prep_cif</code>.</p>\n<dl><dt>Function: ffi_status ffi_prep_cif (ffi_cif *cif)</dt>"
+            "<dd>This initializes <em>cif</em> according to the given parameters.</dd></dl>\n"
+            "<table><tr><th>Parameter</th><th>Value</th></tr><tr><td>Weight</td><td>1.1 kg</td></tr></table>\n"
+            "<div class='literallayout'><p>Julian Seward was the original founder<br>\nof Valgrind.</p></div>\n"
+            "<pre>$ pip install -e .\n$ pytest</pre><script>var x = 1;</script><!-- a comment --></body></html>")
+    assert html_text(page) == (
+        "2.1 The Basics\n\n"
+        "The cif in ffi_cif stands for Call InterFace. To prepare a call interface object, use the function "
+        "ffi_prep_cif.\n\n"
+        "Function: ffi_status ffi_prep_cif (ffi_cif *cif)\n\nThis initializes cif according to the given parameters.\n\n"
+        "Parameter | Value\n\nWeight | 1.1 kg\n\n"
+        "Julian Seward was the original founder\nof Valgrind.\n\n"
+        "$ pip install -e .\n$ pytest")
+    (tmp_path / "basics.html").write_text(page.replace("<html>", "<html lang='de'>"), encoding="cp1252")
+    assert "Call InterFace" in load(tmp_path / "basics.html").text  # read with qa's own decoding, not UTF-8 only

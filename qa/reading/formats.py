@@ -154,16 +154,11 @@ def _load_with_llamaindex(path: Path) -> list[Any]:
 
         return DocxReader().load_data(path)
     if suffix in (".html", ".htm"):
-        from llama_index.readers.file import HTMLTagReader
+        from llama_index.core import Document
 
-        docs = HTMLTagReader(tag="body").load_data(path) or HTMLTagReader(tag="html").load_data(path)
-        if not docs:
-            from bs4 import BeautifulSoup
-            from llama_index.core import Document
+        from .html import html_text
 
-            soup = BeautifulSoup(read_text_file(path), "html.parser")
-            docs = [Document(text=soup.get_text("\n"))]
-        return docs
+        return [Document(text=html_text(read_text_file(path)))]
     raise UnreadableFile(f"unsupported file type {suffix}")
 
 
