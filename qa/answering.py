@@ -22,24 +22,26 @@ import numpy as np
 
 from .prompts import NOT_FOUND
 from .question import Candidate, absent_names, candidates, expect, name_forms, name_words, question_names
+from .reading.ocr import IMAGE_SUFFIXES
 from .types import Citation, Passage
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co", "al",
            "no", "vol", "fig", "gen", "gov", "sen", "rep", "u.s", "u.k", "u.n", "e.g", "i.e", "jan",
            "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx", "eg", "ie",
            "cf", "esp", "incl", "max", "viz", "ca", "dept", "corp"}
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n+")
+_SENTENCE_END = r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])"
+_BOUNDARY = re.compile(_SENTENCE_END + r"|\n+")  # every line break ends a sentence (generated text: qa/verify.py)
 # Line breaks. Text wrapped at 72-80 columns (plain text, Markdown, the source lines of HTML) breaks lines
 # inside sentences: such a break is a space. A break ends a sentence after a short line (a heading, a table
 # row, a list item), before a list item, a table row, a heading or an indented (code) line, and at a blank line.
 # Text read from a page layout (PDFs, scans) has its line breaks at block ends already (qa/reading/pdf.py).
-_ANY_BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|[ \t\r\f\v]*\n\s*")
+_ANY_BOUNDARY = re.compile(_SENTENCE_END + r"|[ \t\r\f\v]*\n\s*")
 _BLOCK_START = re.compile(r"(?:[-*+•·▪◦‣>|#]|`{3}|\d{1,3}[.)](?:\s|$)|[A-Za-z][.)]\s)")
 _TERMINAL = re.compile(r"[.!?][\"'”’)\]]*$")
 _UPPER_START = re.compile(r"[\"'“‘(\[]?[A-Z0-9]")
 _HEADING = re.compile(r"#{1,6}\s")  # a Markdown heading names a section; it answers nothing
 SHORT_LINE = 40  # characters: a line this short that does not end a sentence ends a block (a heading, a row)
-LAID_OUT = (".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+LAID_OUT = (".pdf", *IMAGE_SUFFIXES)
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset("""a an the and or but if of at by for with about against between into through
 during before after above below to from up down in out on off over under again further then once
@@ -145,7 +147,8 @@ def _line_break_ends_sentence(text: str, start: int, end: int) -> bool:
     if gap.count("\n") > 1:
         return True  # a blank line: a new paragraph
     line = text[text.rfind("\n", 0, start) + 1:start].strip()
-    nxt = text[end:text.find("\n", end) if "\n" in text[end:] else len(text)]
+    stop = text.find("\n", end)
+    nxt = text[end:stop if stop >= 0 else len(text)]
     indent = gap[gap.rfind("\n") + 1:]
     if "\t" in indent or len(indent) >= 4 or _BLOCK_START.match(nxt) or line.startswith(("#", "|", ">")) \
             or line.endswith("|"):

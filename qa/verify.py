@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .answering import _ABBREV, _BOUNDARY, STOPWORDS, Sentence, content_words, is_instruction, split_sentences
+from .answering import _BOUNDARY, STOPWORDS, Sentence, _abbreviation, content_words, is_instruction, split_sentences
 from .types import Passage
 
 W_COVERAGE, W_DENSE = 0.5, 0.5
@@ -31,11 +31,8 @@ def split_claims(text: str) -> list[str]:
     """Sentences of generated text; markers written after the full stop stay with their sentence."""
     cuts = [0]
     for m in _BOUNDARY.finditer(text):
-        if not m.group().startswith("\n"):
-            last = re.search(r"([\w.]+)\.$", text[:m.start()])
-            word = last.group(1).lower() if last else ""
-            if word in _ABBREV or (len(word) == 1 and word.isalpha()):
-                continue
+        if not m.group().startswith("\n") and _abbreviation(text[:m.start()]):
+            continue
         cuts.append(m.end())
     cuts.append(len(text))
     claims: list[str] = []

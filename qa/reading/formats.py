@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".pdf", ".html", ".htm", ".docx",
-                      ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+from .ocr import IMAGE_SUFFIXES
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".pdf", ".html", ".htm", ".docx", *IMAGE_SUFFIXES)
 PAGE_SEP = "\n\n"
 
 
@@ -177,7 +178,7 @@ def load(path: Path, digest: str | None = None, progress: Callable[[float], None
             from .pdf import read_pdf
 
             text, page_starts, layout, _ = read_pdf(path, progress)
-        elif suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        elif suffix in IMAGE_SUFFIXES:
             from .ocr import read_image
 
             text, page_starts, layout = read_image(path, progress)
