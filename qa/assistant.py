@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .chat import condense
-from .errors import ConfigError, ConversationStoreError, DiskFullError, IndexBusyError, IndexMissingError, QAError
+from .errors import ConfigError, ConversationStoreError, IndexBusyError, IndexMissingError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, NOT_FOUND_IN, QUESTION_TOO_LONG
@@ -416,6 +416,7 @@ class Assistant:
         import shutil
 
         from .backup import catalogue_sources, move_aside, refuse_if_served, writer_lock
+        from .diskspace import room_to_rebuild
 
         s = self.settings
         if s.chroma_url:
@@ -431,7 +432,7 @@ class Assistant:
             raise QAError(f"The catalogue of {index} cannot be read, so it does not say which files to index "
                           "again; name them: qa ingest --rebuild PATH...")
         refuse_if_served(index, "qa ingest --rebuild")
-        _room_to_rebuild(index)
+        room_to_rebuild(index)
         with writer_lock(index, "qa ingest --rebuild"):
             moved = move_aside(index, "damaged")
         self._store = self._retriever = None
@@ -633,20 +634,3 @@ def _describe_embedder(s: Settings) -> str:
         return f"{s.embed_model} at {public_url(s.embed_url)}"
     return f"{s.embed_model} ({'ONNX ' + s.embed_precision if s.embed_backend == 'onnx' else 'torch'})"
 
-
-def _room_to_rebuild(index: Path) -> None:
-    """Refuse a rebuild the disk cannot hold: the old index stays where it is (moved aside, it would answer no
-    more, and the new one would stop half-way)."""
-    import shutil
-
-    from .diskspace import RESERVE_BYTES, folder_bytes
-
-    need = folder_bytes(index) + RESERVE_BYTES
-    try:
-        free = shutil.disk_usage(index).free
-    except OSError:
-        return
-    if free < need:
-        raise DiskFullError(f"Rebuilding the index at {index} needs about {need / 1e6:.0f} MB free on its disk (as "
-                            f"much as the index holds); {free / 1e6:.1f} MB are free. Nothing was changed: free "
-                            "space and run again.")

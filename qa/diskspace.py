@@ -103,3 +103,21 @@ def disk_full(index_dir: Path, targets: list[Path] | Any, before: int, short: in
         f"No space left on the disk of {index_dir.absolute()} ({free / 1e6:.1f} MB free); this ingest needs "
         f"about {need / 1e6:.0f} MB more. The index still answers as before: free space (or set QA_INDEX_DIR "
         "to a bigger disk) and run the same qa ingest again.")
+
+
+def room_to_rebuild(index: Path) -> None:
+    """Refuse a rebuild the disk cannot hold: the old index stays where it is (moved aside, it would answer no
+    more, and the new one would stop half-way)."""
+    import shutil
+
+    from .errors import DiskFullError
+
+    need = folder_bytes(index) + RESERVE_BYTES
+    try:
+        free = shutil.disk_usage(index).free
+    except OSError:
+        return
+    if free < need:
+        raise DiskFullError(f"Rebuilding the index at {index} needs about {need / 1e6:.0f} MB free on its disk (as "
+                            f"much as the index holds); {free / 1e6:.1f} MB are free. Nothing was changed: free "
+                            "space and run again.")

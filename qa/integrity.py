@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .diskspace import is_disk_full, nearly_full
-from .errors import ConfigError, DiskFullError, EmbeddingMismatchError, IndexDamagedError, IndexVersionError, QAError
+from .errors import DiskFullError, EmbeddingMismatchError, IndexDamagedError, IndexVersionError, QAError
 from .reading.formats import file_digest
 from .types import Check
 
@@ -246,13 +246,18 @@ def check_bm25(store: Any, cache_dir: Path) -> Check:
     return Check("bm25", True, f"BM25 copy holds the same {len(ids)} chunks as Chroma")
 
 
-def unindexed_uploads(records: dict[str, Any], uploads: Path) -> list[Path]:
-    """Uploaded files the index does not hold as they are: put in place by a server that stopped before it
-    indexed them (a file its ingest refuses is deleted again, so anything else here is pending)."""
-    if not uploads.is_dir():
-        return []
+def _uploaded(uploads: Path) -> list[Path]:
+    """The uploaded files, in order (not the staging folder or other hidden entries)."""
+    return sorted(p for p in uploads.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if uploads.is_dir() else []
+
+
+def unindexed_uploads(records: dict[str, Any], uploads: Path, files: list[Path] | None = None) -> list[Path]:
+    """Uploaded files (`files`, else all of them) the index does not hold as they are: put in place by a server
+    that stopped before it indexed them (a file its ingest refuses is deleted again, so anything else here is
+    pending)."""
     out = []
-    for f in sorted(p for p in uploads.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for f in _uploaded(uploads) if files is None else files:
         rec = records.get(str(f.absolute()))
         if rec is None or rec.digest != file_digest(f):
             out.append(f)
@@ -263,9 +268,9 @@ def check_uploads(store: Any, uploads: Path) -> Check:
     """Uploaded files are the ones their catalogue records vouch for, or wait to be indexed."""
     if not uploads.is_dir():
         return Check("uploads", True, "no uploads")
-    records = store.records()
-    pending = unindexed_uploads(records, uploads)
-    n = sum(1 for f in uploads.iterdir() if f.is_file() and not f.name.startswith(".")) - len(pending)
+    files = _uploaded(uploads)
+    pending = unindexed_uploads(store.records(), uploads, files)
+    n = len(files) - len(pending)
     extra = (f"; {len(pending)} not indexed yet, e.g. {pending[0].name} (qa serve indexes them when it starts, "
              f"or run: qa ingest {uploads})") if pending else ""
     return Check("uploads", True, f"{n} uploaded file(s) match the catalogue{extra}")
@@ -312,12 +317,14 @@ def explain(index_dir: Path | None, error: BaseException) -> QAError:
                 return damaged(index_dir, result.detail)
     reason = " ".join(str(error).split())[:200] or type(error).__name__
     where = index_dir or "the server"
-    if is_disk_full(error) or index_dir is not None and nearly_full(index_dir):  # SQLite cannot even open the index for reading without room for its journal
+    # SQLite cannot even open an index to read it without room for its journal.
+    if is_disk_full(error) or index_dir is not None and nearly_full(index_dir):
         return DiskFullError(f"The disk of the index at {where} is full; Chroma needs some free space even to "
                              "read it. Free space and run again: the index is not damaged.")
     if _read_only(error):
-        return ConfigError(f"The index at {where} is read-only ({reason}); Chroma opens an index for writing, "
-                           "even to answer. Make the folder writable, or copy it and point QA_INDEX_DIR at the copy.")
+        from .store import read_only
+
+        return read_only(where, reason)
     return IndexDamagedError(f"Chroma could not read the index at {where} ({reason}). "
                              f"Nothing was changed. See: qa status --check; {REBUILD}")
 
@@ -356,10 +363,8 @@ def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cach
         damage = isinstance(e, IndexDamagedError) and not is_disk_full(e)
         return [*results, Check("collections", False, str(e), fix="" if damage else str(e))]
     except Exception as e:  # noqa: BLE001 - reported as the result of the check
-        if is_disk_full(e) or _read_only(e):
-            why = str(explain(index_dir if embedded else None, e))
-            return [*results, Check("collections", False, why, fix=why)]
-        return [*results, Check("collections", False, f"Chroma cannot open them: {type(e).__name__}: {e}")]
+        return [*results, _not_damage(e, index_dir, embedded)
+                or Check("collections", False, f"Chroma cannot open them: {type(e).__name__}: {e}")]
     results.append(Check("embedding model", True, f"{store.embed_model}, as recorded in the index"))
     got = store.files.get(ids=["\x00state"], include=["metadatas"])
     results.append(check_version(got["metadatas"][0] if got["ids"] else {}, str(index_dir)))
@@ -370,9 +375,14 @@ def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cach
         except Exception as e:  # noqa: BLE001
             if not is_storage_error(e):
                 raise
-            if is_disk_full(e) or _read_only(e):
-                why = str(explain(index_dir if embedded else None, e))
-                results.append(Check("collections", False, why, fix=why))
-            else:
-                results.append(Check("collections", False, f"Chroma failed reading them: {type(e).__name__}: {e}"))
+            results.append(_not_damage(e, index_dir, embedded)
+                           or Check("collections", False, f"Chroma failed reading them: {type(e).__name__}: {e}"))
     return results
+
+
+def _not_damage(e: Exception, index_dir: Path, embedded: bool) -> Check | None:
+    """The failed check for a Chroma error that is not damage (a full disk, a read-only folder), else None."""
+    if not (is_disk_full(e) or _read_only(e)):
+        return None
+    why = str(explain(index_dir if embedded else None, e))
+    return Check("collections", False, why, fix=why)

@@ -89,12 +89,16 @@ def prepare_index_dir(index_dir: Path) -> None:
         probe.unlink()
     except OSError as e:
         if (index_dir / "chroma.sqlite3").exists():
-            raise ConfigError(
-                f"The index at {index_dir} is read-only ({e.strerror}); Chroma opens an index for writing, even to "
-                "answer. Make the folder writable, or copy it (cp -a) and point QA_INDEX_DIR at the copy.") from None
+            raise read_only(index_dir, str(e.strerror)) from None
         raise ConfigError(
             f"Cannot write to index folder {index_dir} ({e.strerror}); choose another QA_INDEX_DIR."
         ) from None
+
+
+def read_only(index_dir: Path | str, reason: str) -> ConfigError:
+    """The one line for an index qa may not write to (a read-only mount or folder)."""
+    return ConfigError(f"The index at {index_dir} is read-only ({reason}); Chroma opens an index for writing, even to "
+                       "answer. Make the folder writable, or copy it (cp -a) and point QA_INDEX_DIR at the copy.")
 
 
 def recorded_embedder(client: Any, name: str) -> str | None:
