@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .chat import condense
+from .chat import answered_as, condense
 from .errors import ConfigError, ConversationStoreError, IndexBusyError, IndexMissingError, QAError
 from .ingest import Ingestor, Progress
 from .llm import describe_backend
@@ -277,8 +277,8 @@ class Assistant:
                              verified_sentences=d.verified, total_sentences=d.total)
             return
         text, citations = "", []
-        # A follow-up is answered as it was searched: "What did he reiterate? (Who is Matthew Miller?)".
-        for sentence, citation in composer.stream(query, list(passages)):
+        # A short follow-up is answered as it was searched: "What did he reiterate? (Who is Matthew Miller?)".
+        for sentence, citation in composer.stream(answered_as(q, history), list(passages)):
             text = f"{text} {sentence}" if text else sentence
             citations.append(self._place(citation))
             yield Answer(question=question, answer=text, answered=True, citations=tuple(citations),

@@ -82,6 +82,23 @@ def test_follow_up_uses_the_conversation(seeded) -> None:
     assert ans.answered and "Europe" in ans.answer
 
 
+@pytest.mark.parametrize("before, follow_up, fact, repeated", [
+    ("Who is Matthew Miller?", "In which newspaper was his letter to North Korea published?", "Rodong Sinmun",
+     "Matthew Miller"),
+    ("Who denied the arms transfers?", "What do China and Russia say provokes Pyongyang in their view?",
+     "joint military exercises", "denied"),
+])
+def test_a_follow_up_that_says_what_it_asks_is_not_answered_with_the_previous_answer(
+        seeded, before: str, follow_up: str, fact: str, repeated: str) -> None:
+    # Searched with the previous question, but its sentences are chosen for its own words: the sentence
+    # that answered the previous question shares that question's words and used to come back first.
+    assert repeated in seeded.ask(before).answer.split("[1]")[0]
+    ans = seeded.ask(follow_up, history=[before])
+    first = ans.answer.split("[1]")[0]
+    assert fact in first and repeated not in first, ans.answer
+    assert ans.citations[0].text in seeded.document_text(ans.citations[0].source)
+
+
 def test_stream_grows_one_cited_sentence_at_a_time(seeded) -> None:
     parts = list(seeded.stream("When did Putin last visit North Korea?"))
     assert parts and parts[-1].answered
