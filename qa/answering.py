@@ -363,7 +363,7 @@ class ExtractiveComposer:
         """Yields (sentence with its marker, citation) one at a time, in answer order."""
         for n, r in enumerate(self.choose(self.rank(question, passages)), start=1):
             s, p = r.sentence, r.passage
-            yield with_marker(s.text, n), Citation(
+            yield with_marker(as_read(s.text, p.source), n), Citation(
                 id=n, source=p.source, start=s.start, end=s.end, text=s.text, score=round(r.in_context, 4),
                 passage_start=p.start, passage_end=p.end, passage=p.text, location=p.location,
                 answer_span=r.span,
@@ -394,6 +394,30 @@ def _follows(before: Sentence, s: Sentence) -> bool:
         if p.start <= before.end and s.start <= p.end:
             return not p.text[before.end - p.start:s.start - p.start].strip()
     return False
+
+
+MARKDOWN = (".md", ".markdown")
+_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)]|>)\s+")
+_markdown: Any = None
+
+
+def as_read(sentence: str, source: str) -> str:
+    """A sentence quoted from a Markdown file as its reader sees it: emphasis and code marks, link targets,
+    images' addresses (their alt text stays), inline HTML tags and a list item's marker dropped, so the
+    answer reads "installed upright" where the file has "installed *upright*". Its citation keeps the
+    exact text. Other sources, and a sentence that would read as nothing, are as written."""
+    global _markdown
+    if not source.lower().endswith(MARKDOWN):
+        return sentence
+    if _markdown is None:
+        from markdown_it import MarkdownIt
+
+        _markdown = MarkdownIt("commonmark")
+    kept = {"text", "code_inline", "image"}  # an image's content is its alt text
+    parts = [t.content if t.type in kept else " " if t.type in ("softbreak", "hardbreak") else ""
+             for line in _markdown.parseInline(_LIST_MARK.sub("", sentence)) for t in line.children or ()]
+    text = re.sub(r"[ \t]+", " ", "".join(parts)).strip()
+    return text if any(c.isalnum() for c in text) else sentence
 
 
 def with_marker(sentence: str, n: int) -> str:

@@ -248,7 +248,9 @@ def test_a_wrapped_sentence_is_answered_whole(tmp_path) -> None:
         "and that you know the number and types of arguments to pass it.\n\n"
         "The first thing you must do is create an ffi_cif object that matches the\n"
         "signature of the function you wish to call. The cif in ffi_cif stands for\n"
-        "Call InterFace. To prepare a call interface object, use the function\nffi_prep_cif.\n",
+        "Call InterFace. To prepare a call interface object, use the function\nffi_prep_cif.\n\n"
+        "Arguments are passed to `ffi_call` as **an array of pointers** to their values; see the\n"
+        "[reference manual](https://sourceware.org/libffi/ref.html) for the details.\n",
         encoding="utf-8")
     a = Assistant(index_dir=tmp_path / "index")
     a.ingest(tmp_path / "docs")
@@ -257,3 +259,21 @@ def test_a_wrapped_sentence_is_answered_whole(tmp_path) -> None:
     assert any("Call InterFace" in c.text for c in ans.citations)
     text = (tmp_path / "docs" / "basics.md").read_text(encoding="utf-8")
     assert all(text[c.start:c.end] == c.text for c in ans.citations)
+    # Markdown reads as its reader sees it; the citation keeps the marks.
+    ans = a.ask("How are arguments passed to ffi_call?")
+    assert ans.answer.startswith("Arguments are passed to ffi_call as an array of pointers to their values; see "
+                                 "the reference manual for the details [1]."), ans.answer
+    assert "**an array of pointers**" in ans.citations[0].text and text[ans.citations[0].start:ans.citations[0].end] \
+        == ans.citations[0].text
+
+
+def test_markdown_marks_are_dropped_from_quoted_sentences_only() -> None:
+    from qa.answering import as_read
+
+    assert as_read("Call *ffi_prep_cif* with `FFI_DEFAULT_ABI` and ![the ABI](abi.png).", "a.md") == \
+        "Call ffi_prep_cif with FFI_DEFAULT_ABI and the ABI."
+    assert as_read("- Use snake_case names, e.g. ffi_prep_cif, <br> and <https://x.org>.", "a.markdown") == \
+        "Use snake_case names, e.g. ffi_prep_cif, and https://x.org."
+    assert as_read("The **same** text in a .txt file is as written.", "a.txt") == \
+        "The **same** text in a .txt file is as written."
+    assert as_read("![](logo.png)", "a.md") == "![](logo.png)"  # nothing left to read: as written
