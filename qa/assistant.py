@@ -604,15 +604,26 @@ class Assistant:
             store.set_state(generation, dirty=True)  # a crash midway leaves orphans the next ingest repairs
             store.remove_many(chosen)
             store.set_state(generation + 1, dirty=False)  # readers re-read the catalogue, BM25 rebuilds
+            deleted = self._delete_uploads(chosen, records)
+        return RemoveReport(removed=tuple(chosen), chunks=sum(records[s].chunks for s in chosen),
+                            uploads_deleted=tuple(deleted))
+
+    def _delete_uploads(self, chosen: list[str], records: dict[str, Any]) -> list[str]:
+        """Delete the uploaded copies of removed documents, each only if it is still the file that was
+        indexed: a new version uploaded meanwhile (put in place by its job, not yet indexed) stays."""
+        from .reading.formats import file_digest
+
         uploads = Path(self.settings.index_dir).absolute() / "uploads"
         deleted = []
         for s in chosen:
             p = Path(s)
-            if p.parent == uploads and p.is_file():
-                p.unlink()
-                deleted.append(s)
-        return RemoveReport(removed=tuple(chosen), chunks=sum(records[s].chunks for s in chosen),
-                            uploads_deleted=tuple(deleted))
+            try:
+                if p.parent == uploads and p.is_file() and file_digest(p) == records[s].digest:
+                    p.unlink()
+                    deleted.append(s)
+            except OSError:  # gone meanwhile, or unreadable: nothing to delete
+                pass
+        return deleted
 
     def _scope(self, patterns: list[str]) -> list[str]:
         """The indexed sources the patterns name (the catalogue is re-read only when the generation moves)."""

@@ -202,6 +202,53 @@ def test_an_upload_a_stopped_server_had_not_indexed_is_pending_not_damage(seeded
     assert all(c.ok for c in rebuilt.check()) and rebuilt.pending_uploads() == []
 
 
+def test_uploads_a_killed_server_had_queued_are_indexed_by_the_next_once(seeded: Assistant) -> None:
+    """Queued uploads wait in staging folders (put in place when their job runs). A server killed with uploads
+    queued left them there for good, never indexed; its successor queued an upload of its own twice when it
+    came in during start-up (placed by its job, not yet indexed, so it looked left over)."""
+    import io
+
+    from qa.serving.server import resume_uploads
+    from qa.serving.uploads import STAGING, stage
+    from qa.serving.writer import Writer
+
+    from .test_writer import GatedAssistant
+
+    index = Path(seeded.settings.index_dir)
+    uploads = index / "uploads"
+    # A server process that staged two uploads (its jobs queued) and was killed.
+    killed = ("import io, os, sys; from pathlib import Path; from qa.serving.uploads import stage; "
+              "u = Path(sys.argv[1]); "
+              "stage([('mill.txt', io.BytesIO(b'The mill of Orsk grinds 40 tonnes of rye a day.'))], u, 10); "
+              "stage([('kiln.txt', io.BytesIO(b'The kiln of Orsk was fired first in 1788.'))], u, 10); os._exit(9)")
+    assert subprocess.run([sys.executable, "-c", killed, str(uploads)], cwd=ROOT, timeout=120).returncode == 9
+    assert len([d for d in (uploads / STAGING).iterdir() if d.is_dir()]) == 2
+    # A live replica's queued upload (its lock held) is its own.
+    live = stage([("replica.txt", io.BytesIO(b"The replica's upload."))], uploads, 10)
+
+    stopped = reopen(index, seeded)
+    writer = Writer(stopped)
+    job = resume_uploads(stopped, writer)
+    assert job is not None and sorted(Path(f).name for f in job.files) == ["kiln.txt", "mill.txt"]
+    assert writer.wait(job.id, timeout=300).state == "done"
+    writer.close()
+    assert "40 tonnes" in stopped.ask("How much rye does the mill of Orsk grind?").answer
+    assert "1788" in stopped.ask("When was the kiln of Orsk fired first?").answer
+    assert live.folder.exists() and not (uploads / "replica.txt").exists()
+    assert sorted(p.name for p in (uploads / STAGING).iterdir()) == sorted([live.folder.name, live.folder.name + ".lock"])
+
+    # An upload this server's writer is indexing right now (in place, not yet committed) is not queued again.
+    gated = GatedAssistant()
+    busy = Writer(gated)  # type: ignore[arg-type]
+    (uploads / "own.txt").write_text("An upload of this server, being indexed.")
+    own = busy.submit([uploads / "own.txt"])
+    assert gated.started.acquire(timeout=10)
+    assert stopped.pending_uploads() == [uploads / "own.txt"] and resume_uploads(stopped, busy) is None
+    assert [j.id for j in busy.jobs()] == [own.id]
+    gated.gates[0].set()
+    busy.close()
+
+
 def _set_state(index: Path, like: Assistant, **meta: object) -> None:
     store = reopen(index, like).store()
     got = store.files.get(ids=["\x00state"], include=["metadatas"])

@@ -6,13 +6,12 @@ from __future__ import annotations
 import errno
 import io
 import os
-import time
 from pathlib import Path
 
 import pytest
 
 from qa.errors import DiskFullError
-from qa.serving.uploads import MAX_NAME_BYTES, STAGING, STALE_SECONDS, distinct, place, safe_name, stage
+from qa.serving.uploads import MAX_NAME_BYTES, STAGING, discard, distinct, place, safe_name, stage
 from qa.serving.writer import Writer
 
 from .test_writer import GatedAssistant
@@ -21,6 +20,8 @@ from .test_writer import GatedAssistant
 @pytest.mark.parametrize(("name", "expected"), [
     ("notes.txt", "notes.txt"), ("../../etc/passwd", "passwd"), ("..\\..\\win.ini", "win.ini"),
     ("/abs/path/x.md", "x.md"), ("..", "upload"), ("", "upload"), ("a\x00b\n.txt", "ab.txt"),
+    # never hidden: a folder's ingest and a rebuild skip hidden files, and .staging is the uploads' own
+    (".staging", "staging"), (".hidden.txt", "hidden.txt"), ("...", "upload"),
 ])
 def test_safe_name_keeps_only_the_base_name(name: str, expected: str) -> None:
     assert safe_name(name) == expected
@@ -119,15 +120,23 @@ def test_a_refused_upload_leaves_nothing_behind(tmp_path: Path) -> None:
     w.close()
 
 
-def test_staging_left_by_a_stopped_server_is_cleared_after_a_day(tmp_path: Path) -> None:
-    """A server that stopped with uploads queued leaves their staging folders; the next upload clears those
-    older than a day (a younger one may be a live replica's queued upload)."""
+def test_a_staged_upload_is_locked_until_it_is_placed_or_discarded(tmp_path: Path) -> None:
+    """The lock beside a staging folder tells a live server's queued upload from one a stopped server left
+    (`adopt`, tested with a killed process in test_integrity.py)."""
+    from qa.serving.uploads import Claim, adopt
+
     uploads = tmp_path / "uploads"
-    old, young = uploads / STAGING / "old", uploads / STAGING / "young"
-    for d in (old, young):
-        d.mkdir(parents=True)
-        (d / "notes.txt").write_text("queued once")
-    long_ago = time.time() - STALE_SECONDS - 60
-    os.utime(old, (long_ago, long_ago))
-    staged = stage([("a.txt", io.BytesIO(b"a"))], uploads, max_mb=1)
-    assert not old.exists() and (young / "notes.txt").exists() and staged.folder.exists()
+    kept, dropped = (stage([(n, io.BytesIO(b"x"))], uploads, max_mb=1) for n in ("kept.txt", "dropped.txt"))
+    assert adopt(uploads) == []  # both locked: a live server's
+    with pytest.raises(BlockingIOError):
+        Claim(kept.folder.with_name(kept.folder.name + ".lock"))
+    place(kept)
+    place(kept)  # again: a no-op, and no second close of the lock's descriptor
+    discard(dropped)
+    assert (uploads / "kept.txt").exists() and not (uploads / "dropped.txt").exists()
+    assert list((uploads / STAGING).iterdir()) == []
+    # A folder without a lock (left by a version before the locks): a stopped server's.
+    (uploads / STAGING / "old").mkdir()
+    (uploads / STAGING / "old" / "kept.txt").write_text("newer")
+    assert adopt(uploads) == [uploads / "kept.txt"] and (uploads / "kept.txt").read_text() == "newer"
+    assert list((uploads / STAGING).iterdir()) == []

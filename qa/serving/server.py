@@ -598,9 +598,17 @@ def _serving(index: Path) -> contextlib.AbstractContextManager[None]:
 
 
 def resume_uploads(assistant: Assistant, writer: Writer) -> Job | None:
-    """Queue the uploads a stopped server had put in place but not indexed (`Assistant.pending_uploads`)."""
+    """Queue the uploads a stopped server had accepted but not indexed: those it had queued (still staged,
+    `uploads.adopt` puts them in place) and those its job had put in place (`Assistant.pending_uploads`).
+    Files of this server's own jobs, uploaded since it started, are theirs to index."""
+    from .uploads import adopt, uploads_dir
+
     try:
+        theirs = {p for j in writer.jobs() for p in j.files}
+        adopt(uploads_dir(assistant))
         pending = assistant.pending_uploads()
+        theirs |= {p for j in writer.jobs() for p in j.files}
+        pending = [p for p in pending if str(p) not in theirs]
         if not pending:
             return None
         job = writer.submit(pending)

@@ -6,17 +6,23 @@ library as it was, and the upload fails with one message. The writer moves a job
 `uploads/` when it starts indexing them, not when they are queued: an upload that replaces a file
 and waits behind others would otherwise leave the index citing text the file no longer holds.
 Files of one upload that share a name are kept apart as "notes.txt", "notes (2).txt", ...
+
+The server that staged an upload holds a lock on `<id>.lock` beside its folder until the files are in
+place. A folder whose lock is free was left by a server stopped with the upload queued: the next
+`qa serve` puts its files in place and indexes them (`adopt`), as it does for files a stopped job had
+put in place; a replica's queued upload, locked, is left to it.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -28,7 +34,6 @@ if TYPE_CHECKING:
 
 STAGING = ".staging"  # under uploads/: hidden, so ingest, --watch and rebuild never take it for a document
 MAX_NAME_BYTES = 200  # of a saved name in UTF-8 (filesystems allow 255: room for " (2)")
-STALE_SECONDS = 86_400  # staging folders older than this are left from a server that stopped mid-upload
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Staged:
     folder: Path
     files: tuple[tuple[Path, Path], ...]
     refused: tuple[FileResult, ...] = ()
+    lock: Claim | None = field(default=None, compare=False)  # held on `<folder>.lock` until placed (see above)
 
     @property
     def destinations(self) -> list[Path]:
@@ -50,10 +56,11 @@ def uploads_dir(assistant: Assistant) -> Path:
 
 
 def safe_name(name: str) -> str:
-    """A bare file name: no folders (either slash), no control characters, never '.' or '..', at most
+    """A bare file name: no folders (either slash), no control characters, not hidden (no leading dot: a
+    folder's ingest and a rebuild skip hidden files, and ".staging" is the uploads' own), at most
     MAX_NAME_BYTES of UTF-8 (a longer name keeps its extension and the start of its stem)."""
-    base = re.sub(r"[\x00-\x1f\x7f]", "", PurePosixPath(name.replace("\\", "/")).name).strip()
-    if not base.strip("."):
+    base = re.sub(r"[\x00-\x1f\x7f]", "", PurePosixPath(name.replace("\\", "/")).name).strip().lstrip(".").strip()
+    if not base:
         return "upload"
     if len(base.encode("utf-8")) <= MAX_NAME_BYTES:
         return base
@@ -86,9 +93,11 @@ def stage(files: Sequence[tuple[str, Path | BinaryIO]], uploads: Path, max_mb: f
     limit = max_mb * 1e6
     staged: list[tuple[Path, Path]] = []
     refused: list[FileResult] = []
+    lock = None
     try:
-        clear_stale(uploads)
-        folder.mkdir(parents=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = Claim(_lock_path(folder))  # before the folder exists: no one takes it for a stopped server's
+        folder.mkdir()
         for (_, src), name in zip(files, distinct([safe_name(n) for n, _ in files])):
             tmp = folder / name
             if _copy(src, tmp, limit):
@@ -99,12 +108,12 @@ def stage(files: Sequence[tuple[str, Path | BinaryIO]], uploads: Path, max_mb: f
                 over = f"{size / 1e6:.3g} MB is over" if size is not None else "over"
                 refused.append(FileResult(name, "failed", reason=f"{over} the {max_mb:g} MB limit (QA_MAX_FILE_MB)"))
     except OSError as e:
-        shutil.rmtree(folder, ignore_errors=True)
+        _drop(folder, lock)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFullError(f"No room to save the upload in {uploads}; nothing was added. Free some disk "
                                 "space and upload again.") from None
         raise QAError(f"Cannot save the upload in {uploads}: {e.strerror or e}; nothing was added.") from None
-    return Staged(folder, tuple(staged), tuple(refused))
+    return Staged(folder, tuple(staged), tuple(refused), lock)
 
 
 def _copy(src: Path | BinaryIO, dest: Path, limit: float) -> bool:
@@ -129,22 +138,70 @@ def place(staged: Staged) -> None:
     for tmp, dest in staged.files:
         if tmp.exists():
             tmp.replace(dest)
-    shutil.rmtree(staged.folder, ignore_errors=True)
+    _drop(staged.folder, staged.lock)
 
 
 def discard(staged: Staged) -> None:
     """Drop an upload that will not be indexed (refused by a full queue)."""
-    shutil.rmtree(staged.folder, ignore_errors=True)
+    _drop(staged.folder, staged.lock)
 
 
-def clear_stale(uploads: Path) -> None:
-    """Remove staging folders a stopped server left behind (older than a day: a replica's may be live)."""
+def adopt(uploads: Path) -> list[Path]:
+    """Put in place the files of uploads a stopped server had staged and queued (their folders' locks are
+    free), oldest first, so a later upload of a name wins as it would have; the files put in place."""
     root = uploads / STAGING
     if not root.is_dir():
-        return
-    for d in root.iterdir():
+        return []
+    placed: list[Path] = []
+    for folder in sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime):
         try:
-            if time.time() - d.stat().st_mtime > STALE_SECONDS:
-                shutil.rmtree(d, ignore_errors=True)
+            lock = Claim(_lock_path(folder))
+        except BlockingIOError:
+            continue  # a live server's queued upload
+        files = [f for f in folder.iterdir() if f.is_file()]
+        place(Staged(folder, tuple((f, uploads / f.name) for f in files), (), lock))
+        placed += [uploads / f.name for f in files if uploads / f.name not in placed]
+    for stray in root.glob("*.lock"):  # a lock whose folder is gone (a server stopped between the two)
+        if not stray.with_suffix("").exists():
+            try:
+                _drop(stray.with_suffix(""), Claim(stray))
+            except BlockingIOError:
+                pass
+    return placed
+
+
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".lock")
+
+
+class Claim:
+    """An exclusive `flock` on a file (created if missing), held until `release` (or the process ends)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None  # set first: __del__ runs for a claim that failed too
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another process holds it
         except OSError:
-            pass
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def release(self) -> None:
+        """Delete the lock file, then let go of it; again is a no-op."""
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self) -> None:  # an upload dropped without place or discard: its folder is adopted later
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def _drop(folder: Path, lock: Claim | None) -> None:
+    """Remove a staging folder, then its lock."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if lock is not None:
+        lock.release()
