@@ -117,7 +117,12 @@ class Assistant:
                 if self._store is None:
                     s = self.settings
                     if not s.chroma_url:  # a visibly damaged file is reported before Chroma touches the folder
-                        integrity.precheck(Path(s.index_dir), pages=True)
+                        guard = _write_guard(Path(s.index_dir))
+                        if guard.acquire(blocking=False):  # else a thread of this process is writing it: sound,
+                            try:  # and its pages cannot be read safely meanwhile (see _write_guard)
+                                integrity.precheck(Path(s.index_dir), pages=True)
+                            finally:
+                                guard.release()
                     try:
                         client = open_client(s.index_dir, s.chroma_url, create)
                         s = self._settle(client)
@@ -151,18 +156,24 @@ class Assistant:
 
         s = self.settings
         lock_dir = Path(s.index_dir)
-        if not s.chroma_url:  # nothing is written to a damaged index, not even the lock file
-            from .integrity import precheck
-
-            precheck(lock_dir, pages=True)
-        prepare_index_dir(lock_dir)
-        lock = FileLock(str(lock_dir / ".ingest.lock"), timeout=0)
+        busy = f"Another qa ingest is writing to {lock_dir}; wait for it to finish and run again."
+        guard = _write_guard(lock_dir)
+        if not guard.acquire(blocking=False):
+            raise IndexBusyError(busy)
         try:
-            lock.acquire()
-        except Timeout:
-            raise IndexBusyError(
-                f"Another qa ingest is writing to {lock_dir}; wait for it to finish and run again."
-            ) from None
+            if not s.chroma_url:  # nothing is written to a damaged index, not even the lock file
+                from .integrity import precheck
+
+                precheck(lock_dir, pages=True)
+            prepare_index_dir(lock_dir)
+            lock = FileLock(str(lock_dir / ".ingest.lock"), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise IndexBusyError(busy) from None
+        except BaseException:
+            guard.release()
+            raise
         try:
             # The lease also stops writers that do not share this folder: other hosts and replicas
             # of a Chroma server, whose repair of "interrupted" work would delete each other's chunks.
@@ -179,6 +190,7 @@ class Assistant:
             store.release_writer()
         finally:
             lock.release()
+            guard.release()
 
     def _ingestor(self) -> Ingestor:
         from .embedding import token_counter
@@ -635,6 +647,20 @@ class Assistant:
         if cached is None or cached[0] != generation:
             cached = self._scope_sources = (generation, list(store.records()))
         return select(patterns, cached[1])[0]
+
+
+_GUARDS: dict[str, threading.Lock] = {}
+_GUARDS_LOCK = threading.Lock()
+
+
+def _write_guard(index_dir: Path) -> threading.Lock:
+    """One writer per index folder in this process (any Assistant), taken before the file lock: SQLite's file
+    locks do not separate two SQLite libraries of one process (Chroma's and Python's), so the page check of
+    one write read pages another thread's write was changing, and called the index damaged ("database disk
+    image is malformed")."""
+    key = str(index_dir.absolute())
+    with _GUARDS_LOCK:
+        return _GUARDS.setdefault(key, threading.Lock())
 
 
 def _describe_embedder(s: Settings) -> str:

@@ -249,6 +249,46 @@ def test_uploads_a_killed_server_had_queued_are_indexed_by_the_next_once(seeded:
     busy.close()
 
 
+def test_a_write_waits_its_turn_before_it_reads_the_pages_another_thread_is_writing(seeded: Assistant,
+                                                                                  tmp_path: Path) -> None:
+    """`qa serve` removed a document while its writer thread indexed an upload: the removal's page check read,
+    through Python's SQLite, pages Chroma's SQLite was writing in the same process (their file locks do not see
+    each other), and the upload failed with "The index at ... is damaged: database disk image is malformed"."""
+    import threading
+
+    from qa import integrity
+    from qa.errors import IndexBusyError
+
+    doc = tmp_path / "long.txt"
+    doc.write_text("".join(f"Paragraph {i} tells of the granary of Tolvek and its {i} sacks.\n\n" for i in range(400)))
+    index = Path(seeded.settings.index_dir)
+    writing, go_on = threading.Event(), threading.Event()
+    checked_while_writing = []
+    real = integrity.precheck
+
+    def precheck(*a: object, **kw: object) -> None:
+        checked_while_writing.append(writing.is_set() and not go_on.is_set())
+        real(*a, **kw)
+
+    def progress(done: float, total: int, item: str) -> None:
+        writing.set()
+        go_on.wait(30)
+
+    integrity.precheck = precheck  # type: ignore[assignment]
+    try:
+        ingest = threading.Thread(target=seeded.ingest, args=(doc,), kwargs={"progress": progress})
+        ingest.start()
+        assert writing.wait(60)
+        with pytest.raises(IndexBusyError):
+            reopen(index, seeded).remove(str(SEEDS / "putin-north-korea-letter.txt"))
+        go_on.set()
+        ingest.join(120)
+    finally:
+        integrity.precheck = real  # type: ignore[assignment]
+    assert not any(checked_while_writing)
+    assert "Tolvek" in seeded.ask("What does paragraph 7 tell of?").answer
+
+
 def _set_state(index: Path, like: Assistant, **meta: object) -> None:
     store = reopen(index, like).store()
     got = store.files.get(ids=["\x00state"], include=["metadatas"])
