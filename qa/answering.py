@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .prompts import NOT_FOUND
-from .question import Candidate, absent_names, candidates, expect, name_forms, name_words, question_names
+from .question import Candidate, absent_names, candidates, expect, name_forms, name_words, plain, question_names
 from .reading.ocr import IMAGE_SUFFIXES
 from .types import Citation, Passage
 
@@ -29,7 +29,27 @@ _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "inc"
            "no", "vol", "fig", "gen", "gov", "sen", "rep", "u.s", "u.k", "u.n", "e.g", "i.e", "jan",
            "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx", "eg", "ie",
            "cf", "esp", "incl", "max", "viz", "ca", "dept", "corp"}
-_SENTENCE_END = r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])"
+
+
+def _opening() -> str:
+    """A regex class of the characters a sentence can open with: a capital of any script, a letter of a
+    script without case (Chinese, Arabic, Hebrew, Devanagari, ...) or a digit (Basic Multilingual Plane)."""
+    ranges: list[tuple[int, int]] = []
+    for i in range(0x10000):
+        c = chr(i)
+        if (c.isalpha() and not c.islower()) or c.isdigit():
+            if ranges and ranges[-1][1] == i - 1:
+                ranges[-1] = (ranges[-1][0], i)
+            else:
+                ranges.append((i, i))
+    return "".join(re.escape(chr(a)) + (f"-{re.escape(chr(b))}" if b > a else "") for a, b in ranges)
+
+
+_OPENS = _opening()
+# A full stop, ! or ? (also Arabic ؟ and Devanagari ।) then space and a capital; or a Chinese/Japanese 。！？,
+# which needs no space after it.
+_SENTENCE_END = (r"(?<=[.!?؟।])[\"'”’)\]»]*\s+(?=[\"'“‘(\[«¿¡]?[" + _OPENS + r"])"
+                 r"|(?<=[。！？])[」』”’）)]*\s*")
 _BOUNDARY = re.compile(_SENTENCE_END + r"|\n+")  # every line break ends a sentence (generated text: qa/verify.py)
 # Line breaks. Text wrapped at 72-80 columns (plain text, Markdown, the source lines of HTML) breaks lines
 # inside sentences: such a break is a space. A break ends a sentence after a short line (a heading, a table
@@ -37,12 +57,14 @@ _BOUNDARY = re.compile(_SENTENCE_END + r"|\n+")  # every line break ends a sente
 # Text read from a page layout (PDFs, scans) has its line breaks at block ends already (qa/reading/pdf.py).
 _ANY_BOUNDARY = re.compile(_SENTENCE_END + r"|[ \t\r\f\v]*\n\s*")
 _BLOCK_START = re.compile(r"(?:[-*+•·▪◦‣>|#]|`{3}|\d{1,3}[.)](?:\s|$)|[A-Za-z][.)]\s)")
-_TERMINAL = re.compile(r"[.!?][\"'”’)\]]*$")
-_UPPER_START = re.compile(r"[\"'“‘(\[]?[A-Z0-9]")
+_TERMINAL = re.compile(r"[.!?؟।。！？][\"'”’)\]»」』）]*$")
+_UPPER_START = re.compile(r"[\"'“‘(\[«¿¡]?[" + _OPENS + "]")
 _HEADING = re.compile(r"#{1,6}\s")  # a Markdown heading names a section; it answers nothing
 SHORT_LINE = 40  # characters: a line this short that does not end a sentence ends a block (a heading, a row)
 LAID_OUT = (".pdf", *IMAGE_SUFFIXES)
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A word, or one Chinese or Japanese character (those scripts write no spaces between words).
+TERM = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+")
 STOPWORDS = frozenset("""a an the and or but if of at by for with about against between into through
 during before after above below to from up down in out on off over under again further then once
 here there when where why how all any both each few more most other some such no nor not only own
@@ -182,7 +204,7 @@ def split_sentences(passage: Passage, rank: int = 0) -> list[Sentence]:
         piece = text[a:b]
         lead = len(piece) - len(piece.lstrip())
         piece = piece.strip()
-        if len(_WORD.findall(piece)) >= 3 and not _HEADING.match(piece):
+        if len(TERM.findall(piece)) >= 3 and not _HEADING.match(piece):
             s = passage.start + a + lead
             out.append(Sentence(passage, s, s + len(piece), piece, rank))
     return out
@@ -223,9 +245,24 @@ def is_instruction(text: str) -> bool:
     return bool(_INSTRUCTION.search(text))
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
 def content_words(text: str, stem: Any) -> set[str]:
-    """Lower-cased, stemmed words that carry meaning."""
-    return {stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+    """Lower-cased, stemmed words that carry meaning, compared without accents (`plain`). Chinese and
+    Japanese, written without spaces, give their character pairs ("长城" in "连接各国的长城")."""
+    words = set()
+    for w in _WORD.findall(plain(text.lower())):
+        if w in STOPWORDS:
+            continue
+        runs = _CJK.findall(w)
+        if not runs:
+            words.add(stem(w))
+            continue
+        for run in runs:
+            words.update(run[i:i + 2] for i in range(max(1, len(run) - 1)))
+        words.update(stem(rest) for rest in _CJK.split(w) if len(rest) > 1)
+    return words
 
 
 class ExtractiveComposer:
@@ -425,7 +462,7 @@ def with_marker(sentence: str, n: int) -> str:
     had of its own are dropped, so that every `[n]` of an answer is one of its citations. A wrapped sentence's
     line breaks read as spaces (its citation keeps the exact text)."""
     sentence = re.sub(r"\s*\n\s*", " ", without_reference_marks(sentence))
-    m = re.search(r"[.!?]+[\"'”’)]*$", sentence)
+    m = re.search(r"[.!?؟।。！？]+[\"'”’)»」』）]*$", sentence)
     if m:
         return f"{sentence[:m.start()]} [{n}]{sentence[m.start():]}"
     return f"{sentence} [{n}]"

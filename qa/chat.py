@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .answering import STOPWORDS
+from .answering import STOPWORDS, TERM  # TERM: "秦始皇什么时候开始连接各国的长城？" is not one word
 
 _FOLLOW_UP = re.compile(
     r"^(and|but|also|so|what about|how about|why|then)\b|\b(it|its|they|them|their|he|him|his|she|her|"
@@ -25,12 +25,11 @@ _FOLLOW_UP = re.compile(
 # quotes the 1775 sentence first), none worse; the seed article: "What did he say about the arms transfers?"
 # after Matthew Miller now quotes the denial of the transfers instead of "not found".
 OWN_WORDS = 2
-_WORD = re.compile(r"\w+")
 
 
 def is_follow_up(question: str) -> bool:
     """A question that leans on earlier turns: it opens with a connective or refers back with a pronoun."""
-    return bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 3
+    return bool(_FOLLOW_UP.search(question)) or len(TERM.findall(question)) <= 3
 
 
 def condense(question: str, history: Sequence[str]) -> str:
@@ -44,6 +43,6 @@ def answered_as(question: str, history: Sequence[str]) -> str:
     """The question whose sentences an extractive answer quotes: the search query for a follow-up that says
     little on its own (at most OWN_WORDS words that carry meaning), else the question itself."""
     query = condense(question, history)
-    if query != question and len({w for w in _WORD.findall(question.lower()) if w not in STOPWORDS}) > OWN_WORDS:
+    if query != question and len({w for w in TERM.findall(question.lower()) if w not in STOPWORDS}) > OWN_WORDS:
         return question
     return query

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
@@ -70,8 +71,9 @@ def to_document(source: str, meta: Mapping[str, Any]) -> Document:
 
 
 def matches(pattern: str, source: str) -> bool:
-    """Whether a path, folder or glob names this document (see the module docstring)."""
-    pattern = pattern.strip()
+    """Whether a path, folder or glob names this document (see the module docstring). Names compare in one
+    Unicode form: "März" typed on Linux (NFC) names a file macOS saved as "Ma\u0308rz" (NFD)."""
+    pattern, source = unicodedata.normalize("NFC", pattern.strip()), unicodedata.normalize("NFC", source)
     if not pattern:
         return False
     absolute = os.path.abspath(os.path.expanduser(pattern))

@@ -89,16 +89,31 @@ def _main_wh(question: str) -> re.Match[str] | None:
     return after_comma[0] if after_comma and found[0].start() == 0 and len(found) > 1 else found[0]
 
 
+_OPENERS = ".?!(:;\"“‘'¿¡«„‹「『"  # after one of these a capital opens a sentence or a quote ("¿Quién ...?")
+# Words an English question nearly always has and German, Spanish, French, ... questions do not (not "was":
+# German for "what"). Only an English question's capitals are its names: German capitalises every noun.
+_ENGLISH = frozenset("what who whom whose when where which why how is are were do does did the of and has have "
+                     "had can could would should name list".split())
+
+
 def question_names(question: str) -> set[str]:
     """The names of a question as written: its capitalized words and words with digits, but a word that
-    opens a sentence or a bracket ("What did he say? (Who is Matthew Miller?)" names Matthew Miller)."""
+    opens a sentence or a bracket ("What did he say? (Who is Matthew Miller?)" names Matthew Miller). A
+    question in capitals names only its words with digits."""
+    cased = [c for c in question if c.lower() != c.upper()]
+    shouted = len(cased) >= 8 and all(c.isupper() for c in cased)
     names = set()
     for m in _TOKEN.finditer(question):
         w, before = m.group(), question[:m.start()].rstrip()
-        opens = not before or before[-1] in ".?!(:;\"“‘'"
-        if (any(c.isdigit() for c in w) or (w[0].isupper() and not opens)) and w != "I":
+        opens = not before or before[-1] in _OPENERS
+        if (any(c.isdigit() for c in w) or (w[0].isupper() and not opens and not shouted)) and w != "I":
             names.add(_POSSESSIVE.sub("", w))
     return names
+
+
+def is_english(question: str) -> bool:
+    """Whether a question reads as English (holds one of its commonest question words)."""
+    return not _ENGLISH.isdisjoint(w.lower() for w in _TOKEN.findall(question))
 
 
 def name_words(text: str) -> set[str]:
@@ -115,9 +130,30 @@ _ORDINAL = ("zeroth first second third fourth fifth sixth seventh eighth ninth t
             "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth").split()
 
 
+# Letters that are not an ASCII letter with accents (NFKD would drop them): as they are written in ASCII.
+_LETTERS = str.maketrans({"ß": "ss", "ẞ": "SS", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE",
+                          "œ": "oe", "Œ": "OE", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th",
+                          "ı": "i", "ħ": "h", "Ħ": "H"})
+
+
+def plain(text: str) -> str:
+    """Text as words are compared: NFKC (one form for "é" typed either way), accents and other combining
+    marks off ("Vịnh Hạ Long" = "Vinh Ha Long"), letters ASCII lacks as ASCII writes them. Other scripts
+    keep their letters."""
+    if text.isascii():
+        return text
+    t = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).translate(_LETTERS))
+    return "".join(c for c in t if not unicodedata.combining(c))
+
+
 def fold(word: str) -> str:
-    """A word as names are compared: no accents, case, possessive 's, dots, hyphens or '&' ("U.S." = "US")."""
-    w = unicodedata.normalize("NFKD", _POSSESSIVE.sub("", word)).encode("ascii", "ignore").decode().lower()
+    """A word as names are compared: no accents, case, possessive 's, dots, hyphens or '&' ("U.S." = "US");
+    a letter ASCII lacks as it is written in ASCII ("Preußen" = "Preussen", "Łódź" = "Lodz"). A word in
+    another script is kept as it is (lower case, NFKC)."""
+    base = unicodedata.normalize("NFKC", _POSSESSIVE.sub("", word)).translate(_LETTERS)
+    w = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode().lower()
+    if not w.strip("-.'’&,") and base.strip():
+        w = base.lower()  # "Байкал", "北京": nothing of it is ASCII
     return re.sub(r"[-.'’&,]", "", w)
 
 
@@ -170,7 +206,10 @@ def absent_names(question: str, forms: set[str]) -> set[str]:
 
     A name is found as written, without accents, case or punctuation; as a longer or shorter form of
     at least four letters ("Korea"/"Korean", "1970"/"1970s"); with one letter off when long; a number as
-    a Roman numeral or a word; a run of names by its initials ("United Kingdom" / "UK")."""
+    a Roman numeral or a word; a run of names by its initials ("United Kingdom" / "UK"). Only for an English
+    question (`is_english`): "Wann wurde der Fernsehturm in Betrieb genommen?" capitalises a noun."""
+    if not is_english(question):
+        return set()
     names = question_names(question)
     found: set[str] = set()
     for run in re.finditer(r"[A-Z][\w'’.&-]*(?:\s+(?:of\s+|and\s+|the\s+)*[A-Z][\w'’.&-]*)+", question):

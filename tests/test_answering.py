@@ -277,3 +277,37 @@ def test_markdown_marks_are_dropped_from_quoted_sentences_only() -> None:
     assert as_read("The **same** text in a .txt file is as written.", "a.txt") == \
         "The **same** text in a .txt file is as written."
     assert as_read("![](logo.png)", "a.md") == "![](logo.png)"  # nothing left to read: as written
+
+
+def test_sentences_of_other_scripts_end_where_they_do() -> None:
+    """A sentence used to end only before an ASCII capital or digit: Russian, Greek, Arabic, Chinese paragraphs
+    were one "sentence", and "Über ..." ran on from the sentence before."""
+    assert _sentences("Der Plan steht fest. Über den Termin reden wir morgen.", "a.txt") == [
+        "Der Plan steht fest.", "Über den Termin reden wir morgen."]
+    assert _sentences("Байкал — самое глубокое озеро. Его глубина больше километра.", "a.txt") == [
+        "Байкал — самое глубокое озеро.", "Его глубина больше километра."]
+    assert _sentences("هل هذا صحيح جدا؟ نعم هذا صحيح تماما. البتراء مدينة قديمة جدا.", "a.txt") == [
+        "هل هذا صحيح جدا؟", "نعم هذا صحيح تماما.", "البتراء مدينة قديمة جدا."]
+    assert _sentences("长城是中国的象征。秦始皇连接了各国的长城。它很长吗？", "a.txt") == [
+        "长城是中国的象征。", "秦始皇连接了各国的长城。", "它很长吗？"]
+    assert _sentences("Mr. Smith met U.S. officials. e.g. this stays with it.", "a.txt") == [
+        "Mr. Smith met U.S. officials. e.g. this stays with it."]
+    assert with_marker("长城是中国的象征。", 1) == "长城是中国的象征 [1]。"
+
+
+def test_words_compare_without_accents_and_chinese_by_character_pairs() -> None:
+    import Stemmer
+
+    from qa.answering import content_words
+    from qa.chat import answered_as, is_follow_up
+
+    stem = Stemmer.Stemmer("english").stemWord
+    assert content_words("Vinh Ha Long co bao nhieu hon dao?", stem) == content_words(
+        "Vịnh Hạ Long có bao nhiêu hòn đảo?", stem)
+    assert content_words("Preussen", stem) == content_words("Preußen", stem)
+    assert content_words("Öztürk", stem) == content_words("O\u0308ztu\u0308rk", stem)  # NFD as macOS writes it
+    assert {"长城", "连接"} <= content_words("秦始皇什么时候开始连接各国的长城？", stem)
+    # A Chinese question has no spaces: it is one "word" long, and was taken for a follow-up of any question.
+    question = "秦始皇什么时候开始连接各国的长城？"
+    assert not is_follow_up(question) and answered_as(question, ["Wer übernimmt die Schulungen?"]) == question
+    assert is_follow_up("它在哪？")

@@ -202,3 +202,9 @@ def test_a_scope_that_matches_nothing_says_so(seeded: Assistant) -> None:
     assert not ans.answered and not ans.citations and not ans.related
     assert "No indexed document matches contracts/*.pdf" in ans.answer and "qa docs" in ans.answer
     assert json.loads(json.dumps(ans.to_dict()))["answered"] is False
+
+
+def test_a_name_typed_in_one_unicode_form_names_a_file_saved_in_the_other() -> None:
+    nfd = "/docs/Protokoll_Sitzung_Ma\u0308rz.md"  # as macOS writes names
+    assert select(["Protokoll_Sitzung_M\u00e4rz.md"], [nfd, "/docs/other.md"]) == ([nfd], [])
+    assert select(["/docs/*M\u00e4rz.md"], [nfd]) == ([nfd], [])

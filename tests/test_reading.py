@@ -72,6 +72,24 @@ def test_encodings(tmp_path: Path) -> None:
     assert load(tmp_path / "crlf.txt").text == open(tmp_path / "crlf.txt", encoding="utf-8").read()
 
 
+@pytest.mark.parametrize("text,encoding", [
+    ("Новосибирский театр оперы и балета открылся в 1945 году. Это самое большое здание.", "cp1251"),
+    ("富士山の標高は３７７６メートルで、日本で最も高い山だ。最後の噴火は１７０７年である。", "shift_jis"),
+    ("长城东起山海关，西至嘉峪关。明长城的总长度约为八千八百公里。", "gbk"),
+    ("Ο Παρθενώνας χτίστηκε μεταξύ 447 και 438 π.Χ. στην Ακρόπολη της Αθήνας.", "cp1253"),
+    ("הטכניון נוסד בחיפה בשנת 1912 והלימודים בו החלו בשנת 1924.", "cp1255"),
+    ("Der Fernsehturm ist mit 368 Metern das höchste Bauwerk Deutschlands. „Größe“ – 5 €.", "utf-16-le"),
+    # Western European text stays Windows-1252 / Latin-1: a detector guesses another code page on so little
+    ("Une recette simple: mélangez la crème fraîche et le beurre à feu doux. Voilà, c'est prêt.", "latin-1"),
+    ("Café prices rose 5% – the naïve estimate was “wrong”.", "cp1252"),
+])
+def test_a_legacy_encoding_of_another_script_is_detected(tmp_path: Path, text: str, encoding: str) -> None:
+    """Windows-1252 read Cyrillic, Greek, Hebrew, Chinese and Japanese files as accented Latin letters without a
+    word of warning ("Íîâîñèáèðñê"), refused Shift-JIS and UTF-16 without a BOM as binary."""
+    (tmp_path / "doc.txt").write_bytes(text.encode(encoding))
+    assert load(tmp_path / "doc.txt").text == text
+
+
 def test_a_stray_byte_in_utf8_does_not_garble_the_whole_file(tmp_path: Path) -> None:
     (tmp_path / "mixed.txt").write_bytes("René Müller lives in Zürich.\n".encode() + b"\xa0stray byte.\n")
     (tmp_path / "cp1252.txt").write_bytes("Café “quoted” in Zürich.".encode("cp1252"))

@@ -55,6 +55,17 @@ def test_answer_markers_link_their_passages_and_document_text_is_escaped() -> No
     assert 'title="It rained &lt;img src=x onerror=alert(1)&gt;' in out
 
 
+def test_right_to_left_text_is_laid_out_in_its_own_direction() -> None:
+    """Arabic and Hebrew answers and passages were laid out left to right (the full stop and [n] at the wrong
+    end), and an Arabic question scrambled the "for “...” · 0.4 s" line of the Sources panel."""
+    text = "البتراء مدينة أثرية في الأردن."
+    c = _citation(text, text)
+    ans = Answer("أين تقع البتراء؟", "البتراء مدينة أثرية في الأردن [1].", True, citations=(c,), seconds=0.4)
+    assert render_answer(ans, turn=1).startswith('<div class="qa-answer" dir="auto">')
+    sources = render_sources(ans, turn=1)
+    assert '<p class="qa-passage" dir="auto">' in sources and "for “<bdi>أين تقع البتراء؟</bdi>”" in sources
+
+
 def test_sources_show_only_cited_passages_with_the_span_marked() -> None:
     passage = f"Intro {EVIL}. Putin will travel to Vietnam on June 19. Outro."
     c = _citation(passage, "Putin will travel to Vietnam on June 19.", location="page 2")

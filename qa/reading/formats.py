@@ -122,22 +122,26 @@ def _walk(root: Path, skipped: list[tuple[Path, str]]) -> Iterator[Path]:
 
 
 def read_text_file(path: Path) -> str:
-    """Decode a text file: UTF-8 (with or without BOM; a stray invalid byte becomes U+FFFD), UTF-16 with BOM,
-    else Windows-1252 (Latin-1); refuse binary."""
+    """Decode a text file: UTF-8 (with or without BOM; a stray invalid byte becomes U+FFFD), UTF-16 (with BOM,
+    or detected), else Windows-1252 (Latin-1), or the legacy encoding detected where Windows-1252 would read
+    another script as accented Latin letters (Cyrillic, Greek, Arabic, Hebrew, Chinese, Japanese, Korean:
+    cp1251, Shift-JIS, GBK, ...); refuse binary."""
     data = path.read_bytes()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = data.decode("utf-16")
     elif b"\x00" in data[:8192]:
-        raise UnreadableFile("looks binary (NUL bytes), not text; remove it or give it the right extension")
+        text = _detected(data, wide=True)
+        if text is None:
+            raise UnreadableFile("looks binary (NUL bytes), not text; remove it or give it the right extension")
     else:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             lenient = data.decode("utf-8-sig", errors="replace")
             # UTF-8 around a stray byte (a Latin-1 paste) stays UTF-8: decoding the whole file as cp1252
-            # would garble every accent ("RenÃ©"). A file with more bad bytes than UTF-8 letters is cp1252.
+            # would garble every accent ("RenÃ©"). A file with more bad bytes than UTF-8 letters is legacy.
             letters = sum(1 for c in lenient if ord(c) > 127 and c != "\ufffd")
-            text = lenient if letters >= lenient.count("\ufffd") else data.decode("cp1252", errors="replace")
+            text = lenient if letters >= lenient.count("\ufffd") else _legacy(data)
     head = text[:65536]
     junk = sum(1 for c in head if c == "\ufffd" or (ord(c) < 32 and c not in "\t\n\r\f\v") or 127 <= ord(c) < 160)
     if junk >= 8 and junk > 0.05 * len(head):  # random bytes without a NUL: a tenth of them are controls
@@ -145,6 +149,28 @@ def read_text_file(path: Path) -> str:
                              "remove it or give it the right extension")
     # Same newline handling as Python's text mode, so offsets match `open(path).read()`.
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _legacy(data: bytes) -> str:
+    """A file in an 8-bit or East Asian legacy encoding. Western European text (the common case) is
+    Windows-1252: few of its letters are beyond ASCII, and detecting so short a sample would often
+    guess another Latin code page ("crčme"). When most letters would come out beyond ASCII, the text is
+    in another script, and charset-normalizer names its encoding."""
+    text = data.decode("cp1252", errors="replace")
+    letters = [c for c in text[:65536] if c.isalpha()]
+    if letters and sum(ord(c) > 127 for c in letters) > 0.3 * len(letters):
+        return _detected(data) or text
+    return text
+
+
+def _detected(data: bytes, wide: bool = False) -> str | None:
+    """The text as charset-normalizer decodes it (only UTF-16 or UTF-32, if `wide`), or None."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None or (wide and not best.encoding.startswith(("utf_16", "utf_32"))):
+        return None
+    return str(best)
 
 
 def _load_with_llamaindex(path: Path) -> list[Any]:

@@ -51,7 +51,7 @@ def render_answer(ans: Answer, turn: int) -> str:
     if not ans.answered:
         hint = ('<span class="qa-hint">The closest passages are listed under Sources as related, '
                 "not cited.</span>") if ans.related else ""
-        return f'<div class="qa-answer qa-notfound">{esc(ans.answer)}{hint}</div>'
+        return f'<div class="qa-answer qa-notfound" dir="auto">{esc(ans.answer)}{hint}</div>'
     cited = {c.id: c for c in ans.citations}
 
     def link(m: re.Match[str]) -> str:
@@ -63,7 +63,7 @@ def render_answer(ans: Answer, turn: int) -> str:
         return (f'<a class="qa-cite{"" if c.verified else " qa-unverified"}" href="#{source_id(turn, c.id)}" '
                 f'title="{esc(tip)}" aria-label="Source {c.id}">[{c.id}]</a>')
 
-    return f'<div class="qa-answer">{_MARKER.sub(link, esc(ans.answer))}</div>'
+    return f'<div class="qa-answer" dir="auto">{_MARKER.sub(link, esc(ans.answer))}</div>'
 
 
 def highlight(c: Citation) -> str:
@@ -106,9 +106,9 @@ def _card(n: int | None, item: Citation | Passage, body: str, elem_id: str, extr
         loc += '<span class="qa-flag">not verified</span>'
     num = f'<span class="qa-n">[{n}]</span>' if n is not None else ""
     return (f'<article class="qa-src{extra}" id="{elem_id}"><header>{num}'
-            f'<span class="qa-file" title="{esc(item.source)}">{esc(Path(item.source).name)}</span>{loc}'
+            f'<bdi class="qa-file" title="{esc(item.source)}">{esc(Path(item.source).name)}</bdi>{loc}'
             f'{_score(item)}</header>'
-            f'{figure}<p class="qa-passage">{body}</p></article>')
+            f'{figure}<p class="qa-passage" dir="auto">{body}</p></article>')
 
 
 def render_sources(ans: Answer, turn: int, page_url: Callable[..., str] | None = None) -> str:
@@ -119,7 +119,7 @@ def render_sources(ans: Answer, turn: int, page_url: Callable[..., str] | None =
     total, ok = ans.total_sentences, ans.verified_sentences
     checked = f" · {ok} of {total} generated sentences verified against the passages" if total > ok else ""
     shown = ans.question if len(ans.question) <= 160 else ans.question[:159].rstrip() + "…"
-    q = f'<p class="qa-q">for “{esc(shown)}” · {ans.seconds:.1f} s{checked}</p>'
+    q = f'<p class="qa-q">for “<bdi>{esc(shown)}</bdi>” · {ans.seconds:.1f} s{checked}</p>'
     if ans.answered:
         cards = "".join(_card(c.id, c, highlight(c), source_id(turn, c.id), figure=page_view(c, page_url)
                               if page_url and c.page and c.boxes else "") for c in ans.citations)
@@ -265,7 +265,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
             yield chat, render_panel([s for _, s in turns]), turns, question, "", chat_id
             return
         n = len(turns) + 1
-        chat = [*chat, {"role": "user", "content": f'<div class="qa-question">{esc(q)}</div>'},
+        chat = [*chat, {"role": "user", "content": f'<div class="qa-question" dir="auto">{esc(q)}</div>'},
                 {"role": "assistant", "content": PENDING}]
         earlier = [s for _, s in turns]
         yield chat, render_panel(earlier, busy=True), turns, "", "", chat_id

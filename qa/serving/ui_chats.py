@@ -28,7 +28,7 @@ STALE_NOTE = {
 # --- rendering a stored turn ------------------------------------------------------------------------
 def question_html(question: str) -> str:
     """A question as the chat shows it."""
-    return f'<div class="qa-question">{esc(question)}</div>'
+    return f'<div class="qa-question" dir="auto">{esc(question)}</div>'
 
 
 def stored_answer(turn: Turn) -> str:
