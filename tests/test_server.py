@@ -95,6 +95,33 @@ def test_key_is_required_and_unknown_routes_are_json(served: tuple[str, Path, Pa
     assert api(url, "GET", "/", key=None).status_code == 200  # the UI has its own login (none here)
 
 
+@pytest.mark.slow
+def test_a_request_without_the_key_is_refused_before_its_body_is_read(served: tuple[str, Path, Path]) -> None:
+    """401 at once: a 300 MB upload without the key is not read first (here its body never comes), and
+    malformed JSON without the key is 401, not 400; the error is the one `api_auth` gives."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url, *_ = served
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/v1/documents")
+        conn.putheader("Content-Type", "multipart/form-data; boundary=b")
+        conn.putheader("Content-Length", "300000000")
+        conn.endheaders(b"--b\r\n")  # the start of the body, then nothing: a server that reads it waits
+        r = conn.getresponse()
+        assert r.status == 401 and r.getheader("WWW-Authenticate") == "Bearer"
+        assert json.loads(r.read())["error"]["type"] == "unauthorized"
+    finally:
+        conn.close()
+    for key in (None, "wrong"):
+        r = api(url, "POST", "/v1/ask", key=key, content=b"{bad", headers={"Content-Type": "application/json"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+        assert "Authorization: Bearer" in r.json()["error"]["message"]
+    assert api(url, "POST", "/v1/ask", content=b"{bad", headers={"Content-Type": "application/json"}).status_code == 400
+
+
 def test_to_dict_is_the_one_json_of_an_answer() -> None:
     from qa.serving.server import AnswerOut, CitationOut
     from qa.types import Answer, Citation

@@ -7,6 +7,8 @@ Routes live in `APIRouter`s, one per section below; each route gets the engine f
 mapped by `status_of`) for the JSON error `{"error": {"message", "type"}}`. To add routes, define a
 router (here or in a module of its own) and add it to `ROUTERS`: `create_app` includes each one under
 `/v1` with the `api_auth` dependency, before the JSON 404 for unknown `/v1` paths and the UI mount.
+(`KeyGate` refuses a /v1 request without the key before FastAPI reads its body; `api_auth` stays on
+every route all the same.)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -183,6 +186,33 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class KeyGate:
+    """ASGI middleware: with an API key set, a /v1 request without it is refused with 401 before its body
+    is read. FastAPI reads and parses a body before a route's dependencies run, so `api_auth` alone would
+    read a 400 MB upload, or answer 400 to malformed JSON, before saying the key is missing."""
+
+    def __init__(self, app: Any, state: Any) -> None:
+        self.app, self.state = app, state  # the app's state: `api_key` is read there, as `api_auth` reads it
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        key: bytes | None = self.state.api_key
+        if key is None or scope["type"] != "http" or not scope["path"].startswith("/v1/") or _page_image(scope):
+            return await self.app(scope, receive, send)
+        authorization = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"authorization"), "")
+        if not key_ok(authorization, key):
+            return await error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})(
+                scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+_PAGE_PATH = re.compile(r"/v1/documents/.+/pages/[^/]+\.png")
+
+
+def _page_image(scope: dict[str, Any]) -> bool:
+    """A GET of a page image: its route takes a signed URL (the UI's <img>) instead of the key, or the key."""
+    return scope["method"] == "GET" and _PAGE_PATH.fullmatch(scope["path"]) is not None
+
+
 # --- what routes work with ------------------------------------------------------------------------
 @dataclass
 class Engine:
@@ -205,14 +235,20 @@ def engine(request: Request) -> Engine:
 EngineDep = Annotated[Engine, Depends(engine)]  # a route's parameter `e: EngineDep` receives the engine
 
 
+UNAUTHORIZED = "Missing or wrong API key: send the header 'Authorization: Bearer <QA_API_KEY>'."
+
+
+def key_ok(authorization: str, key: bytes) -> bool:
+    """Whether an `Authorization` header carries `Bearer <key>` (compared in constant time)."""
+    scheme, _, given = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key)
+
+
 def api_auth(request: Request) -> None:
     """Require `Authorization: Bearer <key>` when the app has an API key (compared in constant time)."""
     key: bytes | None = request.app.state.api_key
-    if key is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key):
-        raise ApiError(401, "Missing or wrong API key: send the header 'Authorization: Bearer <QA_API_KEY>'.")
+    if key is not None and not key_ok(request.headers.get("authorization", ""), key):
+        raise ApiError(401, UNAUTHORIZED)
 
 
 # --- request and response models: mirrors of qa.types, whose to_dict() builds every answer's JSON ----
@@ -502,6 +538,7 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
+    app.add_middleware(KeyGate, state=app.state)  # outside BodyLimit: no key, no word on the body's size
     for router in [*ROUTERS, openai_router, chats_router]:
         app.include_router(router, prefix="/v1", dependencies=[Depends(api_auth)])
     app.state.page_key = os.urandom(32)
