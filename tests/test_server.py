@@ -132,6 +132,17 @@ def test_to_dict_is_the_one_json_of_an_answer() -> None:
     assert json.loads(AnswerOut.model_validate(d).model_dump_json()) == d
 
 
+def test_annotations_point_at_the_answers_markers_in_order() -> None:
+    """A `[2]` quoted from a document before the answer's `[1]` is not where citation 2 is."""
+    from qa.serving.openai_api import annotations
+    from qa.types import Answer, Citation
+
+    text = "Items [2] and [3] are shown [1]. It rained [2]."
+    ans = Answer("q", text, True, (Citation(1, "/x.txt", 0, 1, "A", 0.5), Citation(2, "/x.txt", 2, 3, "B", 0.5)))
+    spans = [(a["url_citation"]["start_index"], a["url_citation"]["end_index"]) for a in annotations(ans)]
+    assert spans == [(text.index("[1]"), text.index("[1]") + 3), (text.rindex("[2]"), text.rindex("[2]") + 3)]
+
+
 def exact(citations: list[dict[str, Any]]) -> None:
     """Every citation's text is exactly its document's text at [start:end]."""
     assert citations
@@ -274,6 +285,28 @@ def test_error_statuses(served: tuple[str, Path, Path]) -> None:
         openai_client(url).chat.completions.create(
             model="qa", tool_choice="required", messages=[{"role": "user", "content": QUESTION}],
             tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+
+
+@pytest.mark.slow
+def test_a_documents_own_footnote_marks_are_not_taken_for_citations(served: tuple[str, Path, Path]) -> None:
+    """A document with `[1]` footnotes of its own: the answer's content has only its own markers, and each
+    annotation points at its citation's marker (it pointed at the document's `[1]`)."""
+    import re
+
+    url, *_ = served
+    text = ("Treaty notes.\nThe Treaty of Velm was signed by Count Orlov [1] in 1821 [2].\n"
+            "Count Orlov later retired to the coast of Lirra [3].\n")
+    r = api(url, "POST", "/v1/documents", files=[("files", ("footnotes.txt", text.encode()))])
+    assert r.status_code == 200 and [f["status"] for f in r.json()["results"]] == ["added"], r.text
+    msg = openai_client(url).chat.completions.create(
+        model="qa", messages=[{"role": "user", "content": "Who signed the Treaty of Velm?"}]).choices[0].message
+    assert "Count Orlov in 1821" in msg.content, msg.content
+    cited = [a.url_citation.model_extra["qa"] for a in msg.annotations]
+    exact(cited)
+    markers = list(re.finditer(r"\[\d+\]", msg.content))  # every [n] of the content is one of its citations
+    assert [m.group() for m in markers] == [f"[{c['id']}]" for c in cited], msg.content
+    assert [(a.url_citation.start_index, a.url_citation.end_index) for a in msg.annotations] == [
+        m.span() for m in markers]
 
 
 @pytest.mark.slow

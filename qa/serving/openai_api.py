@@ -62,12 +62,16 @@ def text_of(m: ChatMessage) -> str:
 
 
 def annotations(ans: Answer) -> list[dict[str, Any]]:
-    """One url_citation per citation; `qa` is the citation of `Answer.to_dict()`, the one JSON of a citation."""
-    out = []
+    """One url_citation per citation; `qa` is the citation of `Answer.to_dict()`, the one JSON of a citation.
+
+    The markers are found in order, each after the one before: an answer numbers its citations in order
+    of first use, and a `[2]` quoted from a document before the answer's `[1]` is not the answer's."""
+    out, after = [], 0
     for c in ans.to_dict()["citations"]:
         marker = f"[{c['id']}]"
-        at = ans.answer.find(marker)
+        at = ans.answer.find(marker, after)
         start, end = (at, at + len(marker)) if at >= 0 else (len(ans.answer), len(ans.answer))
+        after = end
         path = Path(c["source"])
         out.append({"type": "url_citation", "url_citation": {
             "url": f"{path.absolute().as_uri()}#char={c['start']},{c['end']}", "title": path.name,
