@@ -217,6 +217,29 @@ def test_openai_client_gets_the_cited_answer(served: tuple[str, Path, Path]) -> 
 
 
 @pytest.mark.slow
+def test_openai_client_may_send_a_long_chat(served: tuple[str, Path, Path]) -> None:
+    """A chat front end sends the whole history: 300 turns before the follow-up are accepted (more than 200
+    messages were refused with 422), and the recent questions answer it."""
+    url, *_ = served
+    earlier = [{"role": role, "content": f"Question {i} about ferries?" if role == "user" else "answer " * 50}
+               for i in range(150) for role in ("user", "assistant")]
+    resp = openai_client(url).chat.completions.create(model="qa", messages=[
+        *earlier, {"role": "user", "content": "Who is Matthew Miller?"},
+        {"role": "assistant", "content": "He is the State Department spokesman [1]."},
+        {"role": "user", "content": "What did he reiterate?"}])
+    assert "11,000 containers" in resp.choices[0].message.content
+
+
+def test_a_long_chat_is_asked_with_its_recent_questions() -> None:
+    from qa.serving.openai_api import ChatRequest, _question
+    from qa.serving.server import MAX_HISTORY
+
+    chat = ChatRequest(messages=[{"role": "user", "content": f"q{i}"} for i in range(300)])
+    question, history = _question(chat)
+    assert question == "q299" and history == [f"q{i}" for i in range(299 - MAX_HISTORY, 299)]
+
+
+@pytest.mark.slow
 def test_openai_client_streams_the_answer_then_its_annotations(served: tuple[str, Path, Path]) -> None:
     url, *_ = served
     client = openai_client(url)

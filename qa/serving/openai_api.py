@@ -23,12 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import QAError
 from ..types import Answer
-from .server import ERROR_TYPES, ApiError, EngineDep, status_of
+from .server import ERROR_TYPES, MAX_HISTORY, ApiError, EngineDep, status_of
 from .writer import metered
 
 MODEL = "qa"
 CREATED = 1_700_000_000  # a fixed "created" for the one model
 USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}  # qa does not count tokens
+# A chat front end sends the whole conversation each time; the 1 MB body limit binds long before this.
+MAX_MESSAGES = 100_000
 
 router = APIRouter(tags=["openai"])
 
@@ -50,7 +52,9 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(MODEL, description="Always 'qa'.")
-    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES, description="The conversation; "
+                                        f"its last user message is the question, the {MAX_HISTORY} before it "
+                                        "its history.")
     stream: bool = False
 
 
@@ -93,7 +97,7 @@ def _question(body: ChatRequest) -> tuple[str, list[str]]:
     users = [text_of(m) for m in body.messages if m.role == "user"]
     if not users or not users[-1].strip():
         raise ApiError(400, "No question: the last user message is the question and it is empty or missing.")
-    return users[-1], users[:-1]
+    return users[-1], users[:-1][-MAX_HISTORY:]  # the recent questions of a long chat
 
 
 @router.get("/models", summary="The one model: qa")

@@ -55,6 +55,7 @@ __all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine
 
 MAX_JSON_BYTES = 1_000_000  # a question is at most 2,000 characters; history and options fit easily
 MAX_FILES = 20  # files per upload request
+MAX_HISTORY = 200  # earlier questions a question is asked with (the most recent, when a chat sends more)
 TOP_K = bounds("top_k")  # what a question may ask for, as QA_TOP_K allows
 RETRY_AFTER_SECONDS = 2  # the Retry-After of a 429 (the index is busy, the upload queue is full)
 WAIT_SECONDS = 3600.0  # how long `POST /v1/documents` waits for its job before answering 202 with the job
@@ -259,7 +260,8 @@ class AskRequest(BaseModel):
 
     question: str = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
     top_k: int | None = Field(None, ge=TOP_K[0], le=TOP_K[1], description="Passages to retrieve (default QA_TOP_K).")
-    history: list[str] = Field([], max_length=200, description="Earlier questions of the conversation, oldest first.")
+    history: list[str] = Field([], max_length=MAX_HISTORY, description="Earlier questions of the conversation, "
+                               "oldest first.")
     stream: bool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
     sources: list[str] | None = Field(None, max_length=1000, description="Answer only from the documents these "
                                       "paths, folders or globs name (as `qa ask --source`); default all.")
