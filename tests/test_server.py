@@ -274,7 +274,7 @@ def test_error_statuses(served: tuple[str, Path, Path]) -> None:
     def error(r: Any, status: int) -> str:
         assert r.status_code == status, r.text
         err = r.json()["error"]
-        assert set(err) == {"message", "type"} and err["message"]
+        assert set(err) == {"message", "type", "param", "code"} and err["message"]
         return err["message"]
 
     error(api(url, "POST", "/v1/ask", content=b"{not json", headers={"Content-Type": "application/json"}), 400)
@@ -308,6 +308,38 @@ def test_error_statuses(served: tuple[str, Path, Path]) -> None:
         openai_client(url).chat.completions.create(
             model="qa", tool_choice="required", messages=[{"role": "user", "content": QUESTION}],
             tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+
+
+@pytest.mark.slow
+def test_errors_have_openais_shape(served: tuple[str, Path, Path]) -> None:
+    """Every error has OpenAI's `param` and `code`; an unknown model is its `model_not_found`; an invalid
+    chat request is 400 as OpenAI answers it (it was 422), while /v1/ask keeps its 422."""
+    from openai import BadRequestError, NotFoundError
+
+    url, *_ = served
+    chat = {"model": "qa", "messages": [{"role": "user", "content": QUESTION}]}
+    r = api(url, "POST", "/v1/chat/completions", json={**chat, "model": "gpt-4o"})
+    assert r.status_code == 404 and r.json()["error"] == {
+        "message": "The model 'gpt-4o' does not exist; this server has the model 'qa'.",
+        "type": "invalid_request_error", "param": None, "code": "model_not_found"}
+    r = api(url, "GET", "/v1/models/gpt-4o")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    r = api(url, "POST", "/v1/chat/completions", json={**chat, "messages": []})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages", r.text
+    r = api(url, "POST", "/v1/chat/completions", json={**chat, "messages": [{"role": "user", "content": "x" * 2001}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages", r.text
+    r = api(url, "POST", "/v1/chat/completions", content=json.dumps(chat).encode())  # not sent as JSON
+    assert r.status_code == 400, r.text
+    r = api(url, "POST", "/v1/ask", json={"question": QUESTION, "top_k": 0})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "top_k", r.text
+    r = api(url, "GET", "/v1/jobs/nope")
+    assert r.status_code == 404 and r.json()["error"]["param"] is None and r.json()["error"]["code"] is None
+    with pytest.raises(NotFoundError) as got:
+        openai_client(url).chat.completions.create(model="gpt-4o", messages=chat["messages"])
+    assert got.value.code == "model_not_found" and got.value.type == "invalid_request_error"
+    with pytest.raises(BadRequestError) as bad:
+        openai_client(url).chat.completions.create(model="qa", messages=[{"role": "wizard", "content": "hi"}])
+    assert bad.value.param == "messages.0.role", bad.value.body
 
 
 @pytest.mark.slow

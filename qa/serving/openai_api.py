@@ -17,13 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import QAError
 from ..types import Answer
-from .server import ERROR_TYPES, MAX_HISTORY, ApiError, EngineDep, status_of
+from .server import MAX_HISTORY, ApiError, EngineDep, error_body, invalid_response, status_of
 from .writer import metered
 
 MODEL = "qa"
@@ -31,8 +33,26 @@ CREATED = 1_700_000_000  # a fixed "created" for the one model
 USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}  # qa does not count tokens
 # A chat front end sends the whole conversation each time; the 1 MB body limit binds long before this.
 MAX_MESSAGES = 100_000
+UNKNOWN_MODEL = "The model {!r} does not exist; this server has the model 'qa'."
 
-router = APIRouter(tags=["openai"])
+
+class OpenAIRoute(APIRoute):
+    """A route that answers an invalid request 400, as OpenAI does (an OpenAI client raises BadRequestError);
+    qa's own routes answer 422."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as e:
+                return invalid_response(request, e, status=400)
+
+        return handle
+
+
+router = APIRouter(tags=["openai"], route_class=OpenAIRoute)
 
 
 class ChatMessage(BaseModel):
@@ -85,18 +105,19 @@ def annotations(ans: Answer) -> list[dict[str, Any]]:
 
 def _question(body: ChatRequest) -> tuple[str, list[str]]:
     if body.model != MODEL:
-        raise ApiError(404, f"The model {body.model!r} does not exist; this server has the model 'qa'.",
-                       "model_not_found")
+        raise ApiError(404, UNKNOWN_MODEL.format(body.model), "invalid_request_error", "model_not_found")
     extra = body.model_extra or {}
     if extra.get("n") not in (None, 1):
-        raise ApiError(400, f"n={extra['n']!r}: qa gives one answer per request; leave n out or send 1.")
+        raise ApiError(400, f"n={extra['n']!r}: qa gives one answer per request; leave n out or send 1.",
+                       param="n")
     choice = extra.get("tool_choice")
     if choice not in (None, "none", "auto"):
         raise ApiError(400, "qa answers from your documents and calls no tools; leave tool_choice out "
-                            "(or send 'auto' or 'none').")
+                            "(or send 'auto' or 'none').", param="tool_choice")
     users = [text_of(m) for m in body.messages if m.role == "user"]
     if not users or not users[-1].strip():
-        raise ApiError(400, "No question: the last user message is the question and it is empty or missing.")
+        raise ApiError(400, "No question: the last user message is the question and it is empty or missing.",
+                       param="messages")
     return users[-1], users[:-1][-MAX_HISTORY:]  # the recent questions of a long chat
 
 
@@ -108,8 +129,7 @@ def list_models() -> dict[str, Any]:
 @router.get("/models/{model_id}", summary="The model qa")
 def get_model(model_id: str) -> dict[str, Any]:
     if model_id != MODEL:
-        raise ApiError(404, f"The model {model_id!r} does not exist; this server has the model 'qa'.",
-                       "model_not_found")
+        raise ApiError(404, UNKNOWN_MODEL.format(model_id), "invalid_request_error", "model_not_found")
     return {"id": MODEL, "object": "model", "created": CREATED, "owned_by": "qa"}
 
 
@@ -119,7 +139,8 @@ def chat_completions(body: ChatRequest, e: EngineDep) -> Any:
     from ..assistant import MAX_QUESTION_CHARS
 
     if len(question) > MAX_QUESTION_CHARS:
-        raise ApiError(422, f"The question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}.")
+        raise ApiError(400, f"The question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}.",
+                       param="messages")
     a = e.ready()
     answers = metered(a.stream(question, history=history), a, e.writer)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -150,8 +171,7 @@ def chat_completions(body: ChatRequest, e: EngineDep) -> Any:
                     yield chunk({"content": last.answer[len(sent):]})
                     sent = last.answer
         except QAError as err:
-            data = {"error": {"message": str(err), "type": ERROR_TYPES[status_of(err)]}}
-            yield f"data: {json.dumps(data)}\n\n"
+            yield f"data: {json.dumps(error_body(status_of(err), str(err)))}\n\n"
             return
         if last.answer != sent and last.answer.startswith(sent):
             yield chunk({"content": last.answer[len(sent):]})

@@ -4,9 +4,10 @@
 
 Routes live in `APIRouter`s, one per section below; each route gets the engine from the request
 (`engine(request)`: the assistant, the background writer) and raises `ApiError` (or a `QAError`,
-mapped by `status_of`) for the JSON error `{"error": {"message", "type"}}`. To add routes, define a
-router (here or in a module of its own) and add it to `ROUTERS`: `create_app` includes each one under
-`/v1` with the `api_auth` dependency, before the JSON 404 for unknown `/v1` paths and the UI mount.
+mapped by `status_of`) for the JSON error `{"error": {"message", "type", "param", "code"}}`. To add
+routes, define a router (here or in a module of its own) and add it to `ROUTERS`: `create_app` includes
+each one under `/v1` with the `api_auth` dependency, before the JSON 404 for unknown `/v1` paths and the
+UI mount.
 (`KeyGate` refuses a /v1 request without the key before FastAPI reads its body; `api_auth` stays on
 every route all the same.)
 """
@@ -51,7 +52,8 @@ from .writer import Job, QueueFullError, Writer, metered, prepare
 if TYPE_CHECKING:
     from ..assistant import Assistant
 
-__all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine", "error_response", "serve"]
+__all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine", "error_body", "error_response",
+           "invalid_response", "serve"]
 
 MAX_JSON_BYTES = 1_000_000  # a question is at most 2,000 characters; history and options fit easily
 MAX_FILES = 20  # files per upload request
@@ -66,18 +68,27 @@ ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "
 
 # --- errors: one JSON shape for every failure under /v1 ---------------------------------------------
 class ApiError(Exception):
-    """An error a route returns as `{"error": {"message", "type"}}` with `status`."""
+    """An error a route returns as `{"error": {"message", "type", "param", "code"}}` with `status`."""
 
-    def __init__(self, status: int, message: str, type: str | None = None) -> None:
+    def __init__(self, status: int, message: str, type: str | None = None, code: str | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type = status, message, type or ERROR_TYPES.get(status, "error")
+        self.code, self.param = code, param
 
 
-def error_response(status: int, message: str, type: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    """The JSON error body every /v1 failure has."""
-    return JSONResponse({"error": {"message": message, "type": type or ERROR_TYPES.get(status, "error")}},
-                        status_code=status, headers=headers)
+def error_body(status: int, message: str, type: str | None = None, code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    """The JSON of every /v1 failure, shaped as OpenAI's errors (so its clients read it): `param` names the
+    field at fault and `code` says which error it is, each null when there is none to give."""
+    return {"error": {"message": message, "type": type or ERROR_TYPES.get(status, "error"), "param": param,
+                      "code": code}}
+
+
+def error_response(status: int, message: str, type: str | None = None, headers: dict[str, str] | None = None,
+                   code: str | None = None, param: str | None = None) -> JSONResponse:
+    """The JSON error response every /v1 failure has."""
+    return JSONResponse(error_body(status, message, type, code, param), status_code=status, headers=headers)
 
 
 def status_of(e: QAError) -> int:
@@ -119,11 +130,33 @@ def _validation_message(e: RequestValidationError) -> str:
     return "; ".join(parts) + " (see /docs for the request format)"
 
 
+def _invalid_field(e: RequestValidationError) -> str | None:
+    """The field of the first error, as OpenAI's `param` names it: "messages.0.content", "top_k"."""
+    for err in e.errors():
+        loc = [str(x) for x in err.get("loc", ())]
+        if loc[:1] in (["body"], ["query"], ["path"], ["header"]):
+            loc = loc[1:]
+        return ".".join(loc) or None
+    return None
+
+
+def invalid_response(request: Request, e: RequestValidationError, status: int = 422) -> JSONResponse:
+    """The answer to a request whose fields are invalid: `status` (422 on qa's routes, 400 on OpenAI's), 400
+    for malformed JSON."""
+    if any(err.get("type") == "json_invalid" for err in e.errors()):
+        return error_response(400, "The request body is not valid JSON.")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and any(tuple(err.get("loc", ())) == ("body",) for err in e.errors()):
+        return error_response(status, f"The body was sent as {kind or 'no content type'}: send JSON with the "
+                                      "header 'Content-Type: application/json' (see /docs).")
+    return error_response(status, _validation_message(e), param=_invalid_field(e))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
         return error_response(e.status, e.message, e.type,
-                              {"WWW-Authenticate": "Bearer"} if e.status == 401 else None)
+                              {"WWW-Authenticate": "Bearer"} if e.status == 401 else None, e.code, e.param)
 
     @app.exception_handler(QAError)
     async def _qa_error(request: Request, e: QAError) -> JSONResponse:
@@ -134,13 +167,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        if any(err.get("type") == "json_invalid" for err in e.errors()):
-            return error_response(400, "The request body is not valid JSON.")
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind != "application/json" and any(tuple(err.get("loc", ())) == ("body",) for err in e.errors()):
-            return error_response(422, f"The body was sent as {kind or 'no content type'}: send JSON with the "
-                                       "header 'Content-Type: application/json' (see /docs).")
-        return error_response(422, _validation_message(e))
+        return invalid_response(request, e)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -362,7 +389,7 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
             for last in answers:
                 yield _sse("partial", {**last.to_dict(), **extra})
         except QAError as err:
-            yield _sse("error", {"error": {"message": str(err), "type": ERROR_TYPES[status_of(err)]}})
+            yield _sse("error", error_body(status_of(err), str(err)))
             return
         yield _sse("answer", {**last.to_dict(), **extra})
 
