@@ -343,6 +343,25 @@ def test_errors_have_openais_shape(served: tuple[str, Path, Path]) -> None:
 
 
 @pytest.mark.slow
+def test_a_wrong_path_is_404_and_a_wrong_method_405_in_json(served: tuple[str, Path, Path]) -> None:
+    """A path parameter is one path segment (only a document's source may hold slashes): these were 405s
+    that named the method refused as the one to use ("GET is not allowed...; use GET"). HEAD and OPTIONS
+    were Gradio's 404 `{"detail": "Not Found"}`."""
+    url, *_ = served
+    for path in ("/v1/models/a/b", "/v1/documents/x.pdf/pages/-1.png", "/v1/conversations/a/b"):
+        r = api(url, "GET", path)
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found", (path, r.text)
+        assert "allow" not in r.headers
+    r = api(url, "HEAD", "/v1/status")
+    assert r.status_code == 405 and r.headers["allow"] == "GET" and r.headers["content-type"] == "application/json"
+    r = api(url, "OPTIONS", "/v1/ask")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["error"]["message"] == "OPTIONS is not allowed on /v1/ask; use POST (see /docs)."
+    r = api(url, "GET", "/v1/documents/x.txt")  # the one route there removes a document
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE"
+
+
+@pytest.mark.slow
 def test_a_documents_own_footnote_marks_are_not_taken_for_citations(served: tuple[str, Path, Path]) -> None:
     """A document with `[1]` footnotes of its own: the answer's content has only its own markers, and each
     annotation points at its citation's marker (it pointed at the document's `[1]`)."""

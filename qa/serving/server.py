@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -572,18 +573,19 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
         app.include_router(router, prefix="/v1", dependencies=[Depends(api_auth)])
     app.state.page_key = os.urandom(32)
     app.include_router(pages_router, prefix="/v1")  # checks the signature, else the API key, itself
+    routes = route_patterns([*ROUTERS, openai_router, chats_router, pages_router], "/v1")
 
-    @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @app.api_route("/v1/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                   include_in_schema=False)
     def _unknown(rest: str, request: Request) -> JSONResponse:
-        import re
-
-        allowed = sorted({m.upper() for path, ops in request.app.openapi().get("paths", {}).items()
-                          if re.fullmatch(re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(path)), f"/v1/{rest}")
-                          for m in ops})
+        path = f"/v1/{rest}"
+        methods = [methods for pattern, methods in routes if pattern.fullmatch(path)]
+        # A route of this method whose parameter did not convert (page -1 of a document) is not found either.
+        allowed = sorted(set().union(*methods)) if not any(request.method in m for m in methods) else []
         if allowed:
-            return error_response(405, f"{request.method} is not allowed on /v1/{rest}; use {' or '.join(allowed)} "
+            return error_response(405, f"{request.method} is not allowed on {path}; use {' or '.join(allowed)} "
                                        "(see /docs).", headers={"Allow": ", ".join(allowed)})
-        raise ApiError(404, f"No route /v1/{rest}; see /docs for the API.")
+        raise ApiError(404, f"No route {path}; see /docs for the API.")
 
     if lazy is None:
         app = mount_ui(app)
@@ -593,6 +595,20 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     app.state.ui_settled = lazy.settled
     app.mount("/", lazy)
     return app
+
+
+def route_patterns(routers: list[APIRouter], prefix: str) -> list[tuple[re.Pattern[str], set[str]]]:
+    """(path pattern, methods) of every route: a `{name:path}` parameter matches any text, slashes too, any
+    other parameter one path segment, so `/v1/models/a/b` is no model's path."""
+    out = []
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                parts = re.split(r"\{\w+(:\w+)?\}", prefix + route.path)
+                pattern = "".join(re.escape(part) if i % 2 == 0 else ".+" if part == ":path" else "[^/]+"
+                                  for i, part in enumerate(parts))
+                out.append((re.compile(pattern), set(route.methods)))
+    return out
 
 
 def exposure_warnings(host: str, credentials: tuple[str, str] | None, api_key: bool) -> str:
