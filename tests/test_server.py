@@ -362,6 +362,18 @@ def test_a_wrong_path_is_404_and_a_wrong_method_405_in_json(served: tuple[str, P
 
 
 @pytest.mark.slow
+def test_an_answer_over_http_names_routes_not_commands(served: tuple[str, Path, Path]) -> None:
+    """Sources that match nothing: the answer says how to see what is indexed with the route, not `qa docs`."""
+    url, *_ = served
+    for stream in (False, True):
+        r = api(url, "POST", "/v1/ask", json={"question": QUESTION, "sources": ["nope.txt"], "stream": stream})
+        assert r.status_code == 200, r.text
+        final = r.json() if not stream else [d for k, d in sse(r) if k == "answer"][0]
+        assert not final["answered"] and "No indexed document matches nope.txt" in final["answer"]
+        assert final["answer"].endswith("See what is indexed with: GET /v1/documents"), final["answer"]
+
+
+@pytest.mark.slow
 def test_a_documents_own_footnote_marks_are_not_taken_for_citations(served: tuple[str, Path, Path]) -> None:
     """A document with `[1]` footnotes of its own: the answer's content has only its own markers, and each
     annotation points at its citation's marker (it pointed at the document's `[1]`)."""
@@ -395,6 +407,9 @@ def test_empty_server_refuses_then_learns_from_uploads(tmp_path: Path) -> None:
     try:
         r = api(url, "POST", "/v1/ask", key=None, json={"question": QUESTION})
         assert r.status_code == 503 and "POST /v1/documents" in r.json()["error"]["message"], r.text
+        assert "qa ingest" not in r.text  # a command of the server's machine, not of the client's
+        r = api(url, "DELETE", "/v1/documents/x.txt", key=None)  # was 503: nothing indexed, so nothing matches
+        assert r.status_code == 404 and "GET /v1/documents" in r.json()["error"]["message"], r.text
         s = api(url, "GET", "/v1/status", key=None)
         assert s.status_code == 200 and s.json()["documents"] == 0 and s.json()["uploads"] == [], s.text
         assert api(url, "GET", "/v1/documents", key=None).json() == {"documents": []}

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import QAError
 from ..types import Answer
-from .server import MAX_HISTORY, ApiError, EngineDep, error_body, invalid_response, status_of
+from .server import MAX_HISTORY, ApiError, EngineDep, error_body, for_http, http_answers, invalid_response, status_of
 from .writer import metered
 
 MODEL = "qa"
@@ -142,7 +142,7 @@ def chat_completions(body: ChatRequest, e: EngineDep) -> Any:
         raise ApiError(400, f"The question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}.",
                        param="messages")
     a = e.ready()
-    answers = metered(a.stream(question, history=history), a, e.writer)
+    answers = http_answers(metered(a.stream(question, history=history), a, e.writer))
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not body.stream:
         *_, final = answers
@@ -171,7 +171,7 @@ def chat_completions(body: ChatRequest, e: EngineDep) -> Any:
                     yield chunk({"content": last.answer[len(sent):]})
                     sent = last.answer
         except QAError as err:
-            yield f"data: {json.dumps(error_body(status_of(err), str(err)))}\n\n"
+            yield f"data: {json.dumps(error_body(status_of(err), for_http(str(err))))}\n\n"
             return
         if last.answer != sent and last.answer.startswith(sent):
             yield chunk({"content": last.answer[len(sent):]})

@@ -52,9 +52,10 @@ from .writer import Job, QueueFullError, Writer, metered, prepare
 
 if TYPE_CHECKING:
     from ..assistant import Assistant
+    from ..types import Answer
 
 __all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine", "error_body", "error_response",
-           "invalid_response", "serve"]
+           "for_http", "http_answers", "invalid_response", "serve"]
 
 MAX_JSON_BYTES = 1_000_000  # a question is at most 2,000 characters; history and options fit easily
 MAX_FILES = 20  # files per upload request
@@ -112,7 +113,9 @@ def status_of(e: QAError) -> int:
 # The engine's messages name the CLI command that helps; an HTTP client is told the route instead.
 _CLI_HINTS = (("List yours with: qa chats", "List yours with: GET /v1/conversations"),
               ("See the indexed documents with: qa docs", "See the indexed documents with: GET /v1/documents"),
+              ("See what is indexed with: qa docs", "See what is indexed with: GET /v1/documents"),
               ("(qa docs lists them)", "(GET /v1/documents lists them)"),
+              ("Run: qa ingest seeds/", "Add documents with: POST /v1/documents"),
               ("wait for it to finish and run again", "wait for it to finish and try again"))
 
 
@@ -121,6 +124,15 @@ def for_http(message: str) -> str:
     for cli, http in _CLI_HINTS:
         message = message.replace(cli, http)
     return message
+
+
+def http_answers(answers: Iterator[Answer]) -> Iterator[Answer]:
+    """Answers as an HTTP client should read them: an answer that is a message of qa's, not the documents'
+    words ("No indexed document matches nope.txt... See what is indexed with: qa docs"), names the route."""
+    from dataclasses import replace
+
+    for a in answers:
+        yield a if a.answered else replace(a, answer=for_http(a.answer))
 
 
 def _validation_message(e: RequestValidationError) -> str:
@@ -161,9 +173,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(QAError)
     async def _qa_error(request: Request, e: QAError) -> JSONResponse:
-        hint = " (or add files: POST /v1/documents)" if isinstance(e, IndexMissingError) else ""
+        message = for_http(str(e))
+        if isinstance(e, IndexMissingError) and "POST /v1/documents" not in message:
+            message += " (or add files: POST /v1/documents)"
         status = status_of(e)
-        return error_response(status, for_http(f"{e}{hint}"),
+        return error_response(status, message,
                               headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None)
 
     @app.exception_handler(RequestValidationError)
@@ -377,7 +391,7 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
                                               sources=body.sources)
     else:
         answers = a.stream(body.question, top_k=body.top_k, history=body.history, sources=body.sources)
-    answers = metered(answers, a, e.writer)
+    answers = http_answers(metered(answers, a, e.writer))
     if not body.stream:
         *_, final = answers
         return JSONResponse({**final.to_dict(), **extra})
@@ -390,7 +404,7 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
             for last in answers:
                 yield _sse("partial", {**last.to_dict(), **extra})
         except QAError as err:
-            yield _sse("error", error_body(status_of(err), str(err)))
+            yield _sse("error", error_body(status_of(err), for_http(str(err))))
             return
         yield _sse("answer", {**last.to_dict(), **extra})
 
@@ -498,7 +512,11 @@ def remove_documents(source: str, e: EngineDep) -> JSONResponse:
 
     from ..library import select
 
-    if select([source], [d.source for d in e.assistant.documents()])[1]:
+    try:
+        indexed = [d.source for d in e.assistant.documents()]
+    except IndexMissingError:  # nothing indexed yet: nothing matches
+        indexed = []
+    if select([source], indexed)[1]:
         raise ApiError(404, f"No indexed document matches {source}; nothing was removed. "
                             "GET /v1/documents lists them.")
     return JSONResponse(asdict(e.assistant.remove(source)))
