@@ -343,6 +343,28 @@ def test_errors_have_openais_shape(served: tuple[str, Path, Path]) -> None:
 
 
 @pytest.mark.slow
+def test_a_field_of_the_wrong_type_is_refused_not_guessed_at(served: tuple[str, Path, Path]) -> None:
+    """`"stream": "yes"` streamed, `"top_k": true` and `"5"` and `"n": 1.0` were taken, a text part whose
+    text is an object was asked as its repr: now 422 on /v1/ask, 400 on the OpenAI route, naming the field."""
+    url, *_ = served
+    for field, value in (("stream", "yes"), ("stream", 1), ("top_k", True), ("top_k", "5"), ("top_k", 5.0),
+                         ("history", [1]), ("sources", [None])):
+        r = api(url, "POST", "/v1/ask", json={"question": QUESTION, field: value})
+        assert r.status_code == 422 and r.json()["error"]["message"].startswith(field), (field, value, r.text)
+    chat = {"model": "qa", "messages": [{"role": "user", "content": QUESTION}]}
+    for change, field in (({"stream": "yes"}, "stream"), ({"n": 1.0}, "n"), ({"n": "1"}, "n"),
+                          ({"messages": [{"role": "user", "content": [{"type": "text", "text": {"q": QUESTION}}]}]},
+                           "messages.0.content.parts.0.text"),
+                          ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content")):
+        r = api(url, "POST", "/v1/chat/completions", json={**chat, **change})
+        assert r.status_code == 400 and r.json()["error"]["param"] == field, (change, r.text)
+        assert r.json()["error"]["message"].startswith(field)
+    r = api(url, "POST", "/v1/chat/completions", json={**chat, "n": 1, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {}}]}]})
+    assert r.status_code == 200 and "Vietnam" in r.json()["choices"][0]["message"]["content"], r.text
+
+
+@pytest.mark.slow
 def test_a_wrong_path_is_404_and_a_wrong_method_405_in_json(served: tuple[str, Path, Path]) -> None:
     """A path parameter is one path segment (only a document's source may hold slashes): these were 405s
     that named the method refused as the one to use ("GET is not allowed...; use GET"). HEAD and OPTIONS

@@ -15,13 +15,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictInt, StrictStr, Tag
 
 from ..errors import QAError
 from ..types import Answer
@@ -55,13 +55,35 @@ class OpenAIRoute(APIRoute):
 router = APIRouter(tags=["openai"], route_class=OpenAIRoute)
 
 
+# Strict types: `"stream": "yes"`, `"n": 1.0` or a part whose text is an object are refused (400), not read as
+# what they might mean.
+class ContentPart(BaseModel):
+    """A part of a message's content: of a text part (`text`, `input_text`) the text is read, other parts are
+    skipped."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: StrictStr
+    text: StrictStr | None = None
+
+
+def _content_kind(v: Any) -> str | None:
+    return "text" if isinstance(v, str) else "parts" if isinstance(v, list) else None
+
+
+# Tagged, so that an error names the field ("messages.0.content.parts.0.text"), not pydantic's union members.
+Content = Annotated[Annotated[StrictStr, Tag("text")] | Annotated[list[ContentPart], Tag("parts")], Discriminator(
+    _content_kind, custom_error_type="content_type",
+    custom_error_message="Input should be a string, a list of content parts or null")]
+
+
 class ChatMessage(BaseModel):
     """One OpenAI chat message; `content` is a string or a list of parts of which text parts are read."""
 
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
+    content: Content | None = None
 
 
 class ChatRequest(BaseModel):
@@ -71,18 +93,19 @@ class ChatRequest(BaseModel):
     # 1 and a required tool_choice are refused.
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(MODEL, description="Always 'qa'.")
+    model: StrictStr = Field(MODEL, description="Always 'qa'.")
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES, description="The conversation; "
                                         f"its last user message is the question, the {MAX_HISTORY} before it "
                                         "its history.")
-    stream: bool = False
+    stream: StrictBool = False
+    n: StrictInt | None = Field(None, description="Answers to give: qa gives one.")
 
 
 def text_of(m: ChatMessage) -> str:
     """A message's text: the string, or its text parts joined."""
     if isinstance(m.content, str):
         return m.content
-    return "\n".join(str(p.get("text") or "") for p in m.content or () if p.get("type") in ("text", "input_text"))
+    return "\n".join(p.text or "" for p in m.content or () if p.type in ("text", "input_text"))
 
 
 def annotations(ans: Answer) -> list[dict[str, Any]]:
@@ -106,11 +129,9 @@ def annotations(ans: Answer) -> list[dict[str, Any]]:
 def _question(body: ChatRequest) -> tuple[str, list[str]]:
     if body.model != MODEL:
         raise ApiError(404, UNKNOWN_MODEL.format(body.model), "invalid_request_error", "model_not_found")
-    extra = body.model_extra or {}
-    if extra.get("n") not in (None, 1):
-        raise ApiError(400, f"n={extra['n']!r}: qa gives one answer per request; leave n out or send 1.",
-                       param="n")
-    choice = extra.get("tool_choice")
+    if body.n not in (None, 1):
+        raise ApiError(400, f"n={body.n}: qa gives one answer per request; leave n out or send 1.", param="n")
+    choice = (body.model_extra or {}).get("tool_choice")
     if choice not in (None, "none", "auto"):
         raise ApiError(400, "qa answers from your documents and calls no tools; leave tool_choice out "
                             "(or send 'auto' or 'none').", param="tool_choice")

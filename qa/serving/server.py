@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFil
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..assistant import MAX_QUESTION_CHARS
@@ -298,16 +298,18 @@ def api_auth(request: Request) -> None:
 class AskRequest(BaseModel):
     """`POST /v1/ask`."""
 
+    # Strict types: `"stream": "yes"`, `"top_k": true` or `"5"` are refused (422), not read as what they might mean.
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
-    top_k: int | None = Field(None, ge=TOP_K[0], le=TOP_K[1], description="Passages to retrieve (default QA_TOP_K).")
-    history: list[str] = Field([], max_length=MAX_HISTORY, description="Earlier questions of the conversation, "
-                               "oldest first.")
-    stream: bool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
-    sources: list[str] | None = Field(None, max_length=1000, description="Answer only from the documents these "
-                                      "paths, folders or globs name (as `qa ask --source`); default all.")
-    conversation_id: str | None = Field(
+    question: StrictStr = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
+    top_k: StrictInt | None = Field(None, ge=TOP_K[0], le=TOP_K[1],
+                                    description="Passages to retrieve (default QA_TOP_K).")
+    history: list[StrictStr] = Field([], max_length=MAX_HISTORY, description="Earlier questions of the "
+                                     "conversation, oldest first.")
+    stream: StrictBool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
+    sources: list[StrictStr] | None = Field(None, max_length=1000, description="Answer only from the documents "
+                                            "these paths, folders or globs name (as `qa ask --source`); default all.")
+    conversation_id: StrictStr | None = Field(
         None, max_length=100, description="Ask in this saved conversation (its stored questions are the history, "
         "`history` is ignored) or 'new' to start one; the answer then carries `conversation_id`.")
     # Added by later branches (kept optional so older clients keep working): sources, conversation_id.
