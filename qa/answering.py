@@ -407,20 +407,33 @@ class ExtractiveComposer:
             )
 
 
-# A document's own reference marks ("by mass [1].", "in Paris[2] and", "1844.[3]"): quoted in an answer they
-# would read as its citations. Code ("x[1] = 2") keeps its brackets.
+# A document's own reference marks ("by mass [1].", "in Paris[2] and", "1844.[3]", "Count Orlov [1] in 1821"):
+# quoted in an answer they would read as its citations. Code ("x[1] = 2") keeps its brackets, and so do
+# numbered things a sentence names ("Items [1] and [2] are shown", "as shown in [3] the").
 _REF = r"(?:\[\d{1,3}(?:\s*[,\u2013-]\s*\d{1,3})*\])+"
 _END = r"(?=[.,;:!?\"'”’)]|$)"
-_SPACED_REF = re.compile(r"(?<=\bal\.)\s+" + _REF + r"|\s+" + _REF + _END)  # "et al. [2] found", "by mass [1]."
+# "et al. [2] found", "by mass [1].", "Orlov [1] in 1821" (a mark before a word: see _reference)
+_SPACED_REF = re.compile(r"\s+" + _REF + r"(?:" + _END + r"|(?=\s+[^\W\d_]))")
 _GLUED_REF = re.compile(r"(?:(?<=[^\W\d_]{2})|(?<=[.,;:!?)\"'”’]))" + _REF + r"(?=\s|" + _END[3:])
 _CODE = re.compile(r"[=`{}]")
+_NAMES_IT = re.compile(r"\b(?:in|see|cf\.|of|from|and|or|to)\s*$", re.IGNORECASE)  # "shown in [3] the"
+_LISTED = re.compile(r"\s+(?:and|or|to)\s+\[")  # "[1] and [2]"
+
+
+def _reference(m: re.Match[str]) -> bool:
+    """Whether a spaced mark is one of the document's references: before punctuation or the end, after
+    "et al.", or before a lower-case word unless the sentence names it ("Items [1] and [2] are shown")."""
+    before, after = m.string[:m.start()], m.string[m.end():].lstrip()
+    if re.search(r"\bal\.$", before) or not after[:1].isalpha():
+        return True
+    return after[:1].islower() and not _LISTED.match(m.string, m.end()) and not _NAMES_IT.search(before)
 
 
 def without_reference_marks(sentence: str) -> str:
     """The sentence without the document's own bracketed reference numbers (not in code)."""
     if _CODE.search(sentence):
         return sentence
-    return _GLUED_REF.sub("", _SPACED_REF.sub("", sentence))
+    return _GLUED_REF.sub("", _SPACED_REF.sub(lambda m: "" if _reference(m) else m.group(), sentence))
 
 
 def _follows(before: Sentence, s: Sentence) -> bool:

@@ -128,6 +128,8 @@ def test_marker_goes_before_closing_punctuation() -> None:
     ("It rose by 4% [3, 4], then fell [5–6].", "It rose by 4%, then fell [7]."),
     ("Set x[1] = 2 in the loop.", "Set x[1] = 2 in the loop [7]."),  # code keeps its brackets
     ("Items [1] and [2] are shown.", "Items [1] and [2] are shown [7]."),  # numbered things, not references
+    ("It was signed by Count Orlov [1] in 1821 [2].", "It was signed by Count Orlov in 1821 [7]."),
+    ("As shown in [3] the method works.", "As shown in [3] the method works [7]."),  # a thing it names
 ])
 def test_an_answer_drops_the_documents_own_reference_numbers(sentence: str, answer: str) -> None:
     """Quoted, "[1]" of the document would read as the answer's citation [1]."""

@@ -95,6 +95,33 @@ def test_key_is_required_and_unknown_routes_are_json(served: tuple[str, Path, Pa
     assert api(url, "GET", "/", key=None).status_code == 200  # the UI has its own login (none here)
 
 
+@pytest.mark.slow
+def test_a_request_without_the_key_is_refused_before_its_body_is_read(served: tuple[str, Path, Path]) -> None:
+    """401 at once: a 300 MB upload without the key is not read first (here its body never comes), and
+    malformed JSON without the key is 401, not 400; the error is the one `api_auth` gives."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url, *_ = served
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/v1/documents")
+        conn.putheader("Content-Type", "multipart/form-data; boundary=b")
+        conn.putheader("Content-Length", "300000000")
+        conn.endheaders(b"--b\r\n")  # the start of the body, then nothing: a server that reads it waits
+        r = conn.getresponse()
+        assert r.status == 401 and r.getheader("WWW-Authenticate") == "Bearer"
+        assert json.loads(r.read())["error"]["type"] == "unauthorized"
+    finally:
+        conn.close()
+    for key in (None, "wrong"):
+        r = api(url, "POST", "/v1/ask", key=key, content=b"{bad", headers={"Content-Type": "application/json"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+        assert "Authorization: Bearer" in r.json()["error"]["message"]
+    assert api(url, "POST", "/v1/ask", content=b"{bad", headers={"Content-Type": "application/json"}).status_code == 400
+
+
 def test_to_dict_is_the_one_json_of_an_answer() -> None:
     from qa.serving.server import AnswerOut, CitationOut
     from qa.types import Answer, Citation
@@ -103,6 +130,17 @@ def test_to_dict_is_the_one_json_of_an_answer() -> None:
     d = ans.to_dict()
     assert set(AnswerOut.model_fields) == set(d) and set(CitationOut.model_fields) == set(d["citations"][0])
     assert json.loads(AnswerOut.model_validate(d).model_dump_json()) == d
+
+
+def test_annotations_point_at_the_answers_markers_in_order() -> None:
+    """A `[2]` quoted from a document before the answer's `[1]` is not where citation 2 is."""
+    from qa.serving.openai_api import annotations
+    from qa.types import Answer, Citation
+
+    text = "Items [2] and [3] are shown [1]. It rained [2]."
+    ans = Answer("q", text, True, (Citation(1, "/x.txt", 0, 1, "A", 0.5), Citation(2, "/x.txt", 2, 3, "B", 0.5)))
+    spans = [(a["url_citation"]["start_index"], a["url_citation"]["end_index"]) for a in annotations(ans)]
+    assert spans == [(text.index("[1]"), text.index("[1]") + 3), (text.rindex("[2]"), text.rindex("[2]") + 3)]
 
 
 def exact(citations: list[dict[str, Any]]) -> None:
@@ -179,6 +217,29 @@ def test_openai_client_gets_the_cited_answer(served: tuple[str, Path, Path]) -> 
 
 
 @pytest.mark.slow
+def test_openai_client_may_send_a_long_chat(served: tuple[str, Path, Path]) -> None:
+    """A chat front end sends the whole history: 300 turns before the follow-up are accepted (more than 200
+    messages were refused with 422), and the recent questions answer it."""
+    url, *_ = served
+    earlier = [{"role": role, "content": f"Question {i} about ferries?" if role == "user" else "answer " * 50}
+               for i in range(150) for role in ("user", "assistant")]
+    resp = openai_client(url).chat.completions.create(model="qa", messages=[
+        *earlier, {"role": "user", "content": "Who is Matthew Miller?"},
+        {"role": "assistant", "content": "He is the State Department spokesman [1]."},
+        {"role": "user", "content": "What did he reiterate?"}])
+    assert "11,000 containers" in resp.choices[0].message.content
+
+
+def test_a_long_chat_is_asked_with_its_recent_questions() -> None:
+    from qa.serving.openai_api import ChatRequest, _question
+    from qa.serving.server import MAX_HISTORY
+
+    chat = ChatRequest(messages=[{"role": "user", "content": f"q{i}"} for i in range(300)])
+    question, history = _question(chat)
+    assert question == "q299" and history == [f"q{i}" for i in range(299 - MAX_HISTORY, 299)]
+
+
+@pytest.mark.slow
 def test_openai_client_streams_the_answer_then_its_annotations(served: tuple[str, Path, Path]) -> None:
     url, *_ = served
     client = openai_client(url)
@@ -213,7 +274,7 @@ def test_error_statuses(served: tuple[str, Path, Path]) -> None:
     def error(r: Any, status: int) -> str:
         assert r.status_code == status, r.text
         err = r.json()["error"]
-        assert set(err) == {"message", "type"} and err["message"]
+        assert set(err) == {"message", "type", "param", "code"} and err["message"]
         return err["message"]
 
     error(api(url, "POST", "/v1/ask", content=b"{not json", headers={"Content-Type": "application/json"}), 400)
@@ -250,6 +311,113 @@ def test_error_statuses(served: tuple[str, Path, Path]) -> None:
 
 
 @pytest.mark.slow
+def test_errors_have_openais_shape(served: tuple[str, Path, Path]) -> None:
+    """Every error has OpenAI's `param` and `code`; an unknown model is its `model_not_found`; an invalid
+    chat request is 400 as OpenAI answers it (it was 422), while /v1/ask keeps its 422."""
+    from openai import BadRequestError, NotFoundError
+
+    url, *_ = served
+    chat = {"model": "qa", "messages": [{"role": "user", "content": QUESTION}]}
+    r = api(url, "POST", "/v1/chat/completions", json={**chat, "model": "gpt-4o"})
+    assert r.status_code == 404 and r.json()["error"] == {
+        "message": "The model 'gpt-4o' does not exist; this server has the model 'qa'.",
+        "type": "invalid_request_error", "param": None, "code": "model_not_found"}
+    r = api(url, "GET", "/v1/models/gpt-4o")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    r = api(url, "POST", "/v1/chat/completions", json={**chat, "messages": []})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages", r.text
+    r = api(url, "POST", "/v1/chat/completions", json={**chat, "messages": [{"role": "user", "content": "x" * 2001}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages", r.text
+    r = api(url, "POST", "/v1/chat/completions", content=json.dumps(chat).encode())  # not sent as JSON
+    assert r.status_code == 400, r.text
+    r = api(url, "POST", "/v1/ask", json={"question": QUESTION, "top_k": 0})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "top_k", r.text
+    r = api(url, "GET", "/v1/jobs/nope")
+    assert r.status_code == 404 and r.json()["error"]["param"] is None and r.json()["error"]["code"] is None
+    with pytest.raises(NotFoundError) as got:
+        openai_client(url).chat.completions.create(model="gpt-4o", messages=chat["messages"])
+    assert got.value.code == "model_not_found" and got.value.type == "invalid_request_error"
+    with pytest.raises(BadRequestError) as bad:
+        openai_client(url).chat.completions.create(model="qa", messages=[{"role": "wizard", "content": "hi"}])
+    assert bad.value.param == "messages.0.role", bad.value.body
+
+
+@pytest.mark.slow
+def test_a_field_of_the_wrong_type_is_refused_not_guessed_at(served: tuple[str, Path, Path]) -> None:
+    """`"stream": "yes"` streamed, `"top_k": true` and `"5"` and `"n": 1.0` were taken, a text part whose
+    text is an object was asked as its repr: now 422 on /v1/ask, 400 on the OpenAI route, naming the field."""
+    url, *_ = served
+    for field, value in (("stream", "yes"), ("stream", 1), ("top_k", True), ("top_k", "5"), ("top_k", 5.0),
+                         ("history", [1]), ("sources", [None])):
+        r = api(url, "POST", "/v1/ask", json={"question": QUESTION, field: value})
+        assert r.status_code == 422 and r.json()["error"]["message"].startswith(field), (field, value, r.text)
+    chat = {"model": "qa", "messages": [{"role": "user", "content": QUESTION}]}
+    for change, field in (({"stream": "yes"}, "stream"), ({"n": 1.0}, "n"), ({"n": "1"}, "n"),
+                          ({"messages": [{"role": "user", "content": [{"type": "text", "text": {"q": QUESTION}}]}]},
+                           "messages.0.content.parts.0.text"),
+                          ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content")):
+        r = api(url, "POST", "/v1/chat/completions", json={**chat, **change})
+        assert r.status_code == 400 and r.json()["error"]["param"] == field, (change, r.text)
+        assert r.json()["error"]["message"].startswith(field)
+    r = api(url, "POST", "/v1/chat/completions", json={**chat, "n": 1, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {}}]}]})
+    assert r.status_code == 200 and "Vietnam" in r.json()["choices"][0]["message"]["content"], r.text
+
+
+@pytest.mark.slow
+def test_a_wrong_path_is_404_and_a_wrong_method_405_in_json(served: tuple[str, Path, Path]) -> None:
+    """A path parameter is one path segment (only a document's source may hold slashes): these were 405s
+    that named the method refused as the one to use ("GET is not allowed...; use GET"). HEAD and OPTIONS
+    were Gradio's 404 `{"detail": "Not Found"}`."""
+    url, *_ = served
+    for path in ("/v1/models/a/b", "/v1/documents/x.pdf/pages/-1.png", "/v1/conversations/a/b"):
+        r = api(url, "GET", path)
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found", (path, r.text)
+        assert "allow" not in r.headers
+    r = api(url, "HEAD", "/v1/status")
+    assert r.status_code == 405 and r.headers["allow"] == "GET" and r.headers["content-type"] == "application/json"
+    r = api(url, "OPTIONS", "/v1/ask")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["error"]["message"] == "OPTIONS is not allowed on /v1/ask; use POST (see /docs)."
+    r = api(url, "GET", "/v1/documents/x.txt")  # the one route there removes a document
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE"
+
+
+@pytest.mark.slow
+def test_an_answer_over_http_names_routes_not_commands(served: tuple[str, Path, Path]) -> None:
+    """Sources that match nothing: the answer says how to see what is indexed with the route, not `qa docs`."""
+    url, *_ = served
+    for stream in (False, True):
+        r = api(url, "POST", "/v1/ask", json={"question": QUESTION, "sources": ["nope.txt"], "stream": stream})
+        assert r.status_code == 200, r.text
+        final = r.json() if not stream else [d for k, d in sse(r) if k == "answer"][0]
+        assert not final["answered"] and "No indexed document matches nope.txt" in final["answer"]
+        assert final["answer"].endswith("See what is indexed with: GET /v1/documents"), final["answer"]
+
+
+@pytest.mark.slow
+def test_a_documents_own_footnote_marks_are_not_taken_for_citations(served: tuple[str, Path, Path]) -> None:
+    """A document with `[1]` footnotes of its own: the answer's content has only its own markers, and each
+    annotation points at its citation's marker (it pointed at the document's `[1]`)."""
+    import re
+
+    url, *_ = served
+    text = ("Treaty notes.\nThe Treaty of Velm was signed by Count Orlov [1] in 1821 [2].\n"
+            "Count Orlov later retired to the coast of Lirra [3].\n")
+    r = api(url, "POST", "/v1/documents", files=[("files", ("footnotes.txt", text.encode()))])
+    assert r.status_code == 200 and [f["status"] for f in r.json()["results"]] == ["added"], r.text
+    msg = openai_client(url).chat.completions.create(
+        model="qa", messages=[{"role": "user", "content": "Who signed the Treaty of Velm?"}]).choices[0].message
+    assert "Count Orlov in 1821" in msg.content, msg.content
+    cited = [a.url_citation.model_extra["qa"] for a in msg.annotations]
+    exact(cited)
+    markers = list(re.finditer(r"\[\d+\]", msg.content))  # every [n] of the content is one of its citations
+    assert [m.group() for m in markers] == [f"[{c['id']}]" for c in cited], msg.content
+    assert [(a.url_citation.start_index, a.url_citation.end_index) for a in msg.annotations] == [
+        m.span() for m in markers]
+
+
+@pytest.mark.slow
 def test_empty_server_refuses_then_learns_from_uploads(tmp_path: Path) -> None:
     """No index yet: an empty status and library, 503 for a question; a file over QA_MAX_FILE_MB: 413; uploads
     (API and UI) create the index and answer."""
@@ -261,6 +429,9 @@ def test_empty_server_refuses_then_learns_from_uploads(tmp_path: Path) -> None:
     try:
         r = api(url, "POST", "/v1/ask", key=None, json={"question": QUESTION})
         assert r.status_code == 503 and "POST /v1/documents" in r.json()["error"]["message"], r.text
+        assert "qa ingest" not in r.text  # a command of the server's machine, not of the client's
+        r = api(url, "DELETE", "/v1/documents/x.txt", key=None)  # was 503: nothing indexed, so nothing matches
+        assert r.status_code == 404 and "GET /v1/documents" in r.json()["error"]["message"], r.text
         s = api(url, "GET", "/v1/status", key=None)
         assert s.status_code == 200 and s.json()["documents"] == 0 and s.json()["uploads"] == [], s.text
         assert api(url, "GET", "/v1/documents", key=None).json() == {"documents": []}

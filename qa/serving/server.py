@@ -4,9 +4,12 @@
 
 Routes live in `APIRouter`s, one per section below; each route gets the engine from the request
 (`engine(request)`: the assistant, the background writer) and raises `ApiError` (or a `QAError`,
-mapped by `status_of`) for the JSON error `{"error": {"message", "type"}}`. To add routes, define a
-router (here or in a module of its own) and add it to `ROUTERS`: `create_app` includes each one under
-`/v1` with the `api_auth` dependency, before the JSON 404 for unknown `/v1` paths and the UI mount.
+mapped by `status_of`) for the JSON error `{"error": {"message", "type", "param", "code"}}`. To add
+routes, define a router (here or in a module of its own) and add it to `ROUTERS`: `create_app` includes
+each one under `/v1` with the `api_auth` dependency, before the JSON 404 for unknown `/v1` paths and the
+UI mount.
+(`KeyGate` refuses a /v1 request without the key before FastAPI reads its body; `api_auth` stays on
+every route all the same.)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +32,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..assistant import MAX_QUESTION_CHARS
@@ -47,11 +52,14 @@ from .writer import Job, QueueFullError, Writer, metered, prepare
 
 if TYPE_CHECKING:
     from ..assistant import Assistant
+    from ..types import Answer
 
-__all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine", "error_response", "serve"]
+__all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine", "error_body", "error_response",
+           "for_http", "http_answers", "invalid_response", "serve"]
 
 MAX_JSON_BYTES = 1_000_000  # a question is at most 2,000 characters; history and options fit easily
 MAX_FILES = 20  # files per upload request
+MAX_HISTORY = 200  # earlier questions a question is asked with (the most recent, when a chat sends more)
 TOP_K = bounds("top_k")  # what a question may ask for, as QA_TOP_K allows
 RETRY_AFTER_SECONDS = 2  # the Retry-After of a 429 (the index is busy, the upload queue is full)
 WAIT_SECONDS = 3600.0  # how long `POST /v1/documents` waits for its job before answering 202 with the job
@@ -62,18 +70,27 @@ ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "
 
 # --- errors: one JSON shape for every failure under /v1 ---------------------------------------------
 class ApiError(Exception):
-    """An error a route returns as `{"error": {"message", "type"}}` with `status`."""
+    """An error a route returns as `{"error": {"message", "type", "param", "code"}}` with `status`."""
 
-    def __init__(self, status: int, message: str, type: str | None = None) -> None:
+    def __init__(self, status: int, message: str, type: str | None = None, code: str | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type = status, message, type or ERROR_TYPES.get(status, "error")
+        self.code, self.param = code, param
 
 
-def error_response(status: int, message: str, type: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    """The JSON error body every /v1 failure has."""
-    return JSONResponse({"error": {"message": message, "type": type or ERROR_TYPES.get(status, "error")}},
-                        status_code=status, headers=headers)
+def error_body(status: int, message: str, type: str | None = None, code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    """The JSON of every /v1 failure, shaped as OpenAI's errors (so its clients read it): `param` names the
+    field at fault and `code` says which error it is, each null when there is none to give."""
+    return {"error": {"message": message, "type": type or ERROR_TYPES.get(status, "error"), "param": param,
+                      "code": code}}
+
+
+def error_response(status: int, message: str, type: str | None = None, headers: dict[str, str] | None = None,
+                   code: str | None = None, param: str | None = None) -> JSONResponse:
+    """The JSON error response every /v1 failure has."""
+    return JSONResponse(error_body(status, message, type, code, param), status_code=status, headers=headers)
 
 
 def status_of(e: QAError) -> int:
@@ -96,7 +113,9 @@ def status_of(e: QAError) -> int:
 # The engine's messages name the CLI command that helps; an HTTP client is told the route instead.
 _CLI_HINTS = (("List yours with: qa chats", "List yours with: GET /v1/conversations"),
               ("See the indexed documents with: qa docs", "See the indexed documents with: GET /v1/documents"),
+              ("See what is indexed with: qa docs", "See what is indexed with: GET /v1/documents"),
               ("(qa docs lists them)", "(GET /v1/documents lists them)"),
+              ("Run: qa ingest seeds/", "Add documents with: POST /v1/documents"),
               ("wait for it to finish and run again", "wait for it to finish and try again"))
 
 
@@ -107,6 +126,15 @@ def for_http(message: str) -> str:
     return message
 
 
+def http_answers(answers: Iterator[Answer]) -> Iterator[Answer]:
+    """Answers as an HTTP client should read them: an answer that is a message of qa's, not the documents'
+    words ("No indexed document matches nope.txt... See what is indexed with: qa docs"), names the route."""
+    from dataclasses import replace
+
+    for a in answers:
+        yield a if a.answered else replace(a, answer=for_http(a.answer))
+
+
 def _validation_message(e: RequestValidationError) -> str:
     parts = []
     for err in e.errors()[:3]:
@@ -115,28 +143,46 @@ def _validation_message(e: RequestValidationError) -> str:
     return "; ".join(parts) + " (see /docs for the request format)"
 
 
+def _invalid_field(e: RequestValidationError) -> str | None:
+    """The field of the first error, as OpenAI's `param` names it: "messages.0.content", "top_k"."""
+    for err in e.errors():
+        loc = [str(x) for x in err.get("loc", ())]
+        if loc[:1] in (["body"], ["query"], ["path"], ["header"]):
+            loc = loc[1:]
+        return ".".join(loc) or None
+    return None
+
+
+def invalid_response(request: Request, e: RequestValidationError, status: int = 422) -> JSONResponse:
+    """The answer to a request whose fields are invalid: `status` (422 on qa's routes, 400 on OpenAI's), 400
+    for malformed JSON."""
+    if any(err.get("type") == "json_invalid" for err in e.errors()):
+        return error_response(400, "The request body is not valid JSON.")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and any(tuple(err.get("loc", ())) == ("body",) for err in e.errors()):
+        return error_response(status, f"The body was sent as {kind or 'no content type'}: send JSON with the "
+                                      "header 'Content-Type: application/json' (see /docs).")
+    return error_response(status, _validation_message(e), param=_invalid_field(e))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
         return error_response(e.status, e.message, e.type,
-                              {"WWW-Authenticate": "Bearer"} if e.status == 401 else None)
+                              {"WWW-Authenticate": "Bearer"} if e.status == 401 else None, e.code, e.param)
 
     @app.exception_handler(QAError)
     async def _qa_error(request: Request, e: QAError) -> JSONResponse:
-        hint = " (or add files: POST /v1/documents)" if isinstance(e, IndexMissingError) else ""
+        message = for_http(str(e))
+        if isinstance(e, IndexMissingError) and "POST /v1/documents" not in message:
+            message += " (or add files: POST /v1/documents)"
         status = status_of(e)
-        return error_response(status, for_http(f"{e}{hint}"),
+        return error_response(status, message,
                               headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        if any(err.get("type") == "json_invalid" for err in e.errors()):
-            return error_response(400, "The request body is not valid JSON.")
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind != "application/json" and any(tuple(err.get("loc", ())) == ("body",) for err in e.errors()):
-            return error_response(422, f"The body was sent as {kind or 'no content type'}: send JSON with the "
-                                       "header 'Content-Type: application/json' (see /docs).")
-        return error_response(422, _validation_message(e))
+        return invalid_response(request, e)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -183,6 +229,33 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class KeyGate:
+    """ASGI middleware: with an API key set, a /v1 request without it is refused with 401 before its body
+    is read. FastAPI reads and parses a body before a route's dependencies run, so `api_auth` alone would
+    read a 400 MB upload, or answer 400 to malformed JSON, before saying the key is missing."""
+
+    def __init__(self, app: Any, state: Any) -> None:
+        self.app, self.state = app, state  # the app's state: `api_key` is read there, as `api_auth` reads it
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        key: bytes | None = self.state.api_key
+        if key is None or scope["type"] != "http" or not scope["path"].startswith("/v1/") or _page_image(scope):
+            return await self.app(scope, receive, send)
+        authorization = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"authorization"), "")
+        if not key_ok(authorization, key):
+            return await error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})(
+                scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+_PAGE_PATH = re.compile(r"/v1/documents/.+/pages/[^/]+\.png")
+
+
+def _page_image(scope: dict[str, Any]) -> bool:
+    """A GET of a page image: its route takes a signed URL (the UI's <img>) instead of the key, or the key."""
+    return scope["method"] == "GET" and _PAGE_PATH.fullmatch(scope["path"]) is not None
+
+
 # --- what routes work with ------------------------------------------------------------------------
 @dataclass
 class Engine:
@@ -205,29 +278,38 @@ def engine(request: Request) -> Engine:
 EngineDep = Annotated[Engine, Depends(engine)]  # a route's parameter `e: EngineDep` receives the engine
 
 
+UNAUTHORIZED = "Missing or wrong API key: send the header 'Authorization: Bearer <QA_API_KEY>'."
+
+
+def key_ok(authorization: str, key: bytes) -> bool:
+    """Whether an `Authorization` header carries `Bearer <key>` (compared in constant time)."""
+    scheme, _, given = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key)
+
+
 def api_auth(request: Request) -> None:
     """Require `Authorization: Bearer <key>` when the app has an API key (compared in constant time)."""
     key: bytes | None = request.app.state.api_key
-    if key is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key):
-        raise ApiError(401, "Missing or wrong API key: send the header 'Authorization: Bearer <QA_API_KEY>'.")
+    if key is not None and not key_ok(request.headers.get("authorization", ""), key):
+        raise ApiError(401, UNAUTHORIZED)
 
 
 # --- request and response models: mirrors of qa.types, whose to_dict() builds every answer's JSON ----
 class AskRequest(BaseModel):
     """`POST /v1/ask`."""
 
+    # Strict types: `"stream": "yes"`, `"top_k": true` or `"5"` are refused (422), not read as what they might mean.
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
-    top_k: int | None = Field(None, ge=TOP_K[0], le=TOP_K[1], description="Passages to retrieve (default QA_TOP_K).")
-    history: list[str] = Field([], max_length=200, description="Earlier questions of the conversation, oldest first.")
-    stream: bool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
-    sources: list[str] | None = Field(None, max_length=1000, description="Answer only from the documents these "
-                                      "paths, folders or globs name (as `qa ask --source`); default all.")
-    conversation_id: str | None = Field(
+    question: StrictStr = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
+    top_k: StrictInt | None = Field(None, ge=TOP_K[0], le=TOP_K[1],
+                                    description="Passages to retrieve (default QA_TOP_K).")
+    history: list[StrictStr] = Field([], max_length=MAX_HISTORY, description="Earlier questions of the "
+                                     "conversation, oldest first.")
+    stream: StrictBool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
+    sources: list[StrictStr] | None = Field(None, max_length=1000, description="Answer only from the documents "
+                                            "these paths, folders or globs name (as `qa ask --source`); default all.")
+    conversation_id: StrictStr | None = Field(
         None, max_length=100, description="Ask in this saved conversation (its stored questions are the history, "
         "`history` is ignored) or 'new' to start one; the answer then carries `conversation_id`.")
     # Added by later branches (kept optional so older clients keep working): sources, conversation_id.
@@ -311,7 +393,7 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
                                               sources=body.sources)
     else:
         answers = a.stream(body.question, top_k=body.top_k, history=body.history, sources=body.sources)
-    answers = metered(answers, a, e.writer)
+    answers = http_answers(metered(answers, a, e.writer))
     if not body.stream:
         *_, final = answers
         return JSONResponse({**final.to_dict(), **extra})
@@ -324,7 +406,7 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
             for last in answers:
                 yield _sse("partial", {**last.to_dict(), **extra})
         except QAError as err:
-            yield _sse("error", {"error": {"message": str(err), "type": ERROR_TYPES[status_of(err)]}})
+            yield _sse("error", error_body(status_of(err), for_http(str(err))))
             return
         yield _sse("answer", {**last.to_dict(), **extra})
 
@@ -432,7 +514,11 @@ def remove_documents(source: str, e: EngineDep) -> JSONResponse:
 
     from ..library import select
 
-    if select([source], [d.source for d in e.assistant.documents()])[1]:
+    try:
+        indexed = [d.source for d in e.assistant.documents()]
+    except IndexMissingError:  # nothing indexed yet: nothing matches
+        indexed = []
+    if select([source], indexed)[1]:
         raise ApiError(404, f"No indexed document matches {source}; nothing was removed. "
                             "GET /v1/documents lists them.")
     return JSONResponse(asdict(e.assistant.remove(source)))
@@ -502,22 +588,24 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
+    app.add_middleware(KeyGate, state=app.state)  # outside BodyLimit: no key, no word on the body's size
     for router in [*ROUTERS, openai_router, chats_router]:
         app.include_router(router, prefix="/v1", dependencies=[Depends(api_auth)])
     app.state.page_key = os.urandom(32)
     app.include_router(pages_router, prefix="/v1")  # checks the signature, else the API key, itself
+    routes = route_patterns([*ROUTERS, openai_router, chats_router, pages_router], "/v1")
 
-    @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @app.api_route("/v1/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                   include_in_schema=False)
     def _unknown(rest: str, request: Request) -> JSONResponse:
-        import re
-
-        allowed = sorted({m.upper() for path, ops in request.app.openapi().get("paths", {}).items()
-                          if re.fullmatch(re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(path)), f"/v1/{rest}")
-                          for m in ops})
+        path = f"/v1/{rest}"
+        methods = [methods for pattern, methods in routes if pattern.fullmatch(path)]
+        # A route of this method whose parameter did not convert (page -1 of a document) is not found either.
+        allowed = sorted(set().union(*methods)) if not any(request.method in m for m in methods) else []
         if allowed:
-            return error_response(405, f"{request.method} is not allowed on /v1/{rest}; use {' or '.join(allowed)} "
+            return error_response(405, f"{request.method} is not allowed on {path}; use {' or '.join(allowed)} "
                                        "(see /docs).", headers={"Allow": ", ".join(allowed)})
-        raise ApiError(404, f"No route /v1/{rest}; see /docs for the API.")
+        raise ApiError(404, f"No route {path}; see /docs for the API.")
 
     if lazy is None:
         app = mount_ui(app)
@@ -527,6 +615,20 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     app.state.ui_settled = lazy.settled
     app.mount("/", lazy)
     return app
+
+
+def route_patterns(routers: list[APIRouter], prefix: str) -> list[tuple[re.Pattern[str], set[str]]]:
+    """(path pattern, methods) of every route: a `{name:path}` parameter matches any text, slashes too, any
+    other parameter one path segment, so `/v1/models/a/b` is no model's path."""
+    out = []
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                parts = re.split(r"\{\w+(:\w+)?\}", prefix + route.path)
+                pattern = "".join(re.escape(part) if i % 2 == 0 else ".+" if part == ":path" else "[^/]+"
+                                  for i, part in enumerate(parts))
+                out.append((re.compile(pattern), set(route.methods)))
+    return out
 
 
 def exposure_warnings(host: str, credentials: tuple[str, str] | None, api_key: bool) -> str:
