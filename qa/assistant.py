@@ -317,7 +317,9 @@ class Assistant:
             store = None
         s = self.settings  # after store(): opening the index settles embed_precision "auto"
         index = Path(s.index_dir)
-        size = sum(f.stat().st_size for f in index.rglob("*") if f.is_file()) if store and not s.chroma_url else 0
+        from .diskspace import folder_bytes
+
+        size = folder_bytes(index) if store and not s.chroma_url else 0
         records = store.records() if store else {}  # committed: an interrupted ingest's chunks do not count yet
         return Status(index_dir=str(index.absolute()), documents=len(records),
                       chunks=sum(r.chunks for r in records.values()), embed_model=_describe_embedder(s),

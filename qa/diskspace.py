@@ -12,11 +12,20 @@ from typing import Any
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of the files under a folder (0 if it does not exist)."""
-    try:
-        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    except OSError:
-        return 0
+    """Bytes of the files under a folder (0 if it does not exist). A file or folder that goes while it is
+    counted (an upload moved out of staging, a compaction) is not counted, never an error."""
+    import os
+
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if not os.path.islink(os.path.join(root, name)):
+                total += st.st_size
+    return total
 
 
 def is_disk_full(e: BaseException | None) -> bool:

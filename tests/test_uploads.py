@@ -140,3 +140,22 @@ def test_a_staged_upload_is_locked_until_it_is_placed_or_discarded(tmp_path: Pat
     (uploads / STAGING / "old" / "kept.txt").write_text("newer")
     assert adopt(uploads) == [uploads / "kept.txt"] and (uploads / "kept.txt").read_text() == "newer"
     assert list((uploads / STAGING).iterdir()) == []
+
+
+def test_the_size_of_an_index_counts_around_a_file_that_goes_meanwhile(tmp_path: Path, monkeypatch) -> None:
+    """`GET /v1/status` answered 500 (FileNotFoundError) when an upload moved out of staging while the
+    index folder was being added up."""
+    from qa.diskspace import folder_bytes
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "kept.bin").write_bytes(b"x" * 100)
+    (tmp_path / "a" / "moved.bin").write_bytes(b"y" * 50)
+    real = os.lstat
+
+    def lstat(path, *a, **kw):  # type: ignore[no-untyped-def]
+        if str(path).endswith("moved.bin"):
+            raise FileNotFoundError(path)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    assert folder_bytes(tmp_path) == 100
