@@ -333,6 +333,37 @@ def test_phone_width_layout_and_marker_scrolls_to_its_passage(server: tuple[str,
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_failed_question_does_not_leave_a_conversation_that_was_never_saved(browser: Any, seeded_index: Path,
+                                                                             tmp_path: Path) -> None:
+    """A model server that cannot be reached fails the first question of a new conversation, which is then not
+    saved; the second question was told "This conversation was deleted (in another window)"."""
+    import shutil
+
+    from .conftest import free_port
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    proc, url = start_serve(index, tmp_path / "serve.log", env={"QA_LLM": "openai", "QA_OPENAI_BASE_URL": dead,
+                                                                "OPENAI_API_KEY": "sk-test"})
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        _open(pg, url + "/")
+        box = pg.locator("#qa-question textarea")
+        for n, question in enumerate(["Who is Matthew Miller?", "Who denied the arms transfers?"], 1):
+            box.fill(question)
+            box.press("Enter")
+            pg.wait_for_function(f"document.querySelectorAll('#qa-chat .qa-error').length >= {n}")
+        assert "Cannot reach" in pg.locator("#qa-chat .qa-error").last.inner_text()
+        assert pg.locator(".toast-body").filter(has_text="was deleted").count() == 0
+    finally:
+        ctx.close()
+        stop_serve(proc)
+
+
 def test_login_and_missing_index_error(browser: Any, tmp_path: Path) -> None:
     proc, url = _start(tmp_path / "empty-index", tmp_path / "serve.log", "--auth", "ann:s3cret")
     try:

@@ -270,6 +270,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
         earlier = [s for _, s in turns]
         yield chat, render_panel(earlier, busy=True), turns, "", "", chat_id
         section = ""
+        asked_in = chat_id  # a new conversation is saved with its first answer: none if that fails
         try:
             # Stored in the open conversation (a new one if none), whose questions make the history.
             eng = engine(mode)
@@ -282,7 +283,9 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                 yield chat, render_panel([*earlier, section], busy=True), turns, "", "", chat_id
         except QAError as e:
             chat[-1] = {"role": "assistant", "content": f'<div class="qa-answer qa-error">{esc(_message(e))}</div>'}
-            yield chat, render_panel(earlier), turns, "", _message(e), chat_id
+            # The next question goes to the conversation this one was asked in; a new one that was never saved
+            # would be "deleted (in another window)".
+            yield chat, render_panel(earlier), turns, "", _message(e), asked_in
             return
         turns = [*turns, (q, section)]
         yield chat, render_panel([s for _, s in turns]), turns, "", "", chat_id
