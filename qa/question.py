@@ -90,10 +90,13 @@ def _main_wh(question: str) -> re.Match[str] | None:
 
 
 _OPENERS = ".?!(:;\"“‘'¿¡«„‹「『"  # after one of these a capital opens a sentence or a quote ("¿Quién ...?")
-# Words an English question nearly always has and German, Spanish, French, ... questions do not (not "was":
-# German for "what"). Only an English question's capitals are its names: German capitalises every noun.
+# German capitalises every noun, so a German question's capitals are not its names. A question is German when
+# it has two of these words and none of the English ones ("What was ...?" is English).
+_GERMAN = frozenset("der die das den dem des ein eine einen einem einer und ist sind war wurde wurden wird nicht "
+                    "mit von vom zu zum zur im am auf für über wie wann wo woher wohin warum welche welcher welches "
+                    "wer wen wem wessen hat haben gibt seit viele".split())
 _ENGLISH = frozenset("what who whom whose when where which why how is are were do does did the of and has have "
-                     "had can could would should name list".split())
+                     "had can could would should".split())
 
 
 def question_names(question: str) -> set[str]:
@@ -111,9 +114,10 @@ def question_names(question: str) -> set[str]:
     return names
 
 
-def is_english(question: str) -> bool:
-    """Whether a question reads as English (holds one of its commonest question words)."""
-    return not _ENGLISH.isdisjoint(w.lower() for w in _TOKEN.findall(question))
+def is_german(question: str) -> bool:
+    """Whether a question reads as German (two of its commonest words, none of English's)."""
+    words = {w.lower() for w in _TOKEN.findall(question)}
+    return len(words & _GERMAN) >= 2 and not words & _ENGLISH
 
 
 def name_words(text: str) -> set[str]:
@@ -206,9 +210,9 @@ def absent_names(question: str, forms: set[str]) -> set[str]:
 
     A name is found as written, without accents, case or punctuation; as a longer or shorter form of
     at least four letters ("Korea"/"Korean", "1970"/"1970s"); with one letter off when long; a number as
-    a Roman numeral or a word; a run of names by its initials ("United Kingdom" / "UK"). Only for an English
-    question (`is_english`): "Wann wurde der Fernsehturm in Betrieb genommen?" capitalises a noun."""
-    if not is_english(question):
+    a Roman numeral or a word; a run of names by its initials ("United Kingdom" / "UK"). Not for a German
+    question (`is_german`): "Wann wurde der Fernsehturm in Betrieb genommen?" capitalises a noun."""
+    if is_german(question):
         return set()
     names = question_names(question)
     found: set[str] = set()

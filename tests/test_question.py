@@ -138,9 +138,12 @@ def test_a_name_holding_the_noun_asked_for_is_an_answer() -> None:
     ("What does Ørsted build?", "Orsted builds wind farms.", set()),
     ("Where is Байкал?", "Озеро Байкал находится в Сибири.", set()),
     ("Where is Байкал?", "Озеро Ладога находится в России.", {"Байкал"}),
-    # Not English: a capital is not a name (German nouns, "¿Quién ...?"); capitals throughout: only numbers.
+    # German capitalises nouns: not names; "¿" opens a sentence; other languages' names are names; a question
+    # in capitals names only its numbers.
     ("Wann wurde der Fernsehturm in Betrieb genommen?", "Der Fernsehturm wurde 1969 eröffnet.", set()),
     ("¿Quién pintó Las Meninas?", "Velázquez pintó Las Meninas en 1656.", set()),
+    ("¿Cuál es la capital de Argentina?", "Madrid es la capital de España.", {"Argentina"}),
+    ("Thủ đô của Pháp là gì?", "Hà Nội là thủ đô của Việt Nam.", {"Pháp"}),
     ("WHO WAS MVP OF SUPER BOWL 50?", "Von Miller was MVP of Super Bowl 50.", set()),
     ("WHO WAS MVP OF SUPER BOWL 51?", "Von Miller was MVP of Super Bowl 50.", {"51"}),
 ])
