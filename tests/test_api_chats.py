@@ -22,7 +22,7 @@ def served(seeded_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """`qa serve --api-key KEY` with a UI login (alice), so the API is a user of its own: (URL, index)."""
     index = tmp_path_factory.mktemp("api-chats") / "index"
     shutil.copytree(seeded_index, index)
-    proc, url = start(index, index.parent / "serve.log", "--api-key", KEY, env={"QA_AUTH": "alice:pw1"})
+    proc, url = start(index, index.parent / "serve.log", "--api-key", KEY, env={"QA_AUTH": "alice:pw1,bob:pw2"})
     yield url, index
     stop(proc)
 
@@ -93,3 +93,30 @@ def test_a_logins_conversation_is_not_found_through_the_api(served: tuple[str, P
             nobodys.json()["error"]["message"].replace(missing, "ID"), what
     assert all(c["id"] != alices for c in api(url, "GET", "/v1/conversations").json()["conversations"])
     assert [t.question for t, _ in store.turns(alices)] == ["Alice's secret question?"]  # not deleted
+
+
+def test_a_login_over_http_basic_acts_as_that_login(served: tuple[str, Path]) -> None:
+    """A program working for a person calls the API with that person's login and sees, continues and lists
+    that person's conversations, as the UI does; the API key's identity and the other logins do not."""
+    import base64
+
+    url, index = served
+
+    def basic(user: str, password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    store = ConversationStore(index / "conversations.sqlite3")  # a conversation alice started in the UI
+    hers = new_id()
+    store.add_turn(hers, "alice", Answer("Who is Matthew Miller?", "A spokesperson.", False), {})
+    alice = basic("alice", "pw1")
+    listed = api(url, "GET", "/v1/conversations", key=None, headers=alice)
+    assert listed.status_code == 200 and hers in [c["id"] for c in listed.json()["conversations"]]
+    follow = api(url, "POST", "/v1/ask", key=None, headers=alice,
+                 json={"question": "What did he reiterate?", "conversation_id": hers})
+    assert follow.status_code == 200 and "11,000 containers" in follow.json()["answer"]
+    assert [t.question for t, _ in store.turns(hers)] == ["Who is Matthew Miller?", "What did he reiterate?"]
+    for other in ({}, basic("bob", "pw2")):  # the key's own identity, another login
+        assert api(url, "GET", f"/v1/conversations/{hers}", headers=other).status_code == 404
+    wrong = api(url, "GET", "/v1/conversations", key=None, headers=basic("alice", "nope"))
+    assert wrong.status_code == 401 and "Wrong user or password" in wrong.json()["error"]["message"]
+    assert api(url, "GET", "/v1/status", key=None).status_code == 401  # neither key nor login

@@ -1,9 +1,10 @@
 """HTTP routes for saved conversations: `GET/PATCH/DELETE /v1/conversations[/{id}]`, and `conversation_id` on `/v1/ask`.
 
-Whose conversations: the API has one identity, the holder of `QA_API_KEY` (or anyone who can reach
-/v1 without a key). Without UI logins it is the same user as the UI's, so both see the same
-conversations; with logins (QA_AUTH, QA_USERS_FILE) it is a user of its own, "api", so the API never
-reads, renames or deletes a login's conversations, whatever id it is given.
+Whose conversations: a request with a UI login's own user and password (HTTP Basic auth) acts as that
+login, and sees exactly the conversations it sees in the UI. Otherwise the API has one identity, the
+holder of `QA_API_KEY` (or anyone who can reach /v1 without a key). Without UI logins it is the same user
+as the UI's, so both see the same conversations; with logins (QA_AUTH, QA_USERS_FILE) it is a user of its
+own, "api", so a key holder never reads, renames or deletes a login's conversations, whatever id it is given.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ router = APIRouter(tags=["conversations"])
 
 def api_user(request: Request) -> str:
     """The user the API acts as (see the module docstring)."""
-    return getattr(request.app.state, "api_user", "")
+    from .server import login
+
+    who = login(request.headers.get("authorization", ""), getattr(request.app.state, "users", {}))
+    return who or getattr(request.app.state, "api_user", "")
 
 
 def _conversation(assistant: Any, id: str | None, user: str) -> Any:

@@ -242,8 +242,10 @@ class KeyGate:
         if key is None or scope["type"] != "http" or not scope["path"].startswith("/v1/") or _page_image(scope):
             return await self.app(scope, receive, send)
         authorization = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"authorization"), "")
-        if not key_ok(authorization, key):
-            return await error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})(
+        who = login(authorization, self.state.users)
+        if not key_ok(authorization, key) and not who:
+            return await error_response(401, BAD_LOGIN if who == "" else UNAUTHORIZED,
+                                        headers={"WWW-Authenticate": "Bearer"})(
                 scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -278,7 +280,27 @@ def engine(request: Request) -> Engine:
 EngineDep = Annotated[Engine, Depends(engine)]  # a route's parameter `e: EngineDep` receives the engine
 
 
-UNAUTHORIZED = "Missing or wrong API key: send the header 'Authorization: Bearer <QA_API_KEY>'."
+UNAUTHORIZED = ("Missing or wrong API key: send the header 'Authorization: Bearer <QA_API_KEY>' (or, where the "
+                "UI has logins, a login's own user and password as HTTP Basic auth).")
+BAD_LOGIN = "Wrong user or password (HTTP Basic auth with one of the UI's logins)."
+
+
+def login(authorization: str, users: dict[str, str]) -> str | None:
+    """The UI login an `Authorization: Basic ...` header names with its right password; None if the header is
+    not Basic auth; "" if it is, but not a login of this server."""
+    import base64
+    import binascii
+
+    from .users import check
+
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(given.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return user if users and check(users, user, password) else ""
 
 
 def key_ok(authorization: str, key: bytes) -> bool:
@@ -288,9 +310,14 @@ def key_ok(authorization: str, key: bytes) -> bool:
 
 
 def api_auth(request: Request) -> None:
-    """Require `Authorization: Bearer <key>` when the app has an API key (compared in constant time)."""
+    """Require `Authorization: Bearer <key>` when the app has an API key (compared in constant time), or a UI
+    login as HTTP Basic auth; a Basic header that names no login is refused even without a key."""
+    authorization = request.headers.get("authorization", "")
+    who = login(authorization, request.app.state.users)
+    if who == "":
+        raise ApiError(401, BAD_LOGIN)
     key: bytes | None = request.app.state.api_key
-    if key is not None and not key_ok(request.headers.get("authorization", ""), key):
+    if key is not None and who is None and not key_ok(authorization, key):
         raise ApiError(401, UNAUTHORIZED)
 
 
@@ -585,6 +612,7 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     app.state.engine = Engine(assistant, writer)
     app.state.api_key = api_key.encode() if api_key else None
     app.state.api_user = API_USER if users else ""  # whose conversations the API sees (qa/serving/api_chats.py)
+    app.state.users = users  # a login's own user and password (HTTP Basic) acts as that login over the API
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
