@@ -107,12 +107,18 @@ def test_sources_panel_shows_the_highlighted_page(served: tuple[str, Path], brow
             src = images.nth(i).get_attribute("src") or ""
             assert "crop=1" in src and "sig=" in src
             assert _yellow(httpx.get(url + src, timeout=60).content) > 0.05
-        with page.expect_popup() as popup:
-            card.locator(".qa-page").click()
-        full = popup.value
-        full.wait_for_load_state()
-        assert "/pages/1.png" in full.url and "crop" not in full.url
-        assert full.evaluate("document.images[0].naturalWidth") == 1224  # the whole page at 144 dpi
-        full.screenshot(path=str(ARTIFACTS / "pdf-full-page.png"))
+        for n in (1, 2):  # each crop opens its own page (both opened the first)
+            with page.expect_popup() as popup:
+                card.locator(".qa-page").nth(n - 1).click()
+            full = popup.value
+            full.wait_for_load_state()
+            assert f"/pages/{n}.png" in full.url and "crop" not in full.url
+            assert full.evaluate("document.images[0].naturalWidth") == 1224  # the whole page at 144 dpi
+            full.screenshot(path=str(ARTIFACTS / f"pdf-full-page-{n}.png"))
+            full.close()
+        # Reopened (a reload), the conversation shows the pages again.
+        page.reload()
+        page.wait_for_selector("#qa-sources .qa-turn .qa-page img")
+        assert page.locator("#qa-sources .qa-turn").last.locator(".qa-src").first.locator(".qa-page img").count() == 2
     finally:
         ctx.close()

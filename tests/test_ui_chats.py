@@ -34,6 +34,24 @@ def test_stored_turn_renders_like_the_live_answer() -> None:
     assert 'href="#qa-src-2-1"' in stored_answer(t) and "qa-stale" not in stored_answer(t)
 
 
+def test_a_reopened_pdf_citation_shows_its_page_as_the_live_answer_did() -> None:
+    """The page image of a PDF citation was shown while answering and gone after a reload or reopening."""
+    from dataclasses import replace
+
+    from qa.types import Box
+
+    t = _turn({})
+    pdf = replace(t.answer.citations[0], source="/docs/harbour.pdf", page=3, boxes=(Box(3, 10, 20, 200, 32),))
+    t = replace(t, answer=replace(t.answer, citations=(pdf,)))
+
+    def page_url(source: str, page: int, start: int, end: int, crop: bool = False) -> str:
+        return f"/page/{page}?crop={int(crop)}"
+
+    shown = stored_sources(t, page_url)
+    assert shown == render_sources(t.answer, 2, page_url) and 'src="/page/3?crop=1"' in shown
+    assert "/page/" not in stored_sources(replace(t, stale={1: "changed"}), page_url)  # its page may differ now
+
+
 @pytest.mark.parametrize(("why", "note"), [("changed", "has changed since"), ("removed", "has been removed")])
 def test_stale_citation_says_so_instead_of_highlighting(why: str, note: str) -> None:
     t = _turn({1: why})

@@ -83,10 +83,11 @@ def page_view(c: Citation, page_url: Callable[..., str]) -> str:
     """A PDF's or image's cited words on the page (a crop per page they are on), linking to the whole page."""
     pages = sorted({b.page for b in c.boxes})
     name = Path(c.source).name
-    crops = "".join(f'<img src="{esc(page_url(c.source, p, c.start, c.end, crop=True))}" loading="lazy" '
-                    f'alt="{esc(f"{name}, page {p}: the cited words, highlighted")}">' for p in pages)
-    return (f'<a class="qa-page" href="{esc(page_url(c.source, c.page, c.start, c.end))}" target="_blank" '
-            f'rel="noopener" title="Open page {c.page} with the cited words highlighted">{crops}</a>')
+    return "".join(
+        f'<a class="qa-page" href="{esc(page_url(c.source, p, c.start, c.end))}" target="_blank" rel="noopener" '
+        f'title="Open page {p} with the cited words highlighted">'
+        f'<img src="{esc(page_url(c.source, p, c.start, c.end, crop=True))}" loading="lazy" '
+        f'alt="{esc(f"{name}, page {p}: the cited words, highlighted")}"></a>' for p in pages)
 
 
 def _score(item: Citation | Passage) -> str:
@@ -254,7 +255,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
 
     from .ui_chats import Chats
 
-    chats = Chats(assistant)
+    chats = Chats(assistant, page_url)
 
     def ask(question: str, chat: list[dict[str, Any]], turns: list[Turn], top_k: float,
             mode: str, chat_id: str | None, scope: list[str] | None = None,

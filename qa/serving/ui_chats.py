@@ -8,6 +8,7 @@ another user's page is "not found" like any unknown id.
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,14 @@ def stored_answer(turn: Turn) -> str:
     return out
 
 
-def stored_sources(turn: Turn) -> str:
-    """A stored turn's section of the sources panel; a stale citation shows its note and the text as it was."""
-    out = render_sources(turn.answer, turn.n)
+def stored_sources(turn: Turn, page_url: Any = None) -> str:
+    """A stored turn's section of the sources panel, with the pages of PDF and image citations as a live answer
+    shows them (`page_url`); a stale citation shows its note and the text as it was, and no page."""
+    answer = turn.answer
+    if turn.stale:
+        answer = replace(answer, citations=tuple(replace(c, boxes=()) if c.id in turn.stale else c
+                                                 for c in answer.citations))
+    out = render_sources(answer, turn.n, page_url)
     for c in turn.answer.citations:
         why = turn.stale.get(c.id)
         if why:
@@ -65,8 +71,9 @@ def list_label(title: str, updated: float) -> str:
 class Chats:
     """The conversation side of the UI over one assistant (and the per-mode engines that share its store)."""
 
-    def __init__(self, assistant: Any) -> None:
+    def __init__(self, assistant: Any, page_url: Any = None) -> None:
         self.assistant = assistant
+        self.page_url = page_url  # signed page-image URLs, so a reopened PDF citation shows its page again
         self.problem = ""  # why conversations are off, shown as a banner; answers still work
         self.exports = Path(tempfile.mkdtemp(prefix="qa-exports-"))
 
@@ -163,7 +170,7 @@ class Chats:
             except ConversationStoreError as e:
                 self.problem, conv = str(e), None
             for t in stored if conv is not None else ():
-                section = stored_sources(t)
+                section = stored_sources(t, self.page_url)
                 chat += [{"role": "user", "content": question_html(t.question)},
                          {"role": "assistant", "content": stored_answer(t)}]
                 sections.append(section)
