@@ -263,3 +263,74 @@ def test_asking_in_a_conversation_deleted_in_another_tab_says_so(server: tuple[s
     page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
     _ask(other, "What did he urge Washington to do?")
     other.locator(".toast-body").filter(has_text="deleted (in another window)").first.wait_for()
+
+
+class _SlowModel:
+    """An OpenAI-compatible chat endpoint on loopback that takes `delay` seconds before each streamed reply."""
+
+    def __init__(self, delay: float) -> None:
+        import json
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(delay)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for delta, finish in (({"role": "assistant", "content": "Nothing to add [1]."}, None), ({}, "stop")):
+                    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "slow",
+                             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+@pytest.mark.slow
+def test_opening_another_conversation_stops_the_answer_still_being_written(seeded_index: Path, page: Any,
+                                                                          tmp_path: Path) -> None:
+    """A slow answer in one conversation took the page back to it when it ended, after the user had opened
+    another; the question asked meanwhile in the one open was dropped or stored in the other."""
+    from qa.conversations import ConversationStore
+
+    from .conftest import start_serve
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    model = _SlowModel(delay=6)
+    proc, url = start_serve(index, tmp_path / "serve.log", env={"QA_LLM": "openai", "QA_OPENAI_BASE_URL": model.url,
+                                                                "OPENAI_API_KEY": "sk-test", "QA_OPENAI_MODEL": "slow"})
+    try:
+        _open(page, url + "/")
+        _ask(page, "Who is Matthew Miller?")  # conversation X, saved
+        page.locator("#qa-chat-list label").filter(has_text="Who is Matthew Miller?").wait_for()
+        page.locator("#qa-chat-new").click()
+        page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+        box = page.locator("#qa-question textarea")
+        box.fill("Who denied the arms transfers?")  # conversation Y, still being answered ...
+        box.press("Enter")
+        page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 1")
+        page.locator("#qa-chat-list label").filter(has_text="Who is Matthew Miller?").click()  # ... when X opens
+        page.wait_for_timeout(8_000)  # past the moment Y's answer would have come back
+        assert _questions(page) == ["Who is Matthew Miller?"]
+        assert "Pyongyang" in _ask(page, "Who denied the arms transfers?").inner_text()  # asked in X, now
+        store = ConversationStore(index / "conversations.sqlite3")
+        convs = store.list("")
+        assert [c.title for c in convs] == ["Who is Matthew Miller?"]  # Y was stopped, never saved
+        assert [t.question for t, _ in store.turns(convs[0].id)] == ["Who is Matthew Miller?",
+                                                                    "Who denied the arms transfers?"]
+    finally:
+        _stop(proc)
+        model.close()

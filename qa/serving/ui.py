@@ -396,10 +396,17 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
         # Named API endpoints: "/ask" and "/upload" (scripts, load tests), and "/status_html" (the status line).
         # Questions run side by side (ASK_CONCURRENCY at once, both buttons sharing the slots); an upload
         # waits for the writer in its own slots, so neither waits for the other.
+        asking = []
         for trigger, api in ((send.click, "ask"), (box.submit, False)):
-            after_ask(trigger(ask, [box, chat, turns, top_k, mode, chat_id, library.scope], outs, concurrency_id="ask",
-                              concurrency_limit=ASK_CONCURRENCY, show_progress="minimal",
-                              api_name=api).then(complain, problem, None, api_name=False))
+            asking.append(trigger(ask, [box, chat, turns, top_k, mode, chat_id, library.scope], outs,
+                                  concurrency_id="ask", concurrency_limit=ASK_CONCURRENCY, show_progress="minimal",
+                                  api_name=api))
+            after_ask(asking[-1].then(complain, problem, None, api_name=False))
+        # Opening another conversation, a new one, or closing this one stops an answer still being written: it
+        # would otherwise take the page back to its own conversation when it ends, and the next question, asked
+        # in the one now open, was dropped or stored in the other.
+        for switch in (panel["list"].input, panel["new"].click, chat.clear):
+            switch(None, None, None, cancels=asking, queue=False, api_name=False)
         files.upload(upload, [files], [results, status, files, problem], concurrency_id="upload",
                      concurrency_limit=UPLOAD_CONCURRENCY, api_name="upload",
                      show_progress_on=results).then(  # one bar, over the results it fills (not over each output)
