@@ -288,6 +288,31 @@ def test_document_markup_renders_as_inert_text(server: tuple[str, Path], page: A
 
 
 @pytest.mark.slow
+def test_a_question_sent_after_scrolling_up_is_shown_with_its_answer(server: tuple[str, Path], page: Any) -> None:
+    """Once the reader had scrolled the chat up (to click an earlier marker), new answers stayed out of view
+    while the Sources panel showed the new turn."""
+    _open(page, server[0])
+    for q in ("Who is Matthew Miller?", "Who denied the arms transfers?", "Who is Victor Cha?",
+              "Where will Putin travel after North Korea?", "What did China and Russia contend?",
+              "What did Putin write in his letter?"):
+        _ask(page, q)
+    room = page.evaluate("(() => { const w = document.querySelector('#qa-chat .bubble-wrap');"
+                         " return w.scrollHeight - w.clientHeight; })()")
+    assert room > 600, room  # the chat holds more than it shows
+    page.locator("#qa-chat .bubble-wrap").hover()
+    for _ in range(10):  # the reader scrolls up with the wheel and clicks a marker of the first turn
+        page.mouse.wheel(0, -400)
+    page.wait_for_timeout(500)
+    page.locator('#qa-chat a.qa-cite[href="#qa-src-1-1"]').click()
+    answer = _ask(page, "When did Putin last visit North Korea?")
+    page.wait_for_timeout(500)
+    shown = page.evaluate("""(a) => { const w = document.querySelector('#qa-chat .bubble-wrap').getBoundingClientRect();
+                                      const r = a.getBoundingClientRect();
+                                      return r.bottom > w.top && r.top < w.bottom; }""", answer.element_handle())
+    assert shown, "the new answer is out of the chat's view"
+
+
+@pytest.mark.slow
 def test_choosing_openai_without_a_key_warns_at_once(server: tuple[str, Path], page: Any) -> None:
     if os.environ.get("OPENAI_API_KEY") or os.environ.get("QA_OPENAI_API_KEY") or os.environ.get("QA_OPENAI_BASE_URL"):
         pytest.skip("this machine has an OpenAI key or server: the mode works")

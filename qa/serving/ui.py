@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["build_app", "serve"]
 
 Turn = tuple[str, str]  # (question, its sources-panel section)
+# Run in the browser as a question is sent: the chat scrolls to its end, so the question and its answer are in
+# view even after the reader scrolled up to an earlier turn (the chat follows new messages only from its end).
+TO_THE_END = ("(...inputs) => { const w = document.querySelector('#qa-chat .bubble-wrap');"
+              " if (w) w.scrollTo(0, w.scrollHeight); return inputs; }")
 PENDING = '<div class="qa-answer qa-pending">Searching the documents…</div>'
 EMPTY_PANEL = '<p class="qa-empty">Ask a question: the passages its answer cites appear here.</p>'
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -400,7 +404,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
         for trigger, api in ((send.click, "ask"), (box.submit, False)):
             asking.append(trigger(ask, [box, chat, turns, top_k, mode, chat_id, library.scope], outs,
                                   concurrency_id="ask", concurrency_limit=ASK_CONCURRENCY, show_progress="minimal",
-                                  api_name=api))
+                                  api_name=api, js=TO_THE_END))
             after_ask(asking[-1].then(complain, problem, None, api_name=False))
         # Opening another conversation, a new one, or closing this one stops an answer still being written: it
         # would otherwise take the page back to its own conversation when it ends, and the next question, asked
