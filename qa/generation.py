@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .answering import ExtractiveComposer, is_instruction, split_sentences
-from .llm import ChatModel, Messages, load_model
+from .llm import ChatModel, Messages, Truncated, load_model
 from .prompts import ANSWER_HISTORY, ANSWER_PASSAGE, ANSWER_SYSTEM, ANSWER_USER, NOT_FOUND
 from .settings import Settings
 from .types import Citation, Passage
@@ -28,6 +28,7 @@ _NOT_FOUND_REPLY = re.compile(
     re.IGNORECASE,
 )
 _MARK_AT = re.compile(r"[.!?]+[\"'”’)]*$")
+_ENDS_SENTENCE = re.compile(r"[.!?…。！？][\"'”’)\]»」』）]*$")
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,10 @@ class GenerativeComposer:
         shown = self.shown(passages)
         evidence = self.verifier.evidence(passages, question)
         state = _Answer(self.keep_unverified, self.fallback.min_support)
-        buffer, done, not_found = "", 0, False
+        buffer, done, not_found, cut = "", 0, False, False
         with closing(self.model.stream(build_messages(question, shown, history), self.max_tokens)) as pieces:
             for piece in pieces:
+                cut = cut or isinstance(piece, Truncated)
                 buffer += piece
                 finished = split_claims(buffer)[:-1]  # the last may go on (or still get its marker)
                 for claim in finished[done:]:
@@ -114,7 +116,10 @@ class GenerativeComposer:
                 if not_found or state.stop:
                     break
             else:
-                for claim in split_claims(buffer)[done:]:
+                rest = split_claims(buffer)[done:]
+                if cut and rest and not _ENDS_SENTENCE.search(parse_markers(rest[-1])[0]):
+                    rest.pop()  # the reply stopped at max_tokens in the middle of this sentence
+                for claim in rest:
                     if state.add(claim, evidence, len(shown)) == "not_found":
                         not_found = True
         if state.kept:

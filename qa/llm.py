@@ -1,7 +1,8 @@
 """Chat models for generative answers: the bundled SmolLM2 in-process, or any OpenAI-compatible API.
 
-Both stream plain text pieces from chat messages; every failure becomes one `BackendError` whose
-message says what to fix and never contains the API key.
+Both stream plain text pieces from chat messages, and TRUNCATED last when the reply stopped at max_tokens;
+every failure (also a stream that breaks off) becomes one
+`BackendError` whose message says what to fix and never contains the API key.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ OPENAI_URL = "https://api.openai.com/v1"
 Messages = list[dict[str, str]]
 
 
+class Truncated(str):
+    """The empty piece a model yields last when its reply was cut at max_tokens (finish_reason "length")."""
+
+
+TRUNCATED = Truncated()
+
+
 class ChatModel(Protocol):
-    """What the generative composer needs from a model."""
+    """What the generative composer needs from a model: text pieces, then TRUNCATED if the reply was cut."""
 
     def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]: ...
 
@@ -126,12 +134,14 @@ class LocalModel:
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
                         yield piece
+                    if chunk["choices"][0].get("finish_reason") == "length":
+                        yield TRUNCATED
             except ValueError as e:  # the prompt does not fit the context window
                 raise BackendError(f"The local model failed: {e}. Lower QA_TOP_K or raise QA_LLM_CONTEXT.") from None
 
 
 class OpenAIModel:
-    """Chat completions from the OpenAI API or an OpenAI-compatible server, through LlamaIndex."""
+    """Chat completions from the OpenAI API or an OpenAI-compatible server, through the openai client."""
 
     def __init__(self, model: str, api_key: str | None, base_url: str | None, timeout: float = 60.0) -> None:
         if not api_key and not base_url:
@@ -143,25 +153,32 @@ class OpenAIModel:
         self._key = api_key or "no-key"
         self.timeout = timeout
 
-    def _llm(self, max_tokens: int) -> Any:
-        from llama_index.llms.openai_like import OpenAILike
-
-        return OpenAILike(model=self.model, api_base=self.url, api_key=self._key, is_chat_model=True,
-                          temperature=0.0, max_tokens=max_tokens, timeout=self.timeout, max_retries=1)
-
     def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]:
         """Text pieces of the reply as the server streams them."""
         import httpx
         import openai
-        from llama_index.core.llms import ChatMessage
 
-        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        client = openai.OpenAI(base_url=self.url, api_key=self._key, timeout=self.timeout, max_retries=1)
+        text, finish = "", None
         try:
-            for r in self._llm(max_tokens).stream_chat(chat):
-                if r.delta:
-                    yield r.delta
+            with client.chat.completions.create(model=self.model, messages=messages,  # type: ignore[arg-type]
+                                                temperature=0.0, max_tokens=max_tokens, stream=True) as stream:
+                for chunk in stream:
+                    choices = getattr(chunk, "choices", None) or []
+                    if not choices or not hasattr(choices[0], "delta"):
+                        continue  # a usage chunk, or a keep-alive
+                    piece = getattr(choices[0].delta, "content", None) if choices[0].delta else None
+                    if isinstance(piece, str) and piece:
+                        text += piece
+                        yield piece
+                    finish = getattr(choices[0], "finish_reason", None) or finish
         except (openai.OpenAIError, httpx.HTTPError) as e:  # httpx: the stream broke after it began
             raise self.error(e) from None
+        if text and finish is None:
+            raise BackendError(f"The model server at {public_url(self.url)} stopped in the middle of its reply (the "
+                               "stream ended without a finish_reason): did it crash or restart? Check its log, and ask again.")
+        if finish == "length":
+            yield TRUNCATED
 
     def error(self, e: Exception) -> BackendError:
         """One clear message per failure; the key is never part of it."""

@@ -11,6 +11,10 @@ The server and the in-process model are fixtures in conftest.py; test_security.p
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -74,6 +78,73 @@ def test_rate_limit_and_other_http_errors_map_to_messages() -> None:
     leaky = openai.InternalServerError(f"bad key {key}", response=httpx.Response(500, request=req), body=None)
     msg = str(model.error(leaky))
     assert "HTTP 500" in msg and key not in msg
+
+
+# --- the openai backend against servers that misbehave --------------------------------------------
+ADVISER = "Who is Putin's adviser on foreign policy?"
+# The second sentence is one the passage supports, as far as it goes: cut off, it must not be shown.
+REPLY = "Yuri Ushakov is the adviser to Putin on foreign policy [1]. The agreement would not be aimed against"
+
+
+class _Misbehaving(BaseHTTPRequestHandler):
+    """A chat completions endpoint that answers REPLY as its path's first part says: /<mode>/v1/..."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _event(self, content: str | None, finish: str | None = None) -> None:
+        delta = {} if content is None else {"content": content}
+        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake",
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.flush()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        mode = self.path.split("/")[1]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        words = REPLY.split(" ")
+        for i, word in enumerate(words):
+            if mode == "breaks-off" and i == 5:
+                return  # the server died: the connection closes without a finish_reason
+            self._event(word if i == 0 else " " + word)
+        self._event(None, "length" if mode == "length" else "stop")
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+@pytest.fixture(scope="module")
+def misbehaving() -> Iterator[str]:
+    """The misbehaving server on a free loopback port; yields its root URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _fake(seeded, misbehaving: str, mode: str, **change) -> Assistant:
+    return Assistant(seeded.settings, llm="openai", openai_base_url=f"{misbehaving}/{mode}/v1",
+                     openai_api_key="x", **change)
+
+
+def test_a_reply_cut_at_max_tokens_loses_its_unfinished_sentence(seeded, misbehaving: str) -> None:
+    whole = _fake(seeded, misbehaving, "stop").ask(ADVISER)  # the same words, said to be complete
+    assert whole.verified_sentences == 2 and whole.answer.endswith("would not be aimed against [1]")
+    cut = _fake(seeded, misbehaving, "length").ask(ADVISER)
+    assert cut.answer == "Yuri Ushakov is the adviser to Putin on foreign policy [1]."
+    assert (cut.verified_sentences, cut.total_sentences) == (1, 1)
+
+
+def test_a_stream_that_breaks_off_is_an_error(seeded, misbehaving: str) -> None:
+    with pytest.raises(BackendError) as err:
+        _fake(seeded, misbehaving, "breaks-off").ask(ADVISER)
+    assert "stopped in the middle of its reply" in str(err.value) and "\n" not in str(err.value)
 
 
 # --- the openai backend against a real OpenAI-compatible server ----------------------------------
