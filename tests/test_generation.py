@@ -86,6 +86,13 @@ ADVISER = "Who is Putin's adviser on foreign policy?"
 REPLY = "Yuri Ushakov is the adviser to Putin on foreign policy [1]. The agreement would not be aimed against"
 
 
+NOT_OPENAI = {  # a 200 that is not a chat completion: (body, content type)
+    "html": ("<html><body><h1>Welcome to nginx!</h1></body></html>", "text/html"),
+    "garbage": ("\x00\x01 garbage !!! not json", "text/plain"),
+    "other-json": ('{"status": "ok", "result": "Yuri Ushakov"}', "application/json"),
+}
+
+
 class _Misbehaving(BaseHTTPRequestHandler):
     """A chat completions endpoint that answers REPLY as its path's first part says: /<mode>/v1/..."""
 
@@ -93,6 +100,14 @@ class _Misbehaving(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+    def _send(self, body: str, kind: str = "application/json") -> None:
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _event(self, content: str | None, finish: str | None = None) -> None:
         delta = {} if content is None else {"content": content}
@@ -104,11 +119,19 @@ class _Misbehaving(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         mode = self.path.split("/")[1]
+        if mode in NOT_OPENAI:
+            return self._send(*NOT_OPENAI[mode])
+        if mode == "ignores-stream":
+            return self._send(json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "fake", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": REPLY + " us."}, "finish_reason": "stop"}]}))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
         self.end_headers()
-        words = REPLY.split(" ")
+        if mode == "not-json":
+            self.wfile.write(b"data: not json at all\n\n")
+            return
+        words = [] if mode == "empty" else REPLY.split(" ")
         for i, word in enumerate(words):
             if mode == "breaks-off" and i == 5:
                 return  # the server died: the connection closes without a finish_reason
@@ -145,6 +168,28 @@ def test_a_stream_that_breaks_off_is_an_error(seeded, misbehaving: str) -> None:
     with pytest.raises(BackendError) as err:
         _fake(seeded, misbehaving, "breaks-off").ask(ADVISER)
     assert "stopped in the middle of its reply" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("mode,what", [
+    ("html", "an HTML page"), ("garbage", "a text/plain reply"), ("other-json", "JSON that is not a chat completion"),
+    ("not-json", "a stream of data that is not chat completion chunks"),
+])
+def test_a_reply_that_is_not_a_chat_completion_is_one_clear_error(seeded, misbehaving: str, mode: str,
+                                                                   what: str) -> None:
+    with pytest.raises(BackendError) as err:
+        _fake(seeded, misbehaving, mode).ask(ADVISER)
+    msg = str(err.value)
+    assert msg == (f"The model server at {misbehaving}/{mode}/v1 returned no chat completion ({what}); is it an "
+                   "OpenAI-compatible /v1 endpoint? Check QA_OPENAI_BASE_URL (or OPENAI_BASE_URL).")
+
+
+def test_an_empty_reply_is_an_error_and_a_whole_reply_is_read(seeded, misbehaving: str) -> None:
+    with pytest.raises(BackendError, match="sent an empty reply"):
+        _fake(seeded, misbehaving, "empty").ask(ADVISER)
+    # A server that ignores "stream": true but sends a chat.completion: its text is read as one piece.
+    ans = _fake(seeded, misbehaving, "ignores-stream").ask(ADVISER)
+    assert ans.answer.startswith("Yuri Ushakov is the adviser to Putin on foreign policy [1].")
+    assert ans.backend == "openai" and ans.verified_sentences >= 1
 
 
 # --- the openai backend against a real OpenAI-compatible server ----------------------------------
