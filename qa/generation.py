@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .answering import ExtractiveComposer, is_instruction, split_sentences
+from .chat import answered_as
 from .llm import ChatModel, Messages, Truncated, load_model
 from .prompts import ANSWER_HISTORY, ANSWER_PASSAGE, ANSWER_SYSTEM, ANSWER_USER, NOT_FOUND
 from .settings import Settings
@@ -98,8 +99,11 @@ class GenerativeComposer:
     def drafts(self, question: str, passages: Sequence[Passage], history: Sequence[str] = ()) -> Iterator[Draft]:
         """Yields the answer each time a supported sentence is added; the last draft is final."""
         shown = self.shown(passages)
-        evidence = self.verifier.evidence(passages, question)
-        state = _Answer(self.keep_unverified, self.fallback.min_support)
+        # A follow-up is judged, and answered without the model, as extractive mode answers it: "What did he
+        # reiterate? (Who is Matthew Miller?)"; only the echo check reads the question as it was asked.
+        asked = answered_as(question, history)
+        evidence = self.verifier.evidence(passages, asked)
+        state = _Answer(self.keep_unverified, self.fallback.min_support, self.verifier.words(question))
         buffer, done, not_found, cut = "", 0, False, False
         with closing(self.model.stream(build_messages(question, shown, history), self.max_tokens)) as pieces:
             for piece in pieces:
@@ -127,16 +131,17 @@ class GenerativeComposer:
         elif not_found:
             yield Draft(NOT_FOUND, answered=False, total=state.total, final=True)
         else:
-            text, citations = self.fallback.compose(question, list(passages))
+            text, citations = self.fallback.compose(asked, list(passages))
             yield Draft(text, tuple(citations), answered=bool(citations), total=state.total, final=True)
 
 
 class _Answer:
     """The sentences kept so far and their citations, numbered in order of first use."""
 
-    def __init__(self, keep_unverified: bool, min_relevance: float) -> None:
+    def __init__(self, keep_unverified: bool, min_relevance: float, question_words: set[str] | None = None) -> None:
         self.keep_unverified = keep_unverified
         self.min_relevance = min_relevance
+        self.question_words = question_words  # None: the evidence's question
         self.kept: list[tuple[str, list[int]]] = []
         self._kept_words: set[str] = set()
         self.citations: list[Citation] = []
@@ -150,7 +155,8 @@ class _Answer:
         text, marks = parse_markers(claim)
         key = " ".join(text.lower().split())
         words = evidence.verifier.words(text)
-        if not words or text.endswith((":", "?")) or words <= evidence.question_words:
+        echoed = self.question_words if self.question_words is not None else evidence.question_words
+        if not words or text.endswith((":", "?")) or words <= echoed:
             return "skipped"  # a label ("Answer:"), a bare marker, the question echoed
         if key in self._seen or words <= self._kept_words:
             self.stop = key in self._seen  # the model is repeating itself

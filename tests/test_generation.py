@@ -86,6 +86,7 @@ ADVISER = "Who is Putin's adviser on foreign policy?"
 REPLY = "Yuri Ushakov is the adviser to Putin on foreign policy [1]. The agreement would not be aimed against"
 
 
+HALLUCINATION = "The capital of France is Paris [1]."
 NOT_OPENAI = {  # a 200 that is not a chat completion: (body, content type)
     "html": ("<html><body><h1>Welcome to nginx!</h1></body></html>", "text/html"),
     "garbage": ("\x00\x01 garbage !!! not json", "text/plain"),
@@ -131,7 +132,7 @@ class _Misbehaving(BaseHTTPRequestHandler):
         if mode == "not-json":
             self.wfile.write(b"data: not json at all\n\n")
             return
-        words = [] if mode == "empty" else REPLY.split(" ")
+        words = {"empty": [], "hallucinates": HALLUCINATION.split(" ")}.get(mode, REPLY.split(" "))
         for i, word in enumerate(words):
             if mode == "breaks-off" and i == 5:
                 return  # the server died: the connection closes without a finish_reason
@@ -190,6 +191,16 @@ def test_an_empty_reply_is_an_error_and_a_whole_reply_is_read(seeded, misbehavin
     ans = _fake(seeded, misbehaving, "ignores-stream").ask(ADVISER)
     assert ans.answer.startswith("Yuri Ushakov is the adviser to Putin on foreign policy [1].")
     assert ans.backend == "openai" and ans.verified_sentences >= 1
+
+
+def test_a_follow_up_the_model_cannot_answer_gets_the_extractive_answer_to_the_conversation(
+        seeded, misbehaving: str) -> None:
+    history, question = ["Who is Matthew Miller?"], "What did he reiterate?"
+    ans = _fake(seeded, misbehaving, "hallucinates").ask(question, history=history)
+    assert (ans.verified_sentences, ans.total_sentences) == (0, 1)  # the model's sentence was dropped
+    extractive = _variant(seeded, llm="extractive").ask(question, history=history)
+    assert ans.answered and "reiterated" in ans.answer and ans.answer == extractive.answer
+    assert [c.start for c in ans.citations] == [c.start for c in extractive.citations]
 
 
 # --- the openai backend against a real OpenAI-compatible server ----------------------------------
