@@ -84,28 +84,39 @@ class GenerativeComposer:
         self.keep_unverified = keep_unverified
         self.context_chars = context_chars
 
-    def shown(self, passages: Sequence[Passage]) -> list[Passage]:
-        """The passages the prompt numbers: best first, as many as the context allows (at least one)."""
+    def fit(self, question: str, passages: Sequence[Passage], history: Sequence[str] = ()) -> tuple[list[Passage], list[str]]:
+        """The passages and earlier questions the prompt holds: all, or as many as the context window allows
+        with the question: the oldest questions go first, then the weakest passages (one always stays)."""
+        shown, earlier = list(passages), list(history)
         if self.context_chars is None:
-            return list(passages)
-        out, used = [], 0
-        for p in passages:
-            used += len(p.text) + 8
-            if out and used > self.context_chars:
-                break
-            out.append(p)
-        return out
+            return shown, earlier
+        fixed = len(ANSWER_SYSTEM) + len(ANSWER_USER.format(passages="", history="", question=question))
+        sizes = [len(ANSWER_PASSAGE.format(n=n, text=prompt_text(p))) + 1 for n, p in enumerate(shown, 1)]
+
+        def size() -> int:
+            asked = len(ANSWER_HISTORY.format(questions=" / ".join(earlier))) if earlier else 0
+            return fixed + asked + sum(sizes[:len(shown)])
+
+        while earlier and size() > self.context_chars:
+            earlier.pop(0)
+        while len(shown) > 1 and size() > self.context_chars:
+            shown.pop()
+        return shown, earlier
+
+    def shown(self, passages: Sequence[Passage], question: str = "", history: Sequence[str] = ()) -> list[Passage]:
+        """The passages the prompt numbers (see `fit`)."""
+        return self.fit(question, passages, history)[0]
 
     def drafts(self, question: str, passages: Sequence[Passage], history: Sequence[str] = ()) -> Iterator[Draft]:
         """Yields the answer each time a supported sentence is added; the last draft is final."""
-        shown = self.shown(passages)
+        shown, earlier = self.fit(question, passages, history)
         # A follow-up is judged, and answered without the model, as extractive mode answers it: "What did he
         # reiterate? (Who is Matthew Miller?)"; only the echo check reads the question as it was asked.
         asked = answered_as(question, history)
         evidence = self.verifier.evidence(passages, asked)
         state = _Answer(self.keep_unverified, self.fallback.min_support, self.verifier.words(question))
         buffer, done, not_found, cut = "", 0, False, False
-        with closing(self.model.stream(build_messages(question, shown, history), self.max_tokens)) as pieces:
+        with closing(self.model.stream(build_messages(question, shown, earlier), self.max_tokens)) as pieces:
             for piece in pieces:
                 cut = cut or isinstance(piece, Truncated)
                 buffer += piece
@@ -208,7 +219,7 @@ def make_composer(settings: Settings, embedder: Any) -> Any:
     if settings.llm == "extractive":
         return fallback
     context = None
-    if settings.llm == "local":  # the prompt must leave room for the reply in a small window
+    if settings.llm == "local":  # the whole prompt must leave room for the reply in a small window
         context = max(1000, (settings.llm_context - settings.max_tokens - 200) * CHARS_PER_TOKEN)
     return GenerativeComposer(load_model(settings), Verifier(embedder), fallback, settings.max_tokens,
                               settings.keep_unverified, context)

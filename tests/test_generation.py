@@ -284,6 +284,16 @@ def test_local_hallucination_is_not_shown(local: Assistant) -> None:
     assert ans.total_sentences >= 1 and ans.verified_sentences == 0
 
 
+@pytest.mark.slow
+def test_local_long_conversation_fits_the_context_window(local: Assistant) -> None:
+    # Six earlier questions near the 2,000-character limit: 3,000+ tokens with the passages in a 2,048 window.
+    long = ("Please tell me, considering the ferry timetable and all the details about tickets, bicycles and "
+            "dogs, " * 19)[:1950] + " Who is the director?"
+    ans = local.ask("What did Victor Cha say the summit poses?", history=[long] * 6)
+    assert ans.backend == "local" and ans.answered and "greatest threat" in ans.answer
+    _assert_exact(ans)
+
+
 def test_local_model_missing_file_is_a_clear_error(seeded, tmp_path: Path) -> None:
     a = Assistant(seeded.settings, llm="local", local_model=tmp_path / "nope.gguf")
     with pytest.raises(BackendError, match="No model file at .*nope.gguf. Set QA_LOCAL_MODEL"):

@@ -174,6 +174,20 @@ def test_off_topic_and_echoed_sentences_are_not_kept(embedder, verifier) -> None
     assert final.text == "Putin will travel to Vietnam [1]."
 
 
+def test_a_long_conversation_is_cut_to_the_context_window_oldest_questions_first(embedder, verifier) -> None:
+    model = Scripted("Putin will travel to Vietnam on June 19-20 [2].")
+    composer = GenerativeComposer(model, verifier, ExtractiveComposer(embedder), context_chars=3000)
+    history = [f"Question {i}: what about the ferry timetable, the tickets, bicycles and dogs? " * 5 for i in range(12)]
+    final = list(composer.drafts("Where will Putin travel after North Korea?", PASSAGES, history))[-1]
+    assert final.answered and sum(len(m["content"]) for m in model.messages) <= 3000
+    prompt = model.messages[-1]["content"]
+    assert "Question 11:" in prompt and "Question 0:" not in prompt  # the latest questions stay
+    assert all(f"[{n}] " in prompt for n in range(1, len(PASSAGES) + 1))  # before any passage goes
+    # A question too long for any history leaves the best passage at least.
+    list(composer.drafts("Where will Putin travel after North Korea? " + "Please answer. " * 150, PASSAGES, history))
+    assert "Question 11:" not in model.messages[-1]["content"] and "[1] " in model.messages[-1]["content"]
+
+
 def test_prompt_numbers_the_passages_and_carries_earlier_questions() -> None:
     messages = build_messages("What did he urge?", PASSAGES, ["Who is Victor Cha?"])
     user = messages[-1]["content"]
