@@ -104,6 +104,51 @@ def test_changed_numbers_and_names_are_not_supported(verifier: Verifier, claim: 
     assert not any(s.verified for s in verifier.evidence(PASSAGES).supports(claim))
 
 
+# Hand-written documents for contradictions: each claim below is refuted by the very sentence it shares
+# its words with, while another sentence of the same passage holds the number or word it needs.
+LAB = Passage(source="lab-safety.txt", start=0, end=0, score=1.0, text=(
+    "All students must wear safety goggles when handling chemicals. Lab coats are required at all times "
+    "inside the laboratory. Food and drink are strictly prohibited in the laboratory. Visitors are not "
+    "allowed to touch the equipment."))
+FERRY = Passage(source="ferries.md", start=0, end=0, score=1.0, text=(
+    "A single adult ticket costs 4.50 euros; children under 12 travel free. The ferry Marianne was built "
+    "in 1987 and carries up to 320 passengers. The company does not sell tickets on board. "
+    "Bicycles are allowed on board for a fee of 2 euros."))
+
+
+@pytest.mark.parametrize("claim", [
+    "Safety goggles are not required when handling chemicals.",  # a negation the passage does not have
+    "Students never wear safety goggles when handling chemicals.",
+    "Lab coats are optional inside the laboratory.",  # an opposite word
+    "Food and drink are allowed in the laboratory.",
+    "Visitors are allowed to touch the equipment.",  # the passage's negation reaches the claim's words
+    "Visitors can touch the equipment.",
+    "The company sells tickets on board.",
+    "A single adult ticket costs 2 euros.",  # the number is in another sentence of the passage
+    "The ferry Marianne was built in 1987 and carries up to 2 passengers.",
+])
+def test_a_sentence_the_passage_contradicts_is_not_supported(verifier: Verifier, claim: str) -> None:
+    found = verifier.evidence([LAB, FERRY]).supports(claim)
+    assert found and not any(s.verified for s in found), found[0].sentence.text
+
+
+@pytest.mark.parametrize("claim,cited", [
+    ("Students must wear safety goggles when handling chemicals.", "All students must wear safety goggles"),
+    ("Food and drink are prohibited in the laboratory.", "Food and drink are strictly prohibited"),
+    ("Visitors are not allowed to touch the equipment.", "Visitors are not allowed"),
+    ("Lab coats are required at all times in the laboratory.", "Lab coats are required"),
+    ("An adult ticket costs 4.50 euros.", "A single adult ticket costs 4.50 euros"),
+    ("Children under 12 travel free.", "A single adult ticket"),
+    ("Bicycles are allowed on board for a fee of 2 euros.", "Bicycles are allowed on board"),
+    ("The company sells no tickets on board.", "The company does not sell tickets on board."),
+])
+def test_a_supported_sentence_is_cited_to_the_sentence_that_says_it(verifier: Verifier, claim: str,
+                                                                     cited: str) -> None:
+    best = verifier.evidence([LAB, FERRY]).supports(claim)[0]
+    assert best.verified and best.sentence.text.startswith(cited)
+    assert best.sentence.text == best.sentence.passage.text[best.sentence.start:best.sentence.end]
+
+
 def test_sentence_citing_the_wrong_passage_is_recited_to_the_one_that_supports_it(embedder, verifier) -> None:
     # [3] is the munitions paragraph; the Vietnam sentence is in [2].
     drafts = _compose(embedder, verifier, "Putin will travel to Vietnam on June 19-20 [3].",
