@@ -163,7 +163,7 @@ class _Answer:
 
     def add(self, claim: str, evidence: Any, shown: int) -> str:
         """Check one sentence of the model: 'added', 'dropped', 'skipped' or 'not_found'."""
-        text, marks = parse_markers(claim)
+        text, marks = parse_markers(claim, shown)
         key = " ".join(text.lower().split())
         words = evidence.verifier.words(text)
         echoed = self.question_words if self.question_words is not None else evidence.question_words

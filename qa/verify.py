@@ -23,7 +23,14 @@ W_COVERAGE, W_DENSE = 0.5, 0.5
 MIN_COVERAGE = 0.7  # share of the claim's content words one or two adjacent sentences must contain
 MIN_SCORE = 0.55  # W_COVERAGE * coverage + W_DENSE * similarity of the best sentence
 
-_MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;\u2013-]\s*\d+)*)\]")
+# Citation markers as models write them: [1], [1, 2], [^1], [Passage 1], [Source 2], 【1】, and in parentheses
+# (1), (Source 1), which count only when they name passages the model was shown ("(1987)" is a year).
+_LABEL = r"(?:\^?\s*(?:passages?|sources?|documents?|docs?|refs?|references?)?\s*)"
+_NUMBERS = rf"{_LABEL}\d+(?:\s*(?:[,;\u2013-]|and)\s*{_LABEL}\d+)*"
+_MARKER = re.compile(rf"\s*(?:\[\s*{_NUMBERS}\s*\]|\u3010\s*{_NUMBERS}\s*\u3011)", re.IGNORECASE)
+_PAREN_MARKER = re.compile(rf"\s*\(\s*{_NUMBERS}\s*\)", re.IGNORECASE)
+_LEAD = re.compile(rf"(?:{_MARKER.pattern}|{_PAREN_MARKER.pattern}|\s*[\[\u3010]{_LABEL}[\d\s,;\u2013-]*[\]\u3011]?)+",
+                   re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _NAME = re.compile(r"\b[A-Z][\w\-]+")
@@ -55,7 +62,7 @@ def split_claims(text: str) -> list[str]:
     claims: list[str] = []
     for a, b in zip(cuts, cuts[1:]):
         piece = text[a:b].strip()
-        if claims and (lead := re.match(r"(?:\s*\[[\d\s,;\u2013-]*\]?)+", piece)):
+        if claims and (lead := _LEAD.match(piece)):
             claims[-1] += " " + lead.group().strip()  # "It rained. [1] Then" -> "It rained. [1]"
             piece = piece[lead.end():].strip()
         if piece:
@@ -63,12 +70,20 @@ def split_claims(text: str) -> list[str]:
     return claims
 
 
-def parse_markers(claim: str) -> tuple[str, list[int]]:
-    """The claim without its [n] markers, and the numbers they name in order."""
+def parse_markers(claim: str, shown: int | None = None) -> tuple[str, list[int]]:
+    """The claim without its citation markers, and the passage numbers they name in order. A marker in
+    parentheses counts only when every number it names is a passage shown (1 to `shown`)."""
     numbers: list[int] = []
-    for m in _MARKER.finditer(claim):
-        numbers += [int(n) for n in re.findall(r"\d+", m.group(1))]
-    text = re.sub(r"\s*\[[\d\s,;\u2013-]*$", "", _MARKER.sub("", claim))  # and one cut off mid-way
+
+    def take(m: re.Match[str]) -> str:
+        found = [int(n) for n in re.findall(r"\d+", m.group())]
+        if m.group().lstrip().startswith("(") and not (shown and all(1 <= n <= shown for n in found)):
+            return m.group()
+        numbers.extend(found)
+        return ""
+
+    text = _PAREN_MARKER.sub(take, _MARKER.sub(take, claim))
+    text = re.sub(r"\s*[\[\u3010][^\]\u3011]{0,20}$", "", text)  # and one cut off mid-way
     text = re.sub(r"\s+([.,;:!?])", r"\1", text)
     return " ".join(text.split()), list(dict.fromkeys(numbers))
 

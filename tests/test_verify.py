@@ -85,6 +85,18 @@ def test_claims_split_with_their_markers() -> None:
     assert with_markers("It rained.", [1, 2]) == "It rained [1][2]."
 
 
+@pytest.mark.parametrize("marker", ["[Passage 2]", "(2)", "[^2]", "(Source 2)", "\u30102\u3011", "[passage 2]",
+                                    "[Source 2, Source 9]"])
+def test_common_citation_styles_are_read_as_markers(embedder, verifier, marker: str) -> None:
+    question = "Where will Putin travel after North Korea?"
+    for reply in (f"Putin will travel to Vietnam on June 19-20 {marker}.", f"Putin will travel to Vietnam on June 19-20. {marker}"):
+        final = _compose(embedder, verifier, reply, question)[-1]
+        assert final.text == "Putin will travel to Vietnam on June 19-20 [1]." and final.verified == final.total == 1
+        assert final.citations[0].passage_start == VIETNAM.start
+    assert parse_markers("It was built in 1987 (1987).", shown=4) == ("It was built in 1987 (1987).", [])
+    assert parse_markers("It rained (5).", shown=4) == ("It rained (5).", [])
+
+
 def test_right_passage_supports_and_wrong_passage_is_flagged(verifier: Verifier) -> None:
     claim = "Putin will travel to Vietnam after his visit to North Korea."
     right = verifier.check(claim, VIETNAM)
