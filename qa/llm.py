@@ -147,6 +147,9 @@ class OpenAIModel:
         if not api_key and not base_url:
             raise BackendError("The openai backend needs an API key: set OPENAI_API_KEY, or point "
                                "QA_OPENAI_BASE_URL at a local server, or use --llm local / extractive.")
+        if base_url and not re.match(r"https?://", base_url, re.IGNORECASE):
+            raise BackendError(f"The model server address {public_url(base_url)} has no http:// or https:// in "
+                               f"front: set QA_OPENAI_BASE_URL (or OPENAI_BASE_URL) to http://{public_url(base_url)}")
         self.model = model
         self.url = base_url or OPENAI_URL
         # Local servers (llama.cpp, Ollama, vLLM) usually ignore the key, but the client needs one.
@@ -159,7 +162,8 @@ class OpenAIModel:
         import httpx
         import openai
 
-        client = openai.OpenAI(base_url=self.url, api_key=self._key, timeout=self.timeout, max_retries=1)
+        # No retry: a retried timeout made 'No reply within 10s' come after 23 s.
+        client = openai.OpenAI(base_url=self.url, api_key=self._key, timeout=self.timeout, max_retries=0)
         text, finish = "", None
         try:
             with client.chat.completions.create(model=self.model, messages=messages,  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -120,6 +121,8 @@ class _Misbehaving(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         mode = self.path.split("/")[1]
+        if mode == "hang":
+            time.sleep(4)
         if mode in NOT_OPENAI:
             return self._send(*NOT_OPENAI[mode])
         if mode == "ignores-stream":
@@ -201,6 +204,20 @@ def test_a_follow_up_the_model_cannot_answer_gets_the_extractive_answer_to_the_c
     extractive = _variant(seeded, llm="extractive").ask(question, history=history)
     assert ans.answered and "reiterated" in ans.answer and ans.answer == extractive.answer
     assert [c.start for c in ans.citations] == [c.start for c in extractive.citations]
+
+
+def test_a_timeout_takes_the_time_it_states_and_an_address_needs_its_scheme(misbehaving: str) -> None:
+    import openai  # noqa: F401  (imported before the clock starts)
+
+    model = OpenAIModel("fake", "x", f"{misbehaving}/hang/v1", timeout=1.5)
+    started = time.monotonic()
+    with pytest.raises(BackendError, match=r"No reply from .* within 1.5s"):
+        list(model.stream([{"role": "user", "content": "Hello?"}], 10))
+    assert time.monotonic() - started < 2.9  # asked once, not twice (3 s and more)
+    with pytest.raises(BackendError) as err:
+        OpenAIModel("fake", "x", "127.0.0.1:7951/v1")
+    assert str(err.value) == ("The model server address 127.0.0.1:7951/v1 has no http:// or https:// in front: "
+                              "set QA_OPENAI_BASE_URL (or OPENAI_BASE_URL) to http://127.0.0.1:7951/v1")
 
 
 # --- the openai backend against a real OpenAI-compatible server ----------------------------------
