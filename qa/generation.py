@@ -17,7 +17,7 @@ from typing import Any
 from .answering import ExtractiveComposer, is_instruction, split_sentences
 from .chat import answered_as
 from .llm import ChatModel, Messages, Truncated, load_model
-from .prompts import ANSWER_HISTORY, ANSWER_PASSAGE, ANSWER_SYSTEM, ANSWER_USER, NOT_FOUND
+from .prompts import ANSWER_HISTORY, ANSWER_PASSAGE, ANSWER_SYSTEM, ANSWER_USER, NOT_FOUND, REPLACED, REPLACED_NOTHING
 from .settings import Settings
 from .types import Citation, Passage
 from .verify import Support, Verifier, parse_markers, split_claims
@@ -211,6 +211,14 @@ class _Answer:
     def draft(self, final: bool = False) -> Draft:
         text = " ".join(with_markers(t, ids) for t, ids in self.kept)
         return Draft(text, tuple(self.citations), True, self.verified, self.total, final)
+
+
+def replaced_note(answer: Any) -> str:
+    """The note `qa ask` prints on stderr when the extractive answer stood in for the model's, else ""."""
+    if (answer.backend not in ("openai", "local") or not answer.answered or answer.verified_sentences
+            or not all(c.verified for c in answer.citations)):  # kept unverified sentences are the model's
+        return ""
+    return REPLACED.format(total=answer.total_sentences) if answer.total_sentences else REPLACED_NOTHING
 
 
 def make_composer(settings: Settings, embedder: Any) -> Any:

@@ -220,6 +220,23 @@ def test_a_timeout_takes_the_time_it_states_and_an_address_needs_its_scheme(misb
                               "set QA_OPENAI_BASE_URL (or OPENAI_BASE_URL) to http://127.0.0.1:7951/v1")
 
 
+def test_qa_ask_says_when_the_extractive_answer_stands_in_for_the_model(
+        seeded, misbehaving: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from qa.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    monkeypatch.setenv("QA_OPENAI_BASE_URL", f"{misbehaving}/hallucinates/v1")
+    assert main(["ask", "--llm", "openai", "--json", "Who is Matthew Miller?"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["answered"] and "Miller" in json.loads(out.out)["answer"]
+    assert out.err == ("note: 0 of 1 generated sentences verified against the passages; "
+                       "this is the extractive answer instead.\n")
+    monkeypatch.setenv("QA_OPENAI_BASE_URL", f"{misbehaving}/stop/v1")  # the model's own answer: no note
+    assert main(["ask", "--llm", "openai", ADVISER]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("Yuri Ushakov is the adviser") and out.err == ""
+
+
 # --- the openai backend against a real OpenAI-compatible server ----------------------------------
 @pytest.mark.slow
 def test_server_answer_has_exact_verified_citations(remote: Assistant) -> None:
