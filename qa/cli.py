@@ -193,6 +193,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return ask_in_chat(a, args, format_answer)
     ans = a.ask(args.question, sources=args.source)
     print(json.dumps(ans.to_dict(), ensure_ascii=False) if args.json else format_answer(ans))
+    from .generation import replaced_note
+
+    if note := replaced_note(ans):  # none of the model's sentences held: say whose answer this is
+        print(note, file=sys.stderr)
     return 0
 
 

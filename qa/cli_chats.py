@@ -80,6 +80,10 @@ def ask_in_chat(a: Any, args: argparse.Namespace, format_answer: Callable[[Any],
         print(json.dumps({**final.to_dict(), "conversation_id": conv.id if saved else None}, ensure_ascii=False))
     else:
         print(format_answer(final))
+    from .generation import replaced_note
+
+    if note := replaced_note(final):  # none of the model's sentences held: say whose answer this is
+        print(note, file=sys.stderr)
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
     elif conv is not None and args.new_chat and not args.chat:

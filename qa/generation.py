@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .answering import ExtractiveComposer, is_instruction, split_sentences
-from .llm import ChatModel, Messages, load_model
-from .prompts import ANSWER_HISTORY, ANSWER_PASSAGE, ANSWER_SYSTEM, ANSWER_USER, NOT_FOUND
+from .chat import answered_as
+from .llm import ChatModel, Messages, Truncated, load_model
+from .prompts import ANSWER_HISTORY, ANSWER_PASSAGE, ANSWER_SYSTEM, ANSWER_USER, NOT_FOUND, REPLACED, REPLACED_NOTHING
 from .settings import Settings
 from .types import Citation, Passage
 from .verify import Support, Verifier, parse_markers, split_claims
@@ -28,6 +29,7 @@ _NOT_FOUND_REPLY = re.compile(
     re.IGNORECASE,
 )
 _MARK_AT = re.compile(r"[.!?]+[\"'”’)]*$")
+_ENDS_SENTENCE = re.compile(r"[.!?…。！？][\"'”’)\]»」』）]*$")
 
 
 @dataclass(frozen=True)
@@ -82,26 +84,41 @@ class GenerativeComposer:
         self.keep_unverified = keep_unverified
         self.context_chars = context_chars
 
-    def shown(self, passages: Sequence[Passage]) -> list[Passage]:
-        """The passages the prompt numbers: best first, as many as the context allows (at least one)."""
+    def fit(self, question: str, passages: Sequence[Passage], history: Sequence[str] = ()) -> tuple[list[Passage], list[str]]:
+        """The passages and earlier questions the prompt holds: all, or as many as the context window allows
+        with the question: the oldest questions go first, then the weakest passages (one always stays)."""
+        shown, earlier = list(passages), list(history)
         if self.context_chars is None:
-            return list(passages)
-        out, used = [], 0
-        for p in passages:
-            used += len(p.text) + 8
-            if out and used > self.context_chars:
-                break
-            out.append(p)
-        return out
+            return shown, earlier
+        fixed = len(ANSWER_SYSTEM) + len(ANSWER_USER.format(passages="", history="", question=question))
+        sizes = [len(ANSWER_PASSAGE.format(n=n, text=prompt_text(p))) + 1 for n, p in enumerate(shown, 1)]
+
+        def size() -> int:
+            asked = len(ANSWER_HISTORY.format(questions=" / ".join(earlier))) if earlier else 0
+            return fixed + asked + sum(sizes[:len(shown)])
+
+        while earlier and size() > self.context_chars:
+            earlier.pop(0)
+        while len(shown) > 1 and size() > self.context_chars:
+            shown.pop()
+        return shown, earlier
+
+    def shown(self, passages: Sequence[Passage], question: str = "", history: Sequence[str] = ()) -> list[Passage]:
+        """The passages the prompt numbers (see `fit`)."""
+        return self.fit(question, passages, history)[0]
 
     def drafts(self, question: str, passages: Sequence[Passage], history: Sequence[str] = ()) -> Iterator[Draft]:
         """Yields the answer each time a supported sentence is added; the last draft is final."""
-        shown = self.shown(passages)
-        evidence = self.verifier.evidence(passages, question)
-        state = _Answer(self.keep_unverified, self.fallback.min_support)
-        buffer, done, not_found = "", 0, False
-        with closing(self.model.stream(build_messages(question, shown, history), self.max_tokens)) as pieces:
+        shown, earlier = self.fit(question, passages, history)
+        # A follow-up is judged, and answered without the model, as extractive mode answers it: "What did he
+        # reiterate? (Who is Matthew Miller?)"; only the echo check reads the question as it was asked.
+        asked = answered_as(question, history)
+        evidence = self.verifier.evidence(passages, asked)
+        state = _Answer(self.keep_unverified, self.fallback.min_support, self.verifier.words(question))
+        buffer, done, not_found, cut = "", 0, False, False
+        with closing(self.model.stream(build_messages(question, shown, earlier), self.max_tokens)) as pieces:
             for piece in pieces:
+                cut = cut or isinstance(piece, Truncated)
                 buffer += piece
                 finished = split_claims(buffer)[:-1]  # the last may go on (or still get its marker)
                 for claim in finished[done:]:
@@ -114,7 +131,10 @@ class GenerativeComposer:
                 if not_found or state.stop:
                     break
             else:
-                for claim in split_claims(buffer)[done:]:
+                rest = split_claims(buffer)[done:]
+                if cut and rest and not _ENDS_SENTENCE.search(parse_markers(rest[-1])[0]):
+                    rest.pop()  # the reply stopped at max_tokens in the middle of this sentence
+                for claim in rest:
                     if state.add(claim, evidence, len(shown)) == "not_found":
                         not_found = True
         if state.kept:
@@ -122,16 +142,17 @@ class GenerativeComposer:
         elif not_found:
             yield Draft(NOT_FOUND, answered=False, total=state.total, final=True)
         else:
-            text, citations = self.fallback.compose(question, list(passages))
+            text, citations = self.fallback.compose(asked, list(passages))
             yield Draft(text, tuple(citations), answered=bool(citations), total=state.total, final=True)
 
 
 class _Answer:
     """The sentences kept so far and their citations, numbered in order of first use."""
 
-    def __init__(self, keep_unverified: bool, min_relevance: float) -> None:
+    def __init__(self, keep_unverified: bool, min_relevance: float, question_words: set[str] | None = None) -> None:
         self.keep_unverified = keep_unverified
         self.min_relevance = min_relevance
+        self.question_words = question_words  # None: the evidence's question
         self.kept: list[tuple[str, list[int]]] = []
         self._kept_words: set[str] = set()
         self.citations: list[Citation] = []
@@ -142,10 +163,11 @@ class _Answer:
 
     def add(self, claim: str, evidence: Any, shown: int) -> str:
         """Check one sentence of the model: 'added', 'dropped', 'skipped' or 'not_found'."""
-        text, marks = parse_markers(claim)
+        text, marks = parse_markers(claim, shown)
         key = " ".join(text.lower().split())
         words = evidence.verifier.words(text)
-        if not words or text.endswith((":", "?")) or words <= evidence.question_words:
+        echoed = self.question_words if self.question_words is not None else evidence.question_words
+        if not words or text.endswith((":", "?")) or words <= echoed:
             return "skipped"  # a label ("Answer:"), a bare marker, the question echoed
         if key in self._seen or words <= self._kept_words:
             self.stop = key in self._seen  # the model is repeating itself
@@ -191,13 +213,21 @@ class _Answer:
         return Draft(text, tuple(self.citations), True, self.verified, self.total, final)
 
 
+def replaced_note(answer: Any) -> str:
+    """The note `qa ask` prints on stderr when the extractive answer stood in for the model's, else ""."""
+    if (answer.backend not in ("openai", "local") or not answer.answered or answer.verified_sentences
+            or not all(c.verified for c in answer.citations)):  # kept unverified sentences are the model's
+        return ""
+    return REPLACED.format(total=answer.total_sentences) if answer.total_sentences else REPLACED_NOTHING
+
+
 def make_composer(settings: Settings, embedder: Any) -> Any:
     """The composer the settings choose: extractive, or a chat model whose sentences are verified."""
     fallback = ExtractiveComposer(embedder, settings.max_sentences, settings.min_support)
     if settings.llm == "extractive":
         return fallback
     context = None
-    if settings.llm == "local":  # the prompt must leave room for the reply in a small window
+    if settings.llm == "local":  # the whole prompt must leave room for the reply in a small window
         context = max(1000, (settings.llm_context - settings.max_tokens - 200) * CHARS_PER_TOKEN)
     return GenerativeComposer(load_model(settings), Verifier(embedder), fallback, settings.max_tokens,
                               settings.keep_unverified, context)

@@ -1,7 +1,8 @@
 """Chat models for generative answers: the bundled SmolLM2 in-process, or any OpenAI-compatible API.
 
-Both stream plain text pieces from chat messages; every failure becomes one `BackendError` whose
-message says what to fix and never contains the API key.
+Both stream plain text pieces from chat messages, and TRUNCATED last when the reply stopped at max_tokens;
+every failure (also a reply that is not a chat completion, or a stream that breaks off) becomes one
+`BackendError` whose message says what to fix and never contains the API key.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ OPENAI_URL = "https://api.openai.com/v1"
 Messages = list[dict[str, str]]
 
 
+class Truncated(str):
+    """The empty piece a model yields last when its reply was cut at max_tokens (finish_reason "length")."""
+
+
+TRUNCATED = Truncated()
+
+
 class ChatModel(Protocol):
-    """What the generative composer needs from a model."""
+    """What the generative composer needs from a model: text pieces, then TRUNCATED if the reply was cut."""
 
     def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]: ...
 
@@ -126,42 +134,95 @@ class LocalModel:
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
                         yield piece
+                    if chunk["choices"][0].get("finish_reason") == "length":
+                        yield TRUNCATED
             except ValueError as e:  # the prompt does not fit the context window
                 raise BackendError(f"The local model failed: {e}. Lower QA_TOP_K or raise QA_LLM_CONTEXT.") from None
 
 
 class OpenAIModel:
-    """Chat completions from the OpenAI API or an OpenAI-compatible server, through LlamaIndex."""
+    """Chat completions from the OpenAI API or an OpenAI-compatible server, through the openai client."""
 
     def __init__(self, model: str, api_key: str | None, base_url: str | None, timeout: float = 60.0) -> None:
         if not api_key and not base_url:
             raise BackendError("The openai backend needs an API key: set OPENAI_API_KEY, or point "
                                "QA_OPENAI_BASE_URL at a local server, or use --llm local / extractive.")
+        if base_url and not re.match(r"https?://", base_url, re.IGNORECASE):
+            raise BackendError(f"The model server address {public_url(base_url)} has no http:// or https:// in "
+                               f"front: set QA_OPENAI_BASE_URL (or OPENAI_BASE_URL) to http://{public_url(base_url)}")
         self.model = model
         self.url = base_url or OPENAI_URL
         # Local servers (llama.cpp, Ollama, vLLM) usually ignore the key, but the client needs one.
         self._key = api_key or "no-key"
         self.timeout = timeout
 
-    def _llm(self, max_tokens: int) -> Any:
-        from llama_index.llms.openai_like import OpenAILike
-
-        return OpenAILike(model=self.model, api_base=self.url, api_key=self._key, is_chat_model=True,
-                          temperature=0.0, max_tokens=max_tokens, timeout=self.timeout, max_retries=1)
-
     def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]:
-        """Text pieces of the reply as the server streams them."""
+        """Text pieces of the reply as the server streams them (a server that ignores "stream" and sends
+        the whole chat.completion at once is read as one piece)."""
         import httpx
         import openai
-        from llama_index.core.llms import ChatMessage
 
-        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        # No retry: a retried timeout made 'No reply within 10s' come after 23 s.
+        client = openai.OpenAI(base_url=self.url, api_key=self._key, timeout=self.timeout, max_retries=0)
+        text, finish = "", None
         try:
-            for r in self._llm(max_tokens).stream_chat(chat):
-                if r.delta:
-                    yield r.delta
+            with client.chat.completions.create(model=self.model, messages=messages,  # type: ignore[arg-type]
+                                                temperature=0.0, max_tokens=max_tokens, stream=True) as stream:
+                kind = stream.response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if kind != "text/event-stream":
+                    text, finish = self._whole(stream.response, kind)
+                    if text:
+                        yield text
+                else:
+                    for chunk in stream:
+                        choices = getattr(chunk, "choices", None) or []
+                        if not choices or not hasattr(choices[0], "delta"):
+                            continue  # a usage chunk, or a keep-alive
+                        piece = getattr(choices[0].delta, "content", None) if choices[0].delta else None
+                        if isinstance(piece, str) and piece:
+                            text += piece
+                            yield piece
+                        finish = getattr(choices[0], "finish_reason", None) or finish
         except (openai.OpenAIError, httpx.HTTPError) as e:  # httpx: the stream broke after it began
             raise self.error(e) from None
+        except (ValueError, TypeError, AttributeError):  # a stream whose data is not chat.completion JSON
+            raise self.not_a_completion("a stream of data that is not chat completion chunks") from None
+        if finish is None:
+            raise (self.not_a_completion("an event stream without a chat completion") if not text else BackendError(
+                f"The model server at {public_url(self.url)} stopped in the middle of its reply (the stream ended "
+                "without a finish_reason): did it crash or restart? Check its log, and ask again."))
+        if not text:
+            raise BackendError(f"The model server at {public_url(self.url)} sent an empty reply (finish_reason "
+                               f"{finish!r}). Check the model's log, or try another model (QA_OPENAI_MODEL).")
+        if finish == "length":
+            yield TRUNCATED
+
+    def _whole(self, response: Any, kind: str) -> tuple[str, str | None]:
+        """The text and finish_reason of a non-streamed chat.completion; anything else is an error."""
+        import json
+
+        response.read()
+        try:
+            data = json.loads(response.text) if kind.endswith("json") else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            detail = " ".join(str(data["error"].get("message", "")).split())[:200]
+            raise BackendError(f"The model server at {public_url(self.url)} answered with an error: {detail}")
+        try:
+            choice = data["choices"][0]  # type: ignore[index]
+            text = choice["message"]["content"]
+        except (TypeError, KeyError, IndexError):
+            what = {"text/html": "an HTML page", "": "a reply without a content type"}.get(kind, f"a {kind} reply")
+            raise self.not_a_completion(what if data is None else "JSON that is not a chat completion") from None
+        if not isinstance(text, str):
+            raise self.not_a_completion("a chat completion without text")
+        return text, choice.get("finish_reason") or "stop"
+
+    def not_a_completion(self, what: str) -> BackendError:
+        """The server answered, but not as an OpenAI-compatible chat endpoint does."""
+        return BackendError(f"The model server at {public_url(self.url)} returned no chat completion ({what}); "
+                            "is it an OpenAI-compatible /v1 endpoint? Check QA_OPENAI_BASE_URL (or OPENAI_BASE_URL).")
 
     def error(self, e: Exception) -> BackendError:
         """One clear message per failure; the key is never part of it."""

@@ -16,5 +16,8 @@ ANSWER_SYSTEM = (
 ANSWER_PASSAGE = "[{n}] {text}"
 ANSWER_HISTORY = "Earlier questions in this conversation: {questions}\n\n"
 ANSWER_USER = "Passages:\n{passages}\n\n{history}Question: {question}"
+# When none of the model's sentences holds, the extractive answer stands in; `qa ask` says so on stderr.
+REPLACED = "note: 0 of {total} generated sentences verified against the passages; this is the extractive answer instead."
+REPLACED_NOTHING = "note: the model wrote no sentence that could be checked; this is the extractive answer instead."
 NO_DOCUMENT_MATCHES = ("No indexed document matches {patterns}, so there is nothing to answer from. "
                        "See what is indexed with: qa docs")

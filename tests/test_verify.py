@@ -85,6 +85,18 @@ def test_claims_split_with_their_markers() -> None:
     assert with_markers("It rained.", [1, 2]) == "It rained [1][2]."
 
 
+@pytest.mark.parametrize("marker", ["[Passage 2]", "(2)", "[^2]", "(Source 2)", "\u30102\u3011", "[passage 2]",
+                                    "[Source 2, Source 9]"])
+def test_common_citation_styles_are_read_as_markers(embedder, verifier, marker: str) -> None:
+    question = "Where will Putin travel after North Korea?"
+    for reply in (f"Putin will travel to Vietnam on June 19-20 {marker}.", f"Putin will travel to Vietnam on June 19-20. {marker}"):
+        final = _compose(embedder, verifier, reply, question)[-1]
+        assert final.text == "Putin will travel to Vietnam on June 19-20 [1]." and final.verified == final.total == 1
+        assert final.citations[0].passage_start == VIETNAM.start
+    assert parse_markers("It was built in 1987 (1987).", shown=4) == ("It was built in 1987 (1987).", [])
+    assert parse_markers("It rained (5).", shown=4) == ("It rained (5).", [])
+
+
 def test_right_passage_supports_and_wrong_passage_is_flagged(verifier: Verifier) -> None:
     claim = "Putin will travel to Vietnam after his visit to North Korea."
     right = verifier.check(claim, VIETNAM)
@@ -102,6 +114,51 @@ def test_right_passage_supports_and_wrong_passage_is_flagged(verifier: Verifier)
 ])
 def test_changed_numbers_and_names_are_not_supported(verifier: Verifier, claim: str) -> None:
     assert not any(s.verified for s in verifier.evidence(PASSAGES).supports(claim))
+
+
+# Hand-written documents for contradictions: each claim below is refuted by the very sentence it shares
+# its words with, while another sentence of the same passage holds the number or word it needs.
+LAB = Passage(source="lab-safety.txt", start=0, end=0, score=1.0, text=(
+    "All students must wear safety goggles when handling chemicals. Lab coats are required at all times "
+    "inside the laboratory. Food and drink are strictly prohibited in the laboratory. Visitors are not "
+    "allowed to touch the equipment."))
+FERRY = Passage(source="ferries.md", start=0, end=0, score=1.0, text=(
+    "A single adult ticket costs 4.50 euros; children under 12 travel free. The ferry Marianne was built "
+    "in 1987 and carries up to 320 passengers. The company does not sell tickets on board. "
+    "Bicycles are allowed on board for a fee of 2 euros."))
+
+
+@pytest.mark.parametrize("claim", [
+    "Safety goggles are not required when handling chemicals.",  # a negation the passage does not have
+    "Students never wear safety goggles when handling chemicals.",
+    "Lab coats are optional inside the laboratory.",  # an opposite word
+    "Food and drink are allowed in the laboratory.",
+    "Visitors are allowed to touch the equipment.",  # the passage's negation reaches the claim's words
+    "Visitors can touch the equipment.",
+    "The company sells tickets on board.",
+    "A single adult ticket costs 2 euros.",  # the number is in another sentence of the passage
+    "The ferry Marianne was built in 1987 and carries up to 2 passengers.",
+])
+def test_a_sentence_the_passage_contradicts_is_not_supported(verifier: Verifier, claim: str) -> None:
+    found = verifier.evidence([LAB, FERRY]).supports(claim)
+    assert found and not any(s.verified for s in found), found[0].sentence.text
+
+
+@pytest.mark.parametrize("claim,cited", [
+    ("Students must wear safety goggles when handling chemicals.", "All students must wear safety goggles"),
+    ("Food and drink are prohibited in the laboratory.", "Food and drink are strictly prohibited"),
+    ("Visitors are not allowed to touch the equipment.", "Visitors are not allowed"),
+    ("Lab coats are required at all times in the laboratory.", "Lab coats are required"),
+    ("An adult ticket costs 4.50 euros.", "A single adult ticket costs 4.50 euros"),
+    ("Children under 12 travel free.", "A single adult ticket"),
+    ("Bicycles are allowed on board for a fee of 2 euros.", "Bicycles are allowed on board"),
+    ("The company sells no tickets on board.", "The company does not sell tickets on board."),
+])
+def test_a_supported_sentence_is_cited_to_the_sentence_that_says_it(verifier: Verifier, claim: str,
+                                                                     cited: str) -> None:
+    best = verifier.evidence([LAB, FERRY]).supports(claim)[0]
+    assert best.verified and best.sentence.text.startswith(cited)
+    assert best.sentence.text == best.sentence.passage.text[best.sentence.start:best.sentence.end]
 
 
 def test_sentence_citing_the_wrong_passage_is_recited_to_the_one_that_supports_it(embedder, verifier) -> None:
@@ -172,6 +229,20 @@ def test_off_topic_and_echoed_sentences_are_not_kept(embedder, verifier) -> None
              "Putin will travel to Vietnam [2].")
     final = _compose(embedder, verifier, reply, question)[-1]
     assert final.text == "Putin will travel to Vietnam [1]."
+
+
+def test_a_long_conversation_is_cut_to_the_context_window_oldest_questions_first(embedder, verifier) -> None:
+    model = Scripted("Putin will travel to Vietnam on June 19-20 [2].")
+    composer = GenerativeComposer(model, verifier, ExtractiveComposer(embedder), context_chars=3000)
+    history = [f"Question {i}: what about the ferry timetable, the tickets, bicycles and dogs? " * 5 for i in range(12)]
+    final = list(composer.drafts("Where will Putin travel after North Korea?", PASSAGES, history))[-1]
+    assert final.answered and sum(len(m["content"]) for m in model.messages) <= 3000
+    prompt = model.messages[-1]["content"]
+    assert "Question 11:" in prompt and "Question 0:" not in prompt  # the latest questions stay
+    assert all(f"[{n}] " in prompt for n in range(1, len(PASSAGES) + 1))  # before any passage goes
+    # A question too long for any history leaves the best passage at least.
+    list(composer.drafts("Where will Putin travel after North Korea? " + "Please answer. " * 150, PASSAGES, history))
+    assert "Question 11:" not in model.messages[-1]["content"] and "[1] " in model.messages[-1]["content"]
 
 
 def test_prompt_numbers_the_passages_and_carries_earlier_questions() -> None:
