@@ -110,7 +110,10 @@ def test_panel_marks_busy_and_empty_states() -> None:
 def test_ingest_results_escape_names_and_reasons() -> None:
     out = render_ingest([FileResult("/up/<b>.txt", "failed", reason="bad <i>"), FileResult("/up/a.md", "added", 3)])
     assert "&lt;b&gt;.txt" in out and "bad &lt;i&gt;" in out and "<b>" not in out
-    assert 'class="qa-badge added"' in out and "3 chunks" in out
+    assert 'class="qa-badge added"' in out and "3 chunks" in out and "replaced" not in out
+    # An upload of a name already in the library replaces that document (another person's, perhaps): it says so.
+    out = render_ingest([FileResult("/up/team_notes.md", "updated", 1)])
+    assert "replaced the document of the same name · 1 chunk" in out
 
 
 def test_open_host_without_login_warns() -> None:
@@ -310,6 +313,24 @@ def test_a_question_sent_after_scrolling_up_is_shown_with_its_answer(server: tup
                                       const r = a.getBoundingClientRect();
                                       return r.bottom > w.top && r.top < w.bottom; }""", answer.element_handle())
     assert shown, "the new answer is out of the chat's view"
+
+
+@pytest.mark.slow
+def test_secondary_text_is_readable(server: tuple[str, Path], page: Any) -> None:
+    """The passages, the status line and the "for “question”" line were grey on grey at about 2.4:1."""
+    _open(page, server[0])
+    _ask(page, "Who is Matthew Miller?")
+    ratios = page.evaluate("""() => {
+      const lum = (c) => { const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(v => v / 255)
+        .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+      const bg = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor;
+        if (c && !c.startsWith('rgba(0, 0, 0, 0)') && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; };
+      const ratio = (el) => { const a = lum(getComputedStyle(el).color), b = lum(bg(el));
+        return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+      return ['#qa-sources .qa-passage', '#qa-sources .qa-q', '#qa-status .qa-status']
+        .map(s => [s, ratio(document.querySelector(s))]); }""")
+    for selector, ratio in ratios:
+        assert ratio >= 4.5, (selector, ratio)
 
 
 @pytest.mark.slow

@@ -26,6 +26,13 @@ def test_filter_and_labels() -> None:
             for i in range(1000)] + [Document("/d/ferry.md", title="Timetables", type="md", chunks=3)]
     assert label(docs[0]) == "note0.txt · txt · 1 chunk · added 2026-11-29 09:30"
     assert label(docs[-1]) == "ferry.md · md · 3 chunks · added unknown"
+    # Two documents of one name (a folder's and an upload) are told apart by their folder.
+    from dataclasses import replace
+
+    from qa.serving.ui_library import twins
+
+    two = [replace(docs[-1], source="/docs/ferry.md"), replace(docs[-1], source="/index/uploads/ferry.md")]
+    assert [label(d, twins(two)).split(" · ")[0] for d in two] == ["docs/ferry.md", "uploads/ferry.md"]
     assert [d.source for d in matching(docs, "TIMETABLES")] == ["/d/ferry.md"]
     assert len(matching(docs, "note 99")) == 19  # every word matches: note99, note199..note899, note990..note999
     assert summary(1001, 1001, "") == f"1001 documents; showing the first {MAX_SHOWN}, type to narrow the list"

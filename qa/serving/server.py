@@ -253,6 +253,13 @@ class KeyGate:
 _PAGE_PATH = re.compile(r"/v1/documents/.+/pages/[^/]+\.png")
 
 
+def _browser_limit(max_file_mb: float) -> int:
+    """Gradio's own upload limit, in bytes: QA_MAX_FILE_MB in the MiB its message counts in ("maximum allowed
+    size of 100.0 Mb", where 100 * 1e6 bytes read "95.4 Mb"). A file between the two is refused by qa, whose
+    message names QA_MAX_FILE_MB."""
+    return int(max_file_mb * 1024 * 1024)
+
+
 def _page_image(scope: dict[str, Any]) -> bool:
     """A GET of a page image: its route takes a signed URL (the UI's <img>) instead of the key, or the key."""
     return scope["method"] == "GET" and _PAGE_PATH.fullmatch(scope["path"]) is not None
@@ -592,7 +599,7 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
         return gr.mount_gradio_app(
             parent, blocks, path="/", auth=(lambda u, p: check(users, u, p)) if users else None,
             auth_message="qa: sign in to ask about the documents.", css=CSS, head=HEAD, theme=_theme(),
-            max_file_size=f"{int(assistant.settings.max_file_mb * 1e6)}b", footer_links=[], run_history=False,
+            max_file_size=_browser_limit(assistant.settings.max_file_mb), footer_links=[], run_history=False,
             show_error=False, ssr_mode=False, enable_monitoring=False, mcp_server=False)
 
     @contextlib.asynccontextmanager

@@ -163,9 +163,11 @@ def render_ingest(results: Sequence[FileResult]) -> str:
     """One line per uploaded file: its status badge, name, chunks or the reason it failed."""
     rows = []
     for f in results:
+        chunks = f' · {f.chunks} chunk{"s" * (f.chunks != 1)}' if f.chunks else ""
+        # An upload of a name already in the library replaces that document, whoever added it: say so.
+        replaced = " · replaced the document of the same name" if f.status == "updated" else ""
         detail = (f'<span class="qa-reason"> — {esc(f.reason)}</span>' if f.reason
-                  else f'<span class="qa-reason"> · {f.chunks} chunk{"s" * (f.chunks != 1)}</span>' if f.chunks
-                  else "")
+                  else f'<span class="qa-reason">{replaced}{chunks}</span>' if replaced or chunks else "")
         rows.append(f'<li><span class="qa-badge {esc(f.status)}">{esc(f.status)}</span>'
                     f"{esc(Path(f.path).name)}{detail}</li>")
     return f'<ul class="qa-files">{"".join(rows)}</ul>'

@@ -1,24 +1,27 @@
 """CSS and the one small script of the chat UI (kept apart so qa/serving/ui.py reads as layout and handlers)."""
 
 CSS = """
-.gradio-container { max-width: 1280px !important; margin: 0 auto; }
+/* Secondary text at 4.5:1 or more (WCAG AA): the theme's subdued grey (#9ca3af) was 2.4:1 on the cards. */
+.gradio-container { max-width: 1280px !important; margin: 0 auto; --qa-subdued: #4b5563; }
+.dark .gradio-container { --qa-subdued: #d1d5db; }
 footer { display: none !important; }
 #qa-title h1 { font-size: 1.35rem; margin: 0; }
 #qa-title p { margin: 0; color: var(--body-text-color-subdued); font-size: .9rem; }
-.qa-status { font-size: .85rem; color: var(--body-text-color-subdued); line-height: 1.5; }
+.qa-status { font-size: .85rem; color: var(--qa-subdued); line-height: 1.5; }
 .qa-status b { color: var(--body-text-color); font-weight: 600; }
-.qa-status .qa-path { display: block; font-size: .78rem; color: var(--body-text-color-subdued);
+.qa-status .qa-path { display: block; font-size: .78rem; color: var(--qa-subdued);
   overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .qa-answer, .qa-question { white-space: pre-wrap; line-height: 1.55; }
 a.qa-cite { font-size: .75em; font-weight: 700; vertical-align: super; line-height: 0; padding: 0 .15em;
   text-decoration: none !important; color: var(--color-accent) !important; cursor: pointer; border-radius: 3px; }
-a.qa-cite:hover, a.qa-cite:focus-visible { background: var(--color-accent-soft); outline: none; }
+a.qa-cite:hover { background: var(--color-accent-soft); }
+a.qa-cite:focus-visible { background: var(--color-accent-soft); outline: 2px solid var(--color-accent); outline-offset: 1px; }
 a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text-decoration: underline dotted !important; }
 .qa-flag { font-size: .72rem; font-weight: 600; color: #92400e; background: #fef3c7; border-radius: 9px; padding: 0 .45em; }
 .qa-notfound { color: #92400e; }
 .dark .qa-notfound { color: #fbbf24; }
 .qa-notfound::before { content: "\\26A0\\FE0E  "; }
-.qa-hint { display: block; font-size: .85em; color: var(--body-text-color-subdued); margin-top: .25em; }
+.qa-hint { display: block; font-size: .85em; color: var(--qa-subdued); margin-top: .25em; }
 .qa-error { color: var(--error-text-color); }
 .qa-pending { color: var(--body-text-color-subdued); font-style: italic; }
 .qa-sources { max-height: 72vh; overflow-y: auto; padding-right: 2px; }
@@ -27,8 +30,8 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
 .qa-sources.qa-pinned .qa-turn { display: none; }
 .qa-sources.qa-pinned .qa-turn.qa-active { display: block; }
 .qa-turn h3 { font-size: .95rem; margin: 0 0 .15rem 0; }
-.qa-turn .qa-q { font-size: .8rem; color: var(--body-text-color-subdued); margin: 0 0 .6rem 0; }
-.qa-empty { color: var(--body-text-color-subdued); font-size: .9rem; padding: .5rem 0; }
+.qa-turn .qa-q { font-size: .8rem; color: var(--qa-subdued); margin: 0 0 .6rem 0; }
+.qa-empty { color: var(--qa-subdued); font-size: .9rem; padding: .5rem 0; }
 .qa-src { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .55rem .7rem;
   margin-bottom: .6rem; background: var(--background-fill-primary); scroll-margin: 1rem;
   transition: box-shadow .3s, border-color .3s; }
@@ -36,11 +39,12 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
   flex-wrap: wrap; }
 .qa-src .qa-n { font-weight: 700; color: var(--color-accent); }
 .qa-src .qa-file { font-weight: 600; word-break: break-all; }
-.qa-src .qa-loc, .qa-src .qa-score { color: var(--body-text-color-subdued); }
+.qa-src .qa-loc, .qa-src .qa-score { color: var(--qa-subdued); }
 .qa-src .qa-score { margin-left: auto; }
 .qa-passage { white-space: pre-wrap; font-size: .85rem; line-height: 1.5; margin: 0;
-  color: var(--body-text-color-subdued); overflow-wrap: anywhere; }
-.qa-passage mark { background: #fef08a; color: #111; padding: 0 .1em; border-radius: 2px; }
+  color: var(--qa-subdued); overflow-wrap: anywhere; }
+.qa-passage mark { background: #fef08a; color: #111; padding: 0 .1em; border-radius: 2px;
+  box-shadow: inset 0 -2px 0 #ca8a04; }  /* an underline too: the yellow alone is 1.1:1 against the card */
 .qa-page { display: block; margin: .1rem 0 .45rem; cursor: zoom-in; }
 .qa-page img { display: block; max-width: 100%; height: auto; background: #fff; border-radius: 4px;
   border: 1px solid var(--border-color-primary); margin-bottom: .25rem; }

@@ -25,10 +25,21 @@ def name_of(d: Document) -> str:
     return d.source.rsplit("/", 1)[-1]
 
 
-def label(d: Document) -> str:
-    """One line of the list: name, type, chunks, when it was added."""
+def label(d: Document, twins: frozenset[str] = frozenset()) -> str:
+    """One line of the list: name, type, chunks, when it was added. A name that `twins` holds (two documents
+    of that name in different folders) shows its folder too."""
     added = (d.added or "").replace("T", " ")[:16] or "unknown"
-    return f"{name_of(d)} · {d.type} · {d.chunks} chunk{'s' * (d.chunks != 1)} · added {added}"
+    name = name_of(d)
+    if name in twins:
+        name = "/".join(d.source.rsplit("/", 2)[-2:])
+    return f"{name} · {d.type} · {d.chunks} chunk{'s' * (d.chunks != 1)} · added {added}"
+
+
+def twins(docs: Sequence[Document]) -> frozenset[str]:
+    """File names that more than one document has."""
+    from collections import Counter
+
+    return frozenset(n for n, k in Counter(name_of(d) for d in docs).items() if k > 1)
 
 
 def matching(docs: Sequence[Document], query: str) -> list[Document]:
@@ -73,7 +84,9 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
         found = matching(docs, query)
         shown = found[:MAX_SHOWN]
         visible = {d.source for d in shown}
-        return (gr.update(choices=[(label(d), d.source) for d in shown], value=[s for s in selected if s in visible]),
+        same = twins(docs)
+        return (gr.update(choices=[(label(d, same), d.source) for d in shown],
+                          value=[s for s in selected if s in visible]),
                 summary(len(found), len(docs), query))
 
     def refresh(query: str, selected: list[str], scope: list[str] | None) -> tuple[Any, ...]:
