@@ -334,6 +334,22 @@ def test_secondary_text_is_readable(server: tuple[str, Path], page: Any) -> None
 
 
 @pytest.mark.slow
+def test_tab_from_the_question_reaches_the_conversations_before_the_documents(server: tuple[str, Path],
+                                                                             page: Any) -> None:
+    """The conversation list was moved below the question box by CSS only: Tab skipped it to the right column."""
+    _open(page, server[0])
+    page.locator("#qa-question textarea").focus()
+    seen = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate("""() => { const e = document.activeElement.closest(
+            '#qa-chats, #qa-sources, #qa-docs, #qa-doc-list, #qa-settings, #qa-ask'); return e ? e.id : ''; }"""))
+    assert "qa-chats" in seen, seen
+    later = [i for i, x in enumerate(seen) if x in ("qa-sources", "qa-docs", "qa-doc-list")]
+    assert not later or seen.index("qa-chats") < later[0], seen
+
+
+@pytest.mark.slow
 def test_choosing_openai_without_a_key_warns_at_once(server: tuple[str, Path], page: Any) -> None:
     if os.environ.get("OPENAI_API_KEY") or os.environ.get("QA_OPENAI_API_KEY") or os.environ.get("QA_OPENAI_BASE_URL"):
         pytest.skip("this machine has an OpenAI key or server: the mode works")

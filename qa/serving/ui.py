@@ -367,7 +367,6 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                 gr.Markdown("# qa\nAnswers from your documents, every sentence cited.", elem_id="qa-title")
                 from .ui_chats import build_panel, wire
 
-                panel = build_panel(chats)
                 chat = gr.Chatbot(
                     show_label=False, height="calc(100vh - 330px)", min_height=260, render_markdown=False,
                     sanitize_html=True, allow_tags=False, latex_delimiters=[], feedback_options=None,
@@ -385,6 +384,8 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                                           label="Passages to retrieve (top-k)", elem_id="qa-topk")
                         mode = gr.Radio(list(answer_modes()), value=assistant.settings.llm,
                                         label="Answer mode", elem_id="qa-mode")
+                # Below the question box in the page itself (not moved there by CSS), so Tab reaches it next.
+                panel = build_panel(chats)
             with gr.Column(scale=2, min_width=300):
                 sources = gr.HTML(render_panel([]), elem_id="qa-sources", container=True, padding=True,
                                   js_on_load=None)

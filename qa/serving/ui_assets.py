@@ -62,7 +62,6 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
 .qa-reason { color: var(--body-text-color-subdued); }
 #qa-chat-list { max-height: 22vh; overflow-y: auto; }
 /* The conversation list, however long, goes below the chat and its question box, which stay on the first screen. */
-#qa-chats { order: 10; }
 #qa-chat-list label { width: 100%; font-size: .85rem; }
 .qa-chats-off { color: #92400e; background: #fef3c7; border-radius: 6px; padding: .35rem .6rem; font-size: .85rem; }
 a.qa-cite.qa-stale { color: #92400e !important; text-decoration: line-through !important; }
