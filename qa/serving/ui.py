@@ -32,6 +32,9 @@ Turn = tuple[str, str]  # (question, its sources-panel section)
 TO_THE_END = ("(...inputs) => { const w = document.querySelector('#qa-chat .bubble-wrap');"
               " if (w) w.scrollTo(0, w.scrollHeight); return inputs; }")
 PENDING = '<div class="qa-answer qa-pending">Searching the documents…</div>'
+# A model takes seconds (the local one tens of seconds) before its first sentence: say that it is writing.
+WRITING = ('<div class="qa-answer qa-pending">Searching the documents, then the model writes the answer; '
+           'its first sentence can take a while…</div>')
 EMPTY_PANEL = '<p class="qa-empty">Ask a question: the passages its answer cites appear here.</p>'
 _MARKER = re.compile(r"\[(\d+)\]")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -273,7 +276,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
             return
         n = len(turns) + 1
         chat = [*chat, {"role": "user", "content": f'<div class="qa-question" dir="auto">{esc(q)}</div>'},
-                {"role": "assistant", "content": PENDING}]
+                {"role": "assistant", "content": PENDING if mode == "extractive" else WRITING}]
         earlier = [s for _, s in turns]
         yield chat, render_panel(earlier, busy=True), turns, "", "", chat_id
         section = ""
