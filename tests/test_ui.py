@@ -350,6 +350,22 @@ def test_tab_from_the_question_reaches_the_conversations_before_the_documents(se
 
 
 @pytest.mark.slow
+def test_settings_survive_a_reload(server: tuple[str, Path], page: Any) -> None:
+    """Top-k went back to 5 (and the answer mode to the default) at every reload."""
+    _open(page, server[0])
+    page.locator("#qa-settings").get_by_text("Settings").click()
+    number = page.locator("#qa-topk input[type=number]")
+    number.fill("9")
+    number.press("Enter")
+    page.wait_for_timeout(1_000)
+    page.reload()
+    page.wait_for_selector("#qa-question textarea")
+    page.locator("#qa-settings").get_by_text("Settings").click()
+    page.wait_for_function("document.querySelector('#qa-topk input[type=number]')?.value === '9'")
+    assert "Putin" in _ask(page, "Where will Putin travel after North Korea?").inner_text()
+
+
+@pytest.mark.slow
 def test_choosing_openai_without_a_key_warns_at_once(server: tuple[str, Path], page: Any) -> None:
     if os.environ.get("OPENAI_API_KEY") or os.environ.get("QA_OPENAI_API_KEY") or os.environ.get("QA_OPENAI_BASE_URL"):
         pytest.skip("this machine has an OpenAI key or server: the mode works")

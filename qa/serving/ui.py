@@ -428,6 +428,21 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
         app.load(library.refresh, library.inputs, library.outputs, api_name=False)
         app.load(warm, None, None, concurrency_id="warm", show_progress="hidden", api_name=False)
         mode.change(check_mode, mode, None, api_name=False, show_progress="hidden")
+        # Settings live in the browser (localStorage), so a reload keeps them: they are each reader's own.
+        kept = gr.BrowserState({}, storage_key="qa-settings")
+
+        def keep(k: float, m: str) -> dict[str, Any]:
+            return {"top_k": int(k), "mode": m}
+
+        def restore(saved: dict[str, Any] | None) -> tuple[Any, Any]:
+            saved = saved if isinstance(saved, dict) else {}
+            k, m = saved.get("top_k"), saved.get("mode")
+            return (gr.update(value=k) if isinstance(k, int) and lo <= k <= hi else gr.skip(),
+                    gr.update(value=m) if m in answer_modes() else gr.skip())
+
+        for setting in (top_k.change, mode.change):
+            setting(keep, [top_k, mode], kept, queue=False, api_name=False, show_progress="hidden")
+        app.load(restore, kept, [top_k, mode], api_name=False, show_progress="hidden")
     return app
 
 
