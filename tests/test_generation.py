@@ -259,8 +259,8 @@ def test_server_streams_a_growing_answer(remote: Assistant) -> None:
 
 @pytest.mark.slow
 def test_server_follow_up_uses_the_conversation(remote: Assistant) -> None:
-    ans = remote.ask("What did he urge Washington to do?", history=["Who is Victor Cha?"])
-    assert ans.answered and "Europe" in ans.answer
+    ans = remote.ask("What did he reiterate?", history=["Who is Matthew Miller?"])
+    assert ans.answered and "11,000 containers" in ans.answer
     _assert_exact(ans)
 
 
