@@ -1,8 +1,8 @@
 """Embeddings from an OpenAI-compatible `/v1/embeddings` server (OpenAI, Ollama, vLLM, TEI, infinity).
 
 LlamaIndex's OpenAI-like embedding sends the requests and retries connection errors, 429 and 5xx
-with random exponential backoff (1-20 s, or the server's Retry-After; at most `RETRIES` tries within
-a minute, `CONNECT_TRIES` when the connection is refused); the OpenAI
+with random exponential backoff (1-20 s, or the server's Retry-After; a 429 for up to a minute, a 5xx or
+timeout at most `RETRIES` tries within it, `CONNECT_TRIES` when the connection is refused); the OpenAI
 client's own retries are turned off so the two do not multiply. Ingest sends batches of
 `embed_batch_size` texts with `embed_concurrency` requests in flight. Every failure that retrying
 does not cure becomes one BackendError line that says what to do. Chunks are still sized in word
@@ -75,6 +75,8 @@ class RemoteEmbedding(OpenAILikeEmbedding):
             e = state.outcome.exception() if state.outcome else None
             if isinstance(e, openai.APIConnectionError) and not isinstance(e, openai.APITimeoutError):
                 return state.attempt_number >= CONNECT_TRIES
+            if isinstance(e, openai.RateLimitError):  # the server asks to wait: wait, for up to a minute
+                return state.seconds_since_start > RETRY_SECONDS
             return state.attempt_number >= tries or state.seconds_since_start > RETRY_SECONDS
 
         return retry(reraise=True, stop=stop, wait=_WaitRetryAfter(wait_random_exponential(min=1, max=20)),

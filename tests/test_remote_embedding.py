@@ -109,3 +109,34 @@ def test_server_down_is_one_line(tmp_path: Path) -> None:
     one_error_line(r, "Cannot reach the embedding server", url, "QA_EMBED_URL")
     r = qa(remote_env(tmp_path, url), "status")  # nothing was committed: the index is empty, not broken
     assert r.returncode == 0, r.stderr
+
+
+def test_a_busy_server_is_asked_again_for_up_to_a_minute_and_a_failing_one_six_times() -> None:
+    """A server answering 429 with a short Retry-After was given up on after 6 tries in about 5 s, where the
+    README promises a minute; a 5xx keeps its 6 tries."""
+    import httpx
+    import openai
+    import tenacity
+
+    from qa.remote_embedding import RETRIES, RemoteEmbedding
+
+    emb = RemoteEmbedding(model_name="m", api_base="http://127.0.0.1:9/v1", api_key="k", max_retries=RETRIES)
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/embeddings")
+
+    def failing(kind: type[openai.APIStatusError], status: int, times: int) -> tuple[object, list[int]]:
+        calls: list[int] = []
+
+        def call() -> str:
+            calls.append(1)
+            if len(calls) <= times:
+                raise kind("busy", response=httpx.Response(status, request=request), body=None)
+            return "ok"
+
+        return emb._create_retry_decorator()(call).retry_with(wait=tenacity.wait_none()), calls
+
+    busy, calls = failing(openai.RateLimitError, 429, 12)
+    assert busy() == "ok" and len(calls) == 13  # within the minute, however many times
+    broken, calls = failing(openai.InternalServerError, 500, 12)
+    with pytest.raises(openai.InternalServerError):
+        broken()
+    assert len(calls) == RETRIES
