@@ -71,8 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--auth", help="logins user:password[,user2:password2] (QA_AUTH; or a file: QA_USERS_FILE)")
     srv.add_argument("--llm", choices=LLM_CHOICES, help=LLM_HELP)
     srv.add_argument("--api-key", help="key the HTTP API requires as 'Authorization: Bearer <key>' (QA_API_KEY)")
-    srv.add_argument("--watch", action="append", metavar="PATH",
-                     help="keep this file or folder indexed while serving (repeatable)")
+    srv.add_argument("--watch", action="extend", nargs="+", metavar="PATH",
+                     help="keep these files or folders indexed while serving (several, or the option repeated)")
 
     ev = sub.add_parser("eval", help="measure retrieval (and answers) on a BEIR-layout folder")
     ev.add_argument("dir", help="folder with corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv")

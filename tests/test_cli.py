@@ -86,3 +86,11 @@ def test_bad_file_is_reported_and_good_ones_indexed(tmp_path: Path) -> None:
 def test_help_is_fast_to_import() -> None:
     r = qa("--help")
     assert r.returncode == 0 and "ingest" in r.stdout and "serve" in r.stdout
+
+
+def test_serve_watches_several_paths_as_the_readme_writes_it() -> None:
+    """`qa serve --watch PATH ...` refused a second path ("unrecognized arguments")."""
+    from qa.cli import _parser
+
+    assert _parser().parse_args(["serve", "--watch", "a", "b", "--watch", "c"]).watch == ["a", "b", "c"]
+    assert _parser().parse_args(["serve"]).watch is None
