@@ -351,7 +351,9 @@ def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cach
     results: list[Check] = []
     if embedded:
         if not (index_dir / "chroma.sqlite3").exists():
-            return [Check("index", False, f"no index at {index_dir}; run: qa ingest seeds/")]
+            # Not damage: nothing to check yet (a rebuild would have nothing to rebuild from).
+            return [Check("index", False, f"no index at {index_dir}", fix=f"No index at {index_dir} yet. "
+                          "Run: qa ingest seeds/ (or your own folder)")]
         results += [check_sqlite_header(index_dir), check_sqlite_pages(index_dir), check_segment_files(index_dir)]
         if not all(r.ok for r in results):
             return [*results, Check("collections", False, "not opened: the files above are damaged")]

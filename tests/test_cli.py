@@ -94,3 +94,11 @@ def test_serve_watches_several_paths_as_the_readme_writes_it() -> None:
 
     assert _parser().parse_args(["serve", "--watch", "a", "b", "--watch", "c"]).watch == ["a", "b", "c"]
     assert _parser().parse_args(["serve"]).watch is None
+
+
+def test_status_check_of_no_index_says_to_ingest_not_to_rebuild(tmp_path: Path, monkeypatch) -> None:
+    """`qa status --check` called a missing index damaged and advised `qa ingest --rebuild`."""
+    monkeypatch.setenv("QA_INDEX_DIR", str(tmp_path / "none"))
+    r = qa("status", "--check")
+    _one_line_error(r, "No index at", "qa ingest seeds/")
+    assert "damaged" not in r.stderr and "--rebuild" not in r.stderr
