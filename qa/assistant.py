@@ -468,8 +468,23 @@ class Assistant:
                 if f.is_file() and not f.name.startswith("."):
                     shutil.copy2(f, uploads / f.name)
             targets.append(uploads)
+        self._keep_conversations(moved, index)
         report = self.ingest(*targets, progress=progress) if targets else IngestReport()
         return RebuildReport(str(moved), report, tuple(missing), "catalogue" if catalogue is not None else "paths")
+
+    def _keep_conversations(self, moved: Path, index: Path) -> None:
+        """Saved conversations are the readers' own, not derived from the documents: a rebuild takes them along.
+        The moved-aside folder is not written to (nothing writes there any more), so its files are copied as they
+        are, the database with its write-ahead log, and it stays exactly as it was."""
+        import shutil
+
+        old = moved / "conversations.sqlite3"
+        if self.settings.conversations_path is not None or not old.exists():
+            return  # kept elsewhere (QA_CONVERSATIONS_PATH): not moved
+        index.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal"):
+            if (moved / f"conversations.sqlite3{suffix}").exists():
+                shutil.copy2(moved / f"conversations.sqlite3{suffix}", index / f"conversations.sqlite3{suffix}")
 
     def backup(self, dest: str | Path) -> dict[str, Any]:
         """Write a consistent snapshot of the index, its uploads and conversations to `dest`, while

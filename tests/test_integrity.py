@@ -77,6 +77,8 @@ DAMAGE = {"sqlite header": (damage_sqlite_header, "does not start with an SQLite
 def test_damage_is_one_line_nothing_is_written_and_rebuild_answers_like_clean(seeded: Assistant, part: str) -> None:
     index = Path(seeded.settings.index_dir)
     clean = seeded.ask(QUESTION).to_dict()
+    kept = seeded.conversation()  # a saved conversation: the readers' own, not derived from the documents
+    kept.ask(QUESTION)
     damage, what = DAMAGE[part]
     damage(index)
     before = files(index)
@@ -105,6 +107,7 @@ def test_damage_is_one_line_nothing_is_written_and_rebuild_answers_like_clean(se
     rebuilt = reopen(index, seeded)
     assert rebuilt.ask(QUESTION).to_dict() == clean
     assert all(c.ok for c in rebuilt.check())
+    assert [t.question for t in rebuilt.conversation(kept.id).turns] == [QUESTION]  # taken along (was left behind)
 
 
 def run_qa(*args: str, index: Path) -> subprocess.CompletedProcess[str]:
