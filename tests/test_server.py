@@ -230,6 +230,16 @@ def test_openai_client_may_send_a_long_chat(served: tuple[str, Path, Path]) -> N
     assert "11,000 containers" in resp.choices[0].message.content
 
 
+@pytest.mark.slow
+def test_ask_takes_a_long_history_and_uses_its_recent_questions(served: tuple[str, Path, Path]) -> None:
+    """/v1/ask refused a history of more than 200 questions with 422 (the OpenAI route took it)."""
+    url, *_ = served
+    history = [f"Question {i} about ferries?" for i in range(250)] + ["Who is Matthew Miller?"]
+    r = api(url, "POST", "/v1/ask", json={"question": "What did he reiterate?", "history": history})
+    assert r.status_code == 200, r.text
+    assert "11,000 containers" in r.json()["answer"]
+
+
 def test_a_long_chat_is_asked_with_its_recent_questions() -> None:
     from qa.serving.openai_api import ChatRequest, _question
     from qa.serving.server import MAX_HISTORY

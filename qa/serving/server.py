@@ -338,8 +338,8 @@ class AskRequest(BaseModel):
     question: StrictStr = Field(max_length=MAX_QUESTION_CHARS, description="The question.")
     top_k: StrictInt | None = Field(None, ge=TOP_K[0], le=TOP_K[1],
                                     description="Passages to retrieve (default QA_TOP_K).")
-    history: list[StrictStr] = Field([], max_length=MAX_HISTORY, description="Earlier questions of the "
-                                     "conversation, oldest first.")
+    history: list[StrictStr] = Field([], max_length=100_000, description="Earlier questions of the conversation, "
+                                     f"oldest first (the last {MAX_HISTORY} are used; the body stays under 1 MB).")
     stream: StrictBool = Field(False, description="Send Server-Sent Events: `partial` answers, then the `answer`.")
     sources: list[StrictStr] | None = Field(None, max_length=1000, description="Answer only from the documents "
                                             "these paths, folders or globs name (as `qa ask --source`); default all.")
@@ -426,7 +426,7 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
         answers, extra = conversation_answers(a, request, body.conversation_id, body.question, top_k=body.top_k,
                                               sources=body.sources)
     else:
-        answers = a.stream(body.question, top_k=body.top_k, history=body.history, sources=body.sources)
+        answers = a.stream(body.question, top_k=body.top_k, history=body.history[-MAX_HISTORY:], sources=body.sources)
     answers = http_answers(metered(answers, a, e.writer))
     if not body.stream:
         *_, final = answers
