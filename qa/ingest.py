@@ -82,7 +82,7 @@ class Ingestor:
                     size = p.stat().st_size
                     if size > self.max_file_bytes:
                         yield FileResult(str(p), "failed", reason=(
-                            f"{size / 1e6:.0f} MB is over the {self.max_file_bytes / 1e6:.0f} MB limit; "
+                            f"{_mb(size)} MB is over the {_mb(self.max_file_bytes)} MB limit; "
                             "raise QA_MAX_FILE_MB to index it"))
                         continue
                     digest = file_digest(p)
@@ -291,3 +291,8 @@ def _encoder_folder(embedder: Any) -> Path | None:
     """The exported model folder an encoder process can load: the local ONNX model's, else None."""
     folder = getattr(embedder, "folder", None)
     return Path(folder) if isinstance(folder, str) and (Path(folder) / "model.onnx").exists() else None
+
+
+def _mb(size: float) -> str:
+    """Bytes as megabytes for a message: 250, 1234.5, 0.01 (not 0 for a limit of 0.01)."""
+    return f"{size / 1e6:.2f}".rstrip("0").rstrip(".")

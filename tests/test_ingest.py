@@ -368,3 +368,13 @@ def test_an_encoder_process_that_dies_costs_nothing(tmp_path: Path, monkeypatch:
     assert report.count("added") == 300 and report.count("failed") == 0
     assert a.store().count() == report.chunks_total == report.chunks_embedded
     assert a.ask("In which newspaper was Putin's letter published?").answered
+
+
+def test_the_size_limit_message_names_a_small_limit_as_set(tmp_path: Path) -> None:
+    """With QA_MAX_FILE_MB=0.01 the refusal read "0 MB is over the 0 MB limit"."""
+    from qa import Assistant
+
+    (tmp_path / "big.txt").write_text("word " * 5000)  # 25 kB
+    report = Assistant(index_dir=tmp_path / "index", max_file_mb=0.01).ingest(tmp_path / "big.txt")
+    assert report.files[0].status == "failed"
+    assert report.files[0].reason.startswith("0.03 MB is over the 0.01 MB limit"), report.files[0].reason
