@@ -50,7 +50,7 @@ FACTS = [
 # Without its previous turn the follow-up finds nothing ("Not found in the documents").
 FOLLOW_UP = [("Who is Matthew Miller?", "State Department"), ("What did he reiterate?", "11,000 containers")]
 TOP_K, MODE = 5, "extractive"
-_PANEL_QUESTION = re.compile(r'<p class="qa-q">for “(.*?)” · ([\d.]+) s')
+_PANEL_QUESTION = re.compile(r'<p class="qa-q">for “(?:<bdi>)?(.*?)(?:</bdi>)?” · ([\d.]+) s')
 _TAG = re.compile(r"<[^>]+>")
 
 
