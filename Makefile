@@ -75,12 +75,14 @@ test: setup-test browser ocr embed-server
 
 # infinity-emb, a real OpenAI-compatible embeddings server, for the remote-embedding tests. Its pins
 # (numpy<2, transformers<5) conflict with qa's, so it gets a folder of its own that only its process
-# puts on PYTHONPATH (tests/test_remote_embedding.py); torch and the rest come from the venv.
+# puts on PYTHONPATH (tests/test_remote_embedding.py); torch and the rest come from the venv. distro is
+# posthog's: the venv had it only through openai 2.x.
 INFINITY := $(VENV)/infinity
 $(INFINITY)/.installed: | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps --target $(INFINITY) infinity-emb==0.0.78 transformers==4.57.6 \
 		sentence-transformers==3.4.1 huggingface_hub==0.36.2 tokenizers==0.22.2 \
-		prometheus-fastapi-instrumentator==8.1.0 prometheus_client==0.26.0 posthog==7.91.1 backoff==2.2.1
+		prometheus-fastapi-instrumentator==8.1.0 prometheus_client==0.26.0 posthog==7.91.1 backoff==2.2.1 \
+		distro==1.9.0
 	touch $@
 
 embed-server: $(INFINITY)/.installed
