@@ -63,8 +63,9 @@ _HEADING = re.compile(r"#{1,6}\s")  # a Markdown heading names a section; it ans
 SHORT_LINE = 40  # characters: a line this short that does not end a sentence ends a block (a heading, a row)
 LAID_OUT = (".pdf", *IMAGE_SUFFIXES)
 _WORD = re.compile(r"\w+", re.UNICODE)
-# A word, or one Chinese or Japanese character (those scripts write no spaces between words).
-TERM = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+")
+# Chinese and Japanese characters (kana, CJK ideographs): those scripts write no spaces between words.
+_CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+TERM = re.compile(f"[{_CJK_CHARS}]|\\w+")  # a word, or one Chinese or Japanese character
 STOPWORDS = frozenset("""a an the and or but if of at by for with about against between into through
 during before after above below to from up down in out on off over under again further then once
 here there when where why how all any both each few more most other some such no nor not only own
@@ -245,7 +246,7 @@ def is_instruction(text: str) -> bool:
     return bool(_INSTRUCTION.search(text))
 
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_CJK = re.compile(f"[{_CJK_CHARS}]+")
 
 
 def content_words(text: str, stem: Any) -> set[str]:

@@ -242,15 +242,17 @@ class KeyGate:
         if key is None or scope["type"] != "http" or not scope["path"].startswith("/v1/") or _page_image(scope):
             return await self.app(scope, receive, send)
         authorization = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"authorization"), "")
-        who = login(authorization, self.state.users)
-        if not key_ok(authorization, key) and not who:
-            return await error_response(401, BAD_LOGIN if who == "" else UNAUTHORIZED,
-                                        headers={"WWW-Authenticate": "Bearer"})(
-                scope, receive, send)
+        if refused := refusal(authorization, key, self.state.users):
+            return await error_response(401, refused, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
         await self.app(scope, receive, send)
 
 
 _PAGE_PATH = re.compile(r"/v1/documents/.+/pages/[^/]+\.png")
+
+
+def _page_image(scope: dict[str, Any]) -> bool:
+    """A GET of a page image: its route takes a signed URL (the UI's <img>) instead of the key, or the key."""
+    return scope["method"] == "GET" and _PAGE_PATH.fullmatch(scope["path"]) is not None
 
 
 def _browser_limit(max_file_mb: float) -> int:
@@ -258,11 +260,6 @@ def _browser_limit(max_file_mb: float) -> int:
     size of 100.0 Mb", where 100 * 1e6 bytes read "95.4 Mb"). A file between the two is refused by qa, whose
     message names QA_MAX_FILE_MB."""
     return int(max_file_mb * 1024 * 1024)
-
-
-def _page_image(scope: dict[str, Any]) -> bool:
-    """A GET of a page image: its route takes a signed URL (the UI's <img>) instead of the key, or the key."""
-    return scope["method"] == "GET" and _PAGE_PATH.fullmatch(scope["path"]) is not None
 
 
 # --- what routes work with ------------------------------------------------------------------------
@@ -316,16 +313,23 @@ def key_ok(authorization: str, key: bytes) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key)
 
 
-def api_auth(request: Request) -> None:
-    """Require `Authorization: Bearer <key>` when the app has an API key (compared in constant time), or a UI
-    login as HTTP Basic auth; a Basic header that names no login is refused even without a key."""
-    authorization = request.headers.get("authorization", "")
-    who = login(authorization, request.app.state.users)
+def refusal(authorization: str, key: bytes | None, users: dict[str, str]) -> str | None:
+    """Why a request with this `Authorization` header is refused (401), or None: it needs `Bearer <key>` when
+    there is an API key, or a UI login as HTTP Basic auth; a Basic header that names no login is refused even
+    without a key."""
+    who = login(authorization, users)
     if who == "":
-        raise ApiError(401, BAD_LOGIN)
-    key: bytes | None = request.app.state.api_key
+        return BAD_LOGIN
     if key is not None and who is None and not key_ok(authorization, key):
-        raise ApiError(401, UNAUTHORIZED)
+        return UNAUTHORIZED
+    return None
+
+
+def api_auth(request: Request) -> None:
+    """Refuse a request `refusal` refuses (also checked by `KeyGate`, before the body is read)."""
+    if refused := refusal(request.headers.get("authorization", ""), request.app.state.api_key,
+                          request.app.state.users):
+        raise ApiError(401, refused)
 
 
 # --- request and response models: mirrors of qa.types, whose to_dict() builds every answer's JSON ----

@@ -80,11 +80,12 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
         except IndexMissingError:
             return []
 
-    def listing(docs: list[Document], query: str, selected: list[str]) -> tuple[Any, str]:
+    def listing(docs: list[Document], query: str, selected: list[str],
+                same: frozenset[str] | None = None) -> tuple[Any, str]:
         found = matching(docs, query)
         shown = found[:MAX_SHOWN]
         visible = {d.source for d in shown}
-        same = twins(docs)
+        same = twins(docs) if same is None else same
         return (gr.update(choices=[(label(d, same), d.source) for d in shown],
                           value=[s for s in selected if s in visible]),
                 summary(len(found), len(docs), query))
@@ -93,9 +94,9 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
         docs = read()
         indexed = {d.source for d in docs}
         selected = [s for s in selected if s in indexed]
-        items, count = listing(docs, query, selected)
-        names = [name_of(d) for d in docs]
-        choices = [(n if names.count(n) == 1 else d.source, d.source) for n, d in zip(names, docs)]
+        same = twins(docs)  # names two documents share: the list shows their folders, the scope their paths
+        items, count = listing(docs, query, selected, same)
+        choices = [(d.source if name_of(d) in same else name_of(d), d.source) for d in docs]
         kept = [s for s in scope or [] if s in indexed]
         return docs, selected, items, count, gr.update(choices=choices, value=kept), status_html()
 
