@@ -64,8 +64,8 @@ SHORT_LINE = 40  # characters: a line this short that does not end a sentence en
 LAID_OUT = (".pdf", *IMAGE_SUFFIXES)
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Chinese and Japanese characters (kana, CJK ideographs): those scripts write no spaces between words.
-_CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-TERM = re.compile(f"[{_CJK_CHARS}]|\\w+")  # a word, or one Chinese or Japanese character
+CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+TERM = re.compile(f"[{CJK_CHARS}]|\\w+")  # a word, or one Chinese or Japanese character
 STOPWORDS = frozenset("""a an the and or but if of at by for with about against between into through
 during before after above below to from up down in out on off over under again further then once
 here there when where why how all any both each few more most other some such no nor not only own
@@ -164,6 +164,17 @@ def _abbreviation(before: str) -> bool:
     return word in _ABBREV or (len(word) == 1 and word.isalpha())
 
 
+# "am 9. April": German writes a day as an ordinal with a full stop, before a month's capital.
+_MONTH_AFTER_DAY = re.compile(r"(?:Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|"
+                              r"November|Dezember)\b")
+_DAY = re.compile(r"(?<![\w.])\d{1,2}\.$")
+
+
+def _ordinal_date(text: str, stop: int, after: int) -> bool:
+    """Whether the full stop ending text[:stop] is a day's ("9.") before a month's name at text[after:]."""
+    return bool(_DAY.search(text, max(0, stop - 4), stop)) and bool(_MONTH_AFTER_DAY.match(text, after))
+
+
 def _line_break_ends_sentence(text: str, start: int, end: int) -> bool:
     """Whether the line break text[start:end] (a newline and the spaces around it) ends a sentence."""
     gap = text[start:end]
@@ -197,7 +208,7 @@ def split_sentences(passage: Passage, rank: int = 0) -> list[Sentence]:
             if laid_out or _line_break_ends_sentence(text, m.start(), m.end()):
                 cuts.append(m.end())
             continue
-        if not _abbreviation(text[:m.start()]):
+        if not _abbreviation(text[:m.start()]) and not _ordinal_date(text, m.start(), m.end()):
             cuts.append(m.end())
     cuts.append(len(text))
     out = []
@@ -246,7 +257,7 @@ def is_instruction(text: str) -> bool:
     return bool(_INSTRUCTION.search(text))
 
 
-_CJK = re.compile(f"[{_CJK_CHARS}]+")
+_CJK = re.compile(f"[{CJK_CHARS}]+")
 
 
 def content_words(text: str, stem: Any) -> set[str]:

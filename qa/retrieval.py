@@ -12,11 +12,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .answering import CJK_CHARS
 from .embedding import one_thread
 from .errors import IndexMissingError
 from .store import Store
 from .types import Passage
 
+# BM25's words: LlamaIndex's default (two or more word characters), but a Chinese or Japanese character is
+# a word of its own. Those scripts write no spaces, so under the default a whole clause was one word and a
+# question shared none with the documents: their BM25 side found nothing, and only dense search ran.
+TOKENS = rf"(?u)[{CJK_CHARS}]|(?:(?![{CJK_CHARS}])\w){{2,}}"
 CANDIDATES_PER_SIDE = 4  # each side returns top_k * this before fusion
 COMMITTED_TTL = 2.0  # seconds: how stale the list of fully indexed files may get on a miss
 
@@ -107,7 +112,7 @@ class BM25Side:
         # same name (a Chroma server after the embedded index, a re-created server) repeats them.
         if generation is None:
             generation = self.store.state()["generation"]
-        stamp = {"collection": str(self.store.chunks.id), "generation": generation}
+        stamp = {"collection": str(self.store.chunks.id), "generation": generation, "tokens": TOKENS}
         with self._lock:  # questions run in threads (qa serve): one rebuild, not one per waiting question
             if self._retriever is None or stamp != self._stamp:
                 self._retriever = self._load(stamp) or self._build(stamp)
@@ -124,6 +129,7 @@ class BM25Side:
         try:
             if json.loads((self.cache_dir / "generation.json").read_text()) == stamp:
                 retriever = _bm25_class().from_persist_dir(str(self.cache_dir), show_progress=False)
+                retriever.token_pattern = TOKENS  # not among what LlamaIndex saves
                 # A damaged copy (a truncated or foreign file) is rebuilt from Chroma, the source of truth:
                 # it is a copy, so rebuilding it is the repair (`qa status --check` reports it).
                 if int(retriever.bm25.scores.get("num_docs", -1)) == len(retriever.corpus) == self.store.count():
@@ -138,7 +144,7 @@ class BM25Side:
         nodes = self.store.chunk_nodes()
         if not nodes:
             raise IndexMissingError("The index is empty. Run: qa ingest seeds/")
-        retriever = _bm25_class().from_defaults(nodes=nodes, similarity_top_k=1)
+        retriever = _bm25_class().from_defaults(nodes=nodes, similarity_top_k=1, token_pattern=TOKENS)
         tmp: Path | None = None
         try:
             # A folder of its own: two processes on one index folder (replicas, `qa ask` beside

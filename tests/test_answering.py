@@ -296,6 +296,11 @@ def test_sentences_of_other_scripts_end_where_they_do() -> None:
     assert _sentences("Mr. Smith met U.S. officials. e.g. this stays with it.", "a.txt") == [
         "Mr. Smith met U.S. officials. e.g. this stays with it."]
     assert with_marker("长城是中国的象征。", 1) == "长城是中国的象征 [1]。"
+    # A German day is an ordinal with a full stop: "am 9. April" was cut into "am 9." and "April 1931 ...".
+    assert _sentences("Die Brücke wurde am 9. April 1931 eröffnet. Sie ist 300 Meter lang.", "a.txt") == [
+        "Die Brücke wurde am 9. April 1931 eröffnet.", "Sie ist 300 Meter lang."]
+    assert _sentences("Das Werk schloss 1931. April brachte den Neubeginn.", "a.txt") == [
+        "Das Werk schloss 1931.", "April brachte den Neubeginn."]  # a year ends its sentence
 
 
 def test_words_compare_without_accents_and_chinese_by_character_pairs() -> None:

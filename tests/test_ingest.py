@@ -150,6 +150,30 @@ def test_bm25_side_persists_and_follows_incremental_ingest(tmp_path: Path) -> No
     assert not any("Quokka" in t or "Marmalade" in t for t in texts)
 
 
+def test_bm25_finds_chinese_and_japanese_words_in_a_question_written_without_spaces(tmp_path: Path) -> None:
+    """BM25 took a whole Chinese clause for one word, so a question shared none with the documents and the
+    keyword side found nothing. Each character is now a word; a saved BM25 copy of the old words is rebuilt."""
+    import json
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "wall.txt").write_text("长城位于中国北部，全长两万多公里。", encoding="utf-8")
+    (docs / "tower.txt").write_text("東京タワーは1958年に完成した電波塔です。", encoding="utf-8")
+    (docs / "tea.txt").write_text("Green tea is grown on the hills of Shizuoka.", encoding="utf-8")
+    a = Assistant(retrieval="bm25")
+    a.ingest(docs)
+    assert Path(a.retriever().retrieve("长城有多长？", 1)[0].source).name == "wall.txt"
+    assert Path(a.retriever().retrieve("東京タワーはいつ完成しましたか？", 1)[0].source).name == "tower.txt"
+    assert Path(a.retriever().retrieve("Where is green tea grown?", 1)[0].source).name == "tea.txt"
+
+    stamp = Path(a.settings.index_dir) / "bm25" / a.settings.collection / "generation.json"
+    old = json.loads(stamp.read_text())
+    del old["tokens"]  # as a copy saved before characters were words
+    stamp.write_text(json.dumps(old))
+    assert Path(Assistant(retrieval="bm25").retriever().retrieve("长城有多长？", 1)[0].source).name == "wall.txt"
+    assert "tokens" in json.loads(stamp.read_text())
+
+
 def test_writer_lease_stops_a_second_writer_of_the_collection(tmp_path: Path) -> None:
     """Writers that do not share a folder (other hosts, server replicas) are stopped by a lease in Chroma."""
     import time
