@@ -229,10 +229,10 @@ def check_bm25(store: Any, cache_dir: Path) -> Check:
         if state["dirty"]:  # Chroma holds chunks no record vouches for yet; the copy does not, rightly
             return Check("bm25", True, "an ingest was interrupted: the next run drops its uncommitted chunks "
                                        "and rebuilds the BM25 copy")
-        current = {"collection": str(store.chunks.id), "generation": state["generation"]}
-        if stamp != current:
+        from .retrieval import _bm25_class, bm25_stamp
+
+        if stamp != bm25_stamp(store, state["generation"]):
             return Check("bm25", True, "BM25 copy is of an earlier generation: rebuilt at the next question")
-        from .retrieval import _bm25_class
 
         retriever = _bm25_class().from_persist_dir(str(cache_dir), show_progress=False)
         ids = {c["node_id"] for c in retriever.corpus}

@@ -96,6 +96,13 @@ def _scoped_class() -> Any:
     return ScopedBM25
 
 
+def bm25_stamp(store: Store, generation: int) -> dict[str, Any]:
+    """What a saved BM25 copy must have been built from to be used: this collection at this generation, and
+    these words. The collection's id as well: generations are small counters, so another collection of the
+    same name (a Chroma server after the embedded index, a re-created server) repeats them."""
+    return {"collection": str(store.chunks.id), "generation": generation, "tokens": TOKENS}
+
+
 class BM25Side:
     """LlamaIndex's BM25Retriever (bm25s), persisted beside the index and rebuilt when stale."""
 
@@ -108,11 +115,9 @@ class BM25Side:
 
     def get(self, top_k: int, generation: int | None = None) -> Any:
         """The BM25 retriever for the store's current generation (read now unless given)."""
-        # The collection's id as well: generations are small counters, so another collection of the
-        # same name (a Chroma server after the embedded index, a re-created server) repeats them.
         if generation is None:
             generation = self.store.state()["generation"]
-        stamp = {"collection": str(self.store.chunks.id), "generation": generation, "tokens": TOKENS}
+        stamp = bm25_stamp(self.store, generation)
         with self._lock:  # questions run in threads (qa serve): one rebuild, not one per waiting question
             if self._retriever is None or stamp != self._stamp:
                 self._retriever = self._load(stamp) or self._build(stamp)
