@@ -82,10 +82,20 @@ def test_encodings(tmp_path: Path) -> None:
     # Western European text stays Windows-1252 / Latin-1: a detector guesses another code page on so little
     ("Une recette simple: mélangez la crème fraîche et le beurre à feu doux. Voilà, c'est prêt.", "latin-1"),
     ("Café prices rose 5% – the naïve estimate was “wrong”.", "cp1252"),
+    ("Il Colosseo è il più grande anfiteatro. Così fu costruito, perché la città voleva giochi.", "cp1252"),
+    ("Reykjavík er höfuðborg Íslands. Þar búa um það bil hundrað og þrjátíu þúsund manns.", "cp1252"),
+    ("The English name comes from Old Norse Norðmaðr; a tank of 5 m³ cost £30, Contrecœur said.", "cp1252"),
+    # Central European and Turkish code pages, which Windows-1252 read as "zosta³" and "Ýstanbul"
+    ("Pražský hrad je největší hradní komplex na světě. Jeho stavba začala v devátém století.", "cp1250"),
+    ("Wieliczka to kopalnia soli w pobliżu Krakowa. Wydobycie prowadzono tam od trzynastego wieku.", "cp1250"),
+    ("Bratislavský hrad stojí na kopci nad Dunajom a ľudia ho navštevujú často.", "cp1250"),
+    ("Az Országház Steindl Imre tervei alapján épült; ő tervezte, gyönyörű.", "cp1250"),
+    ("Galata Kulesi İstanbul'un en eski yapılarından biridir ve şehrin simgesi oldu.", "cp1254"),
 ])
 def test_a_legacy_encoding_of_another_script_is_detected(tmp_path: Path, text: str, encoding: str) -> None:
     """Windows-1252 read Cyrillic, Greek, Hebrew, Chinese and Japanese files as accented Latin letters without a
-    word of warning ("Íîâîñèáèðñê"), refused Shift-JIS and UTF-16 without a BOM as binary."""
+    word of warning ("Íîâîñèáèðñê"), refused Shift-JIS and UTF-16 without a BOM as binary, and read Czech,
+    Polish, Slovak, Hungarian and Turkish files with wrong letters ("svìtì", "zosta³", "Ýstanbul")."""
     (tmp_path / "doc.txt").write_bytes(text.encode(encoding))
     assert load(tmp_path / "doc.txt").text == text
 

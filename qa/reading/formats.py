@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,7 @@ def read_text_file(path: Path) -> str:
     """Decode a text file: UTF-8 (with or without BOM; a stray invalid byte becomes U+FFFD), UTF-16 (with BOM,
     or detected), else Windows-1252 (Latin-1), or the legacy encoding detected where Windows-1252 would read
     another script as accented Latin letters (Cyrillic, Greek, Arabic, Hebrew, Chinese, Japanese, Korean:
-    cp1251, Shift-JIS, GBK, ...); refuse binary."""
+    cp1251, Shift-JIS, GBK, ...) or garble Central European or Turkish letters (cp1250, cp1254); refuse binary."""
     data = path.read_bytes()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = data.decode("utf-16")
@@ -160,7 +161,42 @@ def _legacy(data: bytes) -> str:
     letters = [c for c in text[:65536] if c.isalpha()]
     if letters and sum(ord(c) > 127 for c in letters) > 0.3 * len(letters):
         return _detected(data) or text
-    return text
+    page = _latin_page(text[:65536])
+    return text if page == "cp1252" else data.decode(page, errors="replace")
+
+
+# Central European (Windows-1250) and Turkish (Windows-1254) text read as Windows-1252 leaves tells that
+# Western European text never has: a symbol inside a word ("zosta³" for "został", "mo¿e" for "może", an
+# undefined byte for "ť"; French "œ" is a letter), "ì" inside a word ("mìsto" for "město"), "ø" inside a word of a text with "ý" or
+# "ì" (Czech "tøi" for "tři"; Danish has no "ý"), "õ"/"û" beside "ö"/"ü" (Hungarian "ő"/"ű"; Portuguese has
+# no "ö"), "ð" beside "è" or "æ" (Croatian "đ", "č", "ć"); and "ý", "þ", "ð" for Turkish "ı", "ş", "ğ". Icelandic
+# writes "ý", "þ", "ð" and "æ" too, and is full of the acute vowels that neither Turkish nor Croatian has.
+_SYMBOL = "[¹³¿£¥¼¾ºŸ¦\ufffd]"
+# Between letters ("g³owa"), or ending a word of four letters or more ("zosta³"; not "m³" or "Ser³").
+# Starting one ("¾udia" for "ľudia"; not Spanish "¿qué"), and "è" starting one ("èudovito" for "čudovito": French
+# and Italian "è" ends words or stands alone).
+_IN_WORD_SYMBOL = re.compile(rf"(?<=[^\W\d_]){_SYMBOL}(?=[^\W\d_])|(?<=[^\W\d_]{{4}}){_SYMBOL}"
+                             rf"|(?<![^\W\d_])(?:[¹³£¥¼¾ºŸ¦]|è)(?=[^\W\d_])")
+_IN_WORD_I = re.compile(r"(?<=[^\W\d_])ì(?=[^\W\d_])")
+_IN_WORD_O = re.compile(r"(?<=[^\W\d_])ø(?=[^\W\d_])")
+
+
+def _latin_page(text: str) -> str:
+    """The Windows code page of Latin text that decoded as Windows-1252: cp1252, cp1250 or cp1254."""
+    central = len(_IN_WORD_SYMBOL.findall(text)) + len(_IN_WORD_I.findall(text))
+    if _IN_WORD_O.search(text) and ("ý" in text or "ì" in text):
+        central += 1
+    if ("õ" in text or "û" in text) and ("ö" in text or "ü" in text):
+        central += 1
+    turkish = sum(text.count(c) for c in "ýþðÝÞÐ")
+    acute = sum(text.count(c) for c in "áéíóúÁÉÍÓÚ")
+    if ("ð" in text or "Ð" in text) and any(c in text for c in "èæÈÆ") and acute * 10 <= turkish:
+        central += 1
+    # Turkish writes "ı" in nearly every word: a few "ð" in one Old Norse name ("Norðmaðr") are not Turkish.
+    letters = sum(c.isalpha() for c in text)
+    if turkish >= 3 and turkish >= 0.01 * letters and acute * 10 <= turkish and not central:
+        return "cp1254"
+    return "cp1250" if central else "cp1252"
 
 
 def _detected(data: bytes, wide: bool = False) -> str | None:
