@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -296,3 +297,38 @@ def test_serve_never_shows_the_key(seeded, llm_server: str, tmp_path: Path, monk
     assert "Traceback" not in output
     for text in (*pages, stream, output):
         assert API_KEY not in text and password not in text
+
+
+# --- 4. the chat UI's upload takes only files sent from the page ----------------------------------------
+def _gradio_call(client: Any, api: str, data: list[Any]) -> str:
+    """The event stream of a named Gradio endpoint called as a page would (to its end)."""
+    event = client.post(f"/gradio_api/call/{api}", json={"data": data})
+    assert event.status_code == 200, event.text
+    return client.get(f"/gradio_api/call/{api}/{event.json()['event_id']}").text
+
+
+def test_the_ui_upload_refuses_a_path_that_was_not_uploaded(seeded, tmp_path: Path) -> None:
+    """An upload event names its files by their path on the server: one outside Gradio's upload folder (a
+    file of the server's, named by a crafted request) was copied into the library and indexed, since Gradio
+    mounted in an app (not launched) skipped its check."""
+    from fastapi.testclient import TestClient
+    from gradio.utils import get_upload_folder
+
+    from qa.serving.server import create_app
+
+    secret = tmp_path / "elsewhere" / "private-notes.md"
+    secret.parent.mkdir()
+    secret.write_text("The vault of the Ossian Bank opens with the code 7319.\n", encoding="utf-8")
+    uploads = Path(seeded.settings.index_dir) / "uploads"
+    with TestClient(create_app(seeded)) as c:
+        folder = get_upload_folder()  # what Gradio saves a page's files under: a path that only starts there too
+        for path in (str(secret), f"{folder}/{'../' * (len(Path(folder).parts) - 1)}{secret.relative_to('/')}"):
+            stream = _gradio_call(c, "upload", [[{"path": path, "meta": {"_type": "gradio.FileData"}}]])
+            assert stream.startswith("event: error"), stream  # Gradio's check: "it was not uploaded by a user"
+        assert not (uploads / secret.name).exists()
+        assert all(Path(d.source).name != secret.name for d in seeded.documents())
+        # A file the page did send (through Gradio's upload route) is indexed as before.
+        sent = c.post("/gradio_api/upload", files=[("files", ("ferries.md", b"The Ulva ferry was run by Rhoda Munro.\n"))])
+        assert sent.status_code == 200, sent.text
+        stream = _gradio_call(c, "upload", [[{"path": sent.json()[0], "meta": {"_type": "gradio.FileData"}}]])
+        assert "added" in stream and (uploads / "ferries.md").exists(), stream

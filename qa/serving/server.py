@@ -600,6 +600,10 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
 
         blocks = build_app(assistant, writer, page_url=partial(page_url, app.state.page_key))
         blocks.queue(default_concurrency_limit=None)
+        # Gradio checks that a file an event receives was uploaded (is in its upload folder) only for a Blocks
+        # that was launched; mounted, it copied any path a crafted request named ("/srv/users.txt") into the
+        # upload, and qa indexed it. Marked launched, the check applies.
+        blocks.has_launched = True
         return gr.mount_gradio_app(
             parent, blocks, path="/", auth=(lambda u, p: check(users, u, p)) if users else None,
             auth_message="qa: sign in to ask about the documents.", css=CSS, head=HEAD, theme=_theme(),
