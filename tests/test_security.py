@@ -332,3 +332,71 @@ def test_the_ui_upload_refuses_a_path_that_was_not_uploaded(seeded, tmp_path: Pa
         assert sent.status_code == 200, sent.text
         stream = _gradio_call(c, "upload", [[{"path": sent.json()[0], "meta": {"_type": "gradio.FileData"}}]])
         assert "added" in stream and (uploads / "ferries.md").exists(), stream
+
+
+# --- 5. a web page in a user's browser: no cross-site changes, no DNS rebinding -------------------------
+CROSS_SITE = [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+              {"Sec-Fetch-Site": "same-site", "Origin": "http://other.localhost:7860"}]
+
+
+def test_another_sites_page_cannot_add_documents(seeded, tmp_path: Path) -> None:
+    """A form on any web page can post files to /v1/documents (multipart needs no CORS preflight): without an
+    API key, the default on loopback, any site a user visited could add or replace documents."""
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import create_app
+
+    uploads = Path(seeded.settings.index_dir) / "uploads"
+    doc = [("files", ("planted.txt", b"The vault code is 0000, says the planted page.\n"))]
+    with TestClient(create_app(seeded, lazy_ui=True, host="127.0.0.1"), base_url="http://127.0.0.1:7860") as c:
+        for headers in CROSS_SITE:
+            r = c.post("/v1/documents", files=doc, headers=headers)
+            assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden", (headers, r.text)
+            assert "another site's page" in r.json()["error"]["message"]
+            assert c.delete("/v1/documents/*", headers=headers).status_code == 403
+            assert c.post("/gradio_api/upload", files=doc, headers=headers).status_code == 403  # the UI's too
+            assert c.get("/v1/status", headers=headers).status_code == 200  # reading is not refused (no CORS)
+        assert not uploads.exists()
+        # The UI's own page (same origin), a bookmark, and programs (no browser headers) are let through.
+        for headers in ({"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1:7860"},
+                        {"Origin": "http://127.0.0.1:7860"}, {"Sec-Fetch-Site": "none"}, {}):
+            r = c.post("/v1/documents", files=doc, headers=headers)
+            assert r.status_code == 200 and r.json()["state"] == "done", (headers, r.text)
+
+
+@pytest.mark.parametrize("host,served", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False)])
+def test_a_loopback_server_answers_only_requests_addressed_to_loopback(seeded, host: str, served: bool) -> None:
+    """DNS rebinding: a site re-points its name at 127.0.0.1, and its page then reads a loopback server as its
+    own origin (documents, answers, conversations). Served on loopback, qa answers only loopback names."""
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import create_app
+
+    with TestClient(create_app(seeded, lazy_ui=True, host=host)) as c:
+        for name in ("127.0.0.1:7860", "localhost:7860", "[::1]:7860", "LOCALHOST", "127.0.0.1"):
+            assert c.get("/v1/status", headers={"Host": name}).status_code == 200, name
+        for name in ("evil.example:7860", "evil.example", "127.0.0.1.evil.example", "localhost.evil.example:80"):
+            for path in ("/v1/status", "/v1/documents", "/"):
+                r = c.get(path, headers={"Host": name})
+                assert (r.status_code == 403) is served, (name, path, r.status_code)
+                if served:
+                    assert f"not to {name!r}" in r.text and "--host" in r.text
+
+
+@pytest.mark.slow
+def test_qa_serve_refuses_rebinding_and_cross_site_changes(seeded_index: Path, tmp_path: Path) -> None:
+    import httpx
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            assert http.get("v1/status").status_code == 200 and http.get("").status_code == 200
+            for path in ("v1/status", "", "config"):
+                assert http.get(path, headers={"Host": "rebound.example"}).status_code == 403
+            r = http.post("v1/documents", files=[("files", ("planted.txt", b"Planted.\n"))],
+                          headers={"Origin": "http://evil.example"})
+            assert r.status_code == 403 and not (index / "uploads").exists()
+    finally:
+        _stop(proc)

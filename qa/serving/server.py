@@ -63,7 +63,7 @@ MAX_HISTORY = 200  # earlier questions a question is asked with (the most recent
 TOP_K = bounds("top_k")  # what a question may ask for, as QA_TOP_K allows
 RETRY_AFTER_SECONDS = 2  # the Retry-After of a 429 (the index is busy, the upload queue is full)
 WAIT_SECONDS = 3600.0  # how long `POST /v1/documents` waits for its job before answering 202 with the job
-ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                413: "too_large", 422: "invalid", 429: "busy", 500: "server_error", 502: "backend_error",
                503: "no_index", 507: "disk_full"}
 
@@ -245,6 +245,69 @@ class KeyGate:
         if refused := refusal(authorization, key, self.state.users):
             return await error_response(401, refused, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class BrowserGuard:
+    """ASGI middleware against two ways a web page open in a user's browser reaches `qa serve`.
+
+    - A request from another site that changes something is refused (403): a form posting files to
+      /v1/documents needs no CORS preflight, so any page could add or replace documents in a server
+      without an API key. Browsers say where a request comes from in `Sec-Fetch-Site` (older ones in
+      `Origin`); programs (curl, SDKs) send neither and are let through.
+    - Served on a loopback address, only requests addressed to a loopback name are answered (403
+      otherwise): a site whose name an attacker re-points at 127.0.0.1 (DNS rebinding) would otherwise
+      read the API and the UI as its own origin.
+    """
+
+    SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: Any, hosts: frozenset[str] | None) -> None:
+        self.app, self.hosts = app, hosts  # the names a loopback server answers to; None: any (not loopback)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        host = headers.get("host")
+        if self.hosts is not None and host is not None and _hostname(host) not in self.hosts:
+            why = (f"This qa serve listens on a loopback address and answers only requests addressed to it "
+                   f"(localhost, 127.0.0.1, [::1]), not to {host!r}. To reach it from other machines, serve it "
+                   "on their network with --host (and --auth, --api-key).")
+        elif (scope["type"] == "websocket" or scope["method"] not in self.SAFE) and _cross_site(headers):
+            why = ("A request from another site's page is refused: it could change what qa holds without you "
+                   "knowing. Use the chat UI's own page, or a program (curl, an OpenAI client).")
+        else:
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        if scope["path"].startswith("/v1/"):
+            return await error_response(403, why)(scope, receive, send)
+        from starlette.responses import PlainTextResponse
+
+        await PlainTextResponse(why, status_code=403)(scope, receive, send)
+
+
+def _hostname(host: str) -> str:
+    """The name of a Host header ("127.0.0.1:7860" -> "127.0.0.1", "[::1]:80" -> "::1"), "" if unreadable."""
+    from urllib.parse import urlsplit
+
+    try:
+        return (urlsplit(f"//{host}").hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+
+
+def _cross_site(headers: dict[str, str]) -> bool:
+    """Whether a browser sent this request from another site's page."""
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")  # "none": typed in the address bar, a bookmark
+    origin = headers.get("origin")
+    if origin is None:
+        return False  # not from a page: a program, or an old browser's same-origin GET
+    from urllib.parse import urlsplit
+
+    return origin == "null" or urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
 
 
 _PAGE_PATH = re.compile(r"/v1/documents/.+/pages/[^/]+\.png")
@@ -572,11 +635,13 @@ ROUTERS: list[APIRouter] = [
 
 # --- the app ----------------------------------------------------------------------------------------
 def create_app(assistant: Assistant, api_key: str | None = None, auth: str | None = None,
-               writer: Writer | None = None, users_file: str | Path | None = None, lazy_ui: bool = False) -> Any:
+               writer: Writer | None = None, users_file: str | Path | None = None, lazy_ui: bool = False,
+               host: str | None = None) -> Any:
     """The FastAPI app: the HTTP API under /v1 (docs at /docs) and the chat UI mounted at /.
 
     With `lazy_ui` the app answers before the UI is built: `/` shows a starting page until then
-    (qa/serving/ui_mount.py); `qa serve` starts that way."""
+    (qa/serving/ui_mount.py); `qa serve` starts that way. `host` is the address it is served on: on a
+    loopback one, requests addressed to another name are refused (see `BrowserGuard`)."""
     import asyncio
 
     from .api_chats import API_USER
@@ -632,6 +697,9 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
     app.add_middleware(KeyGate, state=app.state)  # outside BodyLimit: no key, no word on the body's size
+    from .ui import _LOOPBACK
+
+    app.add_middleware(BrowserGuard, hosts=frozenset(_LOOPBACK) if host in _LOOPBACK else None)  # outermost
     for router in [*ROUTERS, openai_router, chats_router]:
         app.include_router(router, prefix="/v1", dependencies=[Depends(api_auth)])
     app.state.page_key = os.urandom(32)
@@ -709,7 +777,7 @@ def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth:
     warning = exposure_warnings(host, next(iter(users.items())) if users else None, bool(api_key))
     if warning:
         print(warning, file=sys.stderr)
-    app = create_app(assistant, api_key=api_key, auth=auth, users_file=users_file, lazy_ui=True)
+    app = create_app(assistant, api_key=api_key, auth=auth, users_file=users_file, lazy_ui=True, host=host)
 
     def warm() -> None:  # load the models now rather than at the first question
         # After the UI is built: both are mostly Python on one interpreter lock, and the page comes first.
