@@ -383,8 +383,25 @@ def test_a_loopback_server_answers_only_requests_addressed_to_loopback(seeded, h
                     assert f"not to {name!r}" in r.text and "--host" in r.text
 
 
+def _headers_answer(url: str, megabytes: int) -> bytes:
+    """What a server answers a request with `megabytes` of headers (sent until it stops reading)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as s:
+        try:
+            s.sendall(f"GET /v1/status HTTP/1.1\r\nHost: {where.netloc}\r\n".encode())
+            for _ in range(megabytes):
+                s.sendall(b"X-Filler: " + b"a" * (1 << 20) + b"\r\n")
+            s.sendall(b"\r\n")
+        except OSError:  # refused part way: the answer is waiting
+            pass
+        return s.recv(200)
+
+
 @pytest.mark.slow
-def test_qa_serve_refuses_rebinding_and_cross_site_changes(seeded_index: Path, tmp_path: Path) -> None:
+def test_qa_serve_refuses_rebinding_cross_site_changes_and_huge_headers(seeded_index: Path, tmp_path: Path) -> None:
     import httpx
 
     index = tmp_path / "index"
@@ -398,5 +415,27 @@ def test_qa_serve_refuses_rebinding_and_cross_site_changes(seeded_index: Path, t
             r = http.post("v1/documents", files=[("files", ("planted.txt", b"Planted.\n"))],
                           headers={"Origin": "http://evil.example"})
             assert r.status_code == 403 and not (index / "uploads").exists()
+        # httptools read request headers of any size (200 MB of them took 200 MB of memory, before any key).
+        assert _headers_answer(url, 64).startswith(b"HTTP/1.1 400 ")
+        assert _headers_answer(url, 0).startswith(b"HTTP/1.1 200 ")
     finally:
         _stop(proc)
+
+
+# --- 6. what a stranger can make the server read before any login ------------------------------------------
+def test_a_ui_request_body_is_refused_over_its_limit_before_the_login_is_checked(seeded) -> None:
+    """Gradio reads a request's body whole before it checks the login: a 1 GB body to /gradio_api/queue/join
+    from someone with no login took 3 GB of the server's memory."""
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import MAX_UI_BYTES, create_app
+
+    big = b'{"data": ["' + b"x" * MAX_UI_BYTES + b'"], "fn_index": 0, "session_hash": "s"}'
+    chunked = (big[i:i + (1 << 20)] for i in range(0, len(big), 1 << 20))  # no Content-Length: counted as read
+    with TestClient(create_app(seeded, auth="alice:pw1")) as c:
+        for body in (big, chunked):
+            r = c.post("/gradio_api/queue/join", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 413 and "over the limit of 16 MB" in r.text, r.text[:300]
+        # Under the limit, the login is what refuses it.
+        r = c.post("/gradio_api/queue/join", json={"data": ["x" * 1000], "fn_index": 0, "session_hash": "s"})
+        assert r.status_code == 401, r.text

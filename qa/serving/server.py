@@ -58,6 +58,10 @@ __all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine
            "for_http", "http_answers", "invalid_response", "serve"]
 
 MAX_JSON_BYTES = 1_000_000  # a question is at most 2,000 characters; history and options fit easily
+# A request of the chat UI (Gradio) other than an upload: a question carries the chat shown so far (each answer's
+# HTML, some KB), so a long conversation's is a few MB. Gradio reads a body whole before it checks the login.
+MAX_UI_BYTES = 16_000_000
+MAX_HEADER_BYTES = 64 * 1024  # of a request's line and headers (nginx allows 32 KB, h11 16 KB by default)
 MAX_FILES = 20  # files per upload request
 MAX_HISTORY = 200  # earlier questions a question is asked with (the most recent, when a chat sends more)
 TOP_K = bounds("top_k")  # what a question may ask for, as QA_TOP_K allows
@@ -203,15 +207,21 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: a /v1 request body over its limit is refused with 413 before it is read whole."""
+    """ASGI middleware: a request body over its limit is refused with 413 before it is read whole: an upload's
+    (/v1/documents, the UI's /gradio_api/upload), another /v1 request's, another UI request's. Gradio reads a
+    body whole before it checks the login: a 1 GB body to /gradio_api/queue/join took 3 GB, signed in or not."""
 
-    def __init__(self, app: Any, json_limit: int, upload_limit: int) -> None:
-        self.app, self.json_limit, self.upload_limit = app, json_limit, upload_limit
+    def __init__(self, app: Any, json_limit: int, upload_limit: int, ui_limit: int = MAX_UI_BYTES) -> None:
+        self.app, self.json_limit, self.upload_limit, self.ui_limit = app, json_limit, upload_limit, ui_limit
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.upload_limit if scope["path"].rstrip("/") == "/v1/documents" else self.json_limit
+        path = scope["path"].rstrip("/")
+        if path in ("/v1/documents", "/gradio_api/upload"):
+            limit = self.upload_limit
+        else:
+            limit = self.json_limit if path.startswith("/v1/") else self.ui_limit
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return await error_response(413, f"The request body is over the limit of {limit / 1e6:g} MB.")(
@@ -793,8 +803,10 @@ def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth:
           flush=True)
     logging.getLogger("uvicorn.error").addFilter(_quiet_stream_ends)
     with _serving(Path(assistant.settings.index_dir).absolute()):  # restore and --rebuild wait for it to stop
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=5)
+        # h11 rather than httptools: httptools reads request headers of any size (200 MB of them took 200 MB),
+        # h11 refuses those over its limit before anything else is read.
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http="h11",
+                    h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_graceful_shutdown=5)
 
 
 def _serving(index: Path) -> contextlib.AbstractContextManager[None]:
