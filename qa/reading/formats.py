@@ -14,6 +14,9 @@ from .ocr import IMAGE_SUFFIXES
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".pdf", ".html", ".htm", ".docx", *IMAGE_SUFFIXES)
 PAGE_SEP = "\n\n"
+# A .docx is a zip whose text parts are read whole and parsed into a tree, about 15 times their unpacked size in
+# memory: a 300 KB file unpacking to 100 MB of XML took 1.5 GB, so a zip bomb of a few MB took the server down.
+MAX_DOCX_XML_BYTES = 32_000_000  # a thousand pages of text are a few MB of it
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ def _load_with_llamaindex(path: Path) -> list[Any]:
     """Rich formats through LlamaIndex's file readers (PDFs and images: `qa.reading.pdf`, `qa.reading.ocr`)."""
     suffix = path.suffix.lower()
     if suffix == ".docx":
+        check_docx(path)
         from llama_index.readers.file import DocxReader
 
         return DocxReader().load_data(path)
@@ -187,6 +191,20 @@ def _load_with_llamaindex(path: Path) -> list[Any]:
 
         return [Document(text=html_text(read_text_file(path)))]
     raise UnreadableFile(f"unsupported file type {suffix}")
+
+
+def check_docx(path: Path) -> None:
+    """Raise UnreadableFile if the parts of a .docx that are read (document, headers, footers, as docx2txt names
+    them) unpack to more than MAX_DOCX_XML_BYTES. The sizes are the zip's own; Python's zipfile reads no more."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        size = sum(i.file_size for i in z.infolist()
+                   if i.filename == "word/document.xml" or re.match(r"word/(header|footer)[0-9]*.xml", i.filename))
+    if size > MAX_DOCX_XML_BYTES:
+        raise UnreadableFile(f"its text unpacks to {size / 1e6:,.0f} MB of XML, more than qa reads from a .docx "
+                             f"({MAX_DOCX_XML_BYTES / 1e6:g} MB); split it, or save it as PDF or text")
 
 
 def load(path: Path, digest: str | None = None, progress: Callable[[float], None] | None = None) -> SourceText:
