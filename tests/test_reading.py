@@ -125,6 +125,19 @@ def test_a_pipe_or_a_device_is_skipped_not_read_forever(tmp_path: Path) -> None:
     assert files == [] and "not a regular file" in skipped[0][1]
 
 
+def test_links_of_the_user_qa_runs_as_are_followed(tmp_path: Path) -> None:
+    """Linking files and folders into one's documents works (another user's links do not: tests/test_watch.py)."""
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "deep" / "kites.md").write_text("Red kites nest in tall oaks.")
+    (tmp_path / "elsewhere" / "gulls.txt").write_text("Gulls follow the ferries.")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "birds").symlink_to(tmp_path / "elsewhere" / "deep", target_is_directory=True)
+    (docs / "gulls.txt").symlink_to(tmp_path / "elsewhere" / "gulls.txt")
+    files, skipped = discover([docs])
+    assert files == [docs / "birds" / "kites.md", docs / "gulls.txt"] and skipped == []
+
+
 def test_a_path_with_dots_names_the_same_document(tmp_path: Path) -> None:
     (tmp_path / "small").mkdir()
     (tmp_path / "small" / "whale.txt").write_text("The blue whale can weigh 190 tonnes.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +61,12 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     skipped: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for root in paths:
-        if _real(root, skipped) is None:
+        if _foreign(root, skipped) or _real(root, skipped) is None:
             continue
         candidates = iter([root]) if not root.is_dir() else _walk(root, skipped)
         for p in candidates:
+            if p is not root and _foreign(p, skipped):
+                continue
             real = _real(p, skipped)
             if real is None or real in seen:
                 continue
@@ -77,6 +80,26 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
                 skipped.append((p, f"unsupported file type {p.suffix or '(none)'}; "
                                    f"supported: {', '.join(SUPPORTED_SUFFIXES)}"))
     return sorted(found), skipped
+
+
+def link_maker(path: Path) -> int | None:
+    """The user id that made `path` if it is a symbolic link another user made (not the one qa runs as, nor
+    root), else None. Such a link is not followed: one put in a folder others may write to (a shared folder
+    `qa serve --watch` follows) would have qa read, index and quote any file qa may read and its maker may not."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return st.st_uid if stat.S_ISLNK(st.st_mode) and st.st_uid not in (os.geteuid(), 0) else None
+
+
+def _foreign(path: Path, skipped: list[tuple[Path, str]]) -> bool:
+    """Whether `path` is another user's symbolic link (see `link_maker`), added to `skipped` if so."""
+    uid = link_maker(path)
+    if uid is not None:
+        skipped.append((path, f"a symbolic link made by another user (uid {uid}); qa follows only links of the "
+                              "user it runs as (or root), so that a link cannot make it read someone else's file"))
+    return uid is not None
 
 
 def _real(path: Path, skipped: list[tuple[Path, str]]) -> Path | None:
@@ -107,7 +130,7 @@ def _walk(root: Path, skipped: list[tuple[Path, str]]) -> Iterator[Path]:
         # Real folders before links, so a file is listed under its real path when both lead to it.
         for d in sorted(dirnames, key=lambda d: ((Path(dirpath) / d).is_symlink(), d)):
             sub = Path(dirpath) / d
-            if d.startswith("."):
+            if d.startswith(".") or _foreign(sub, skipped):
                 continue
             real = _real(sub, skipped)
             if real is None:
