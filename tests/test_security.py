@@ -364,6 +364,19 @@ def test_another_sites_page_cannot_add_documents(seeded, tmp_path: Path) -> None
             assert r.status_code == 200 and r.json()["state"] == "done", (headers, r.text)
 
 
+def test_no_other_site_may_frame_qas_pages(seeded) -> None:
+    """Clickjacking: a decoy page showing the UI in a frame gets a user to click its "Remove" buttons."""
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import create_app
+
+    with TestClient(create_app(seeded, lazy_ui=True, host="127.0.0.1"), base_url="http://127.0.0.1:7860") as c:
+        for path in ("/", "/v1/status", "/v1/nope", "/docs"):
+            r = c.get(path)
+            assert r.headers["x-frame-options"] == "SAMEORIGIN", path
+            assert r.headers["content-security-policy"] == "frame-ancestors 'self'", path
+
+
 @pytest.mark.parametrize("host,served", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False)])
 def test_a_loopback_server_answers_only_requests_addressed_to_loopback(seeded, host: str, served: bool) -> None:
     """DNS rebinding: a site re-points its name at 127.0.0.1, and its page then reads a loopback server as its

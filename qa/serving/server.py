@@ -258,7 +258,7 @@ class KeyGate:
 
 
 class BrowserGuard:
-    """ASGI middleware against two ways a web page open in a user's browser reaches `qa serve`.
+    """ASGI middleware against what a web page open in a user's browser could do to `qa serve`.
 
     - A request from another site that changes something is refused (403): a form posting files to
       /v1/documents needs no CORS preflight, so any page could add or replace documents in a server
@@ -267,6 +267,8 @@ class BrowserGuard:
     - Served on a loopback address, only requests addressed to a loopback name are answered (403
       otherwise): a site whose name an attacker re-points at 127.0.0.1 (DNS rebinding) would otherwise
       read the API and the UI as its own origin.
+    - No page of another site may show qa's pages in a frame (clickjacking: the UI's own "Remove" and
+      "Delete" buttons clicked through a decoy page).
     """
 
     SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -277,6 +279,8 @@ class BrowserGuard:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            send = partial(_unframed, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or []}
         host = headers.get("host")
         if self.hosts is not None and host is not None and _hostname(host) not in self.hosts:
@@ -295,6 +299,14 @@ class BrowserGuard:
         from starlette.responses import PlainTextResponse
 
         await PlainTextResponse(why, status_code=403)(scope, receive, send)
+
+
+async def _unframed(send: Any, message: dict[str, Any]) -> None:
+    """Send a response that only qa's own pages may show in a frame."""
+    if message["type"] == "http.response.start":
+        message["headers"] = [*message.get("headers", []), (b"x-frame-options", b"SAMEORIGIN"),
+                              (b"content-security-policy", b"frame-ancestors 'self'")]
+    await send(message)
 
 
 def _hostname(host: str) -> str:
