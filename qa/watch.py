@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, IndexBusyError, QAError
-from .reading.formats import SUPPORTED_SUFFIXES
+from .reading.formats import SUPPORTED_SUFFIXES, link_maker
 from .types import FileResult, IngestReport
 
 if TYPE_CHECKING:
@@ -52,7 +52,9 @@ def watch(assistant: Assistant, paths: Sequence[str | Path], stop: threading.Eve
         # The index's own files change with every write: watching them would never stop.
         if path == index_dir or index_dir in path.parents or any(part.startswith(".") for part in path.parts):
             return False
-        return any(path == r or (r.is_dir() and r in path.parents) for r in roots)
+        root = next((r for r in roots if path == r or (r.is_dir() and r in path.parents)), None)
+        # The watcher follows linked folders: one another user linked in is not followed, as ingest does not.
+        return root is not None and not any(link_maker(q) is not None for q in path.parents if root in q.parents)
 
     class Filter(DefaultFilter):
         def __call__(self, change: Any, path: str) -> bool:

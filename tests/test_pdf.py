@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -290,6 +291,7 @@ def test_tables_and_short_lines_keep_their_order(tmp_path: Path) -> None:
 RACE = r'''
 import hashlib, sys, threading
 from pathlib import Path
+from typing import Any
 
 import pypdfium2
 
@@ -335,3 +337,69 @@ def test_page_images_drawn_at_once_while_a_pdf_is_read_come_out_whole(library: t
                          cwd=Path(__file__).resolve().parent.parent)
     assert run.returncode == 0, run.stderr[-2000:]  # a segfault is -11
     assert run.stdout.split()[-1] == "0", "images or texts differed from those drawn one at a time"
+
+
+GIANT = 6000.0  # points a side (83 inches): a PDF says how big its pages are
+
+
+def _giant_pdfs(folder: Path) -> dict[str, tuple[float, float]]:
+    """A scan and a text PDF with one GIANT page each; where their first word was drawn (x0, baseline), points."""
+    from reportlab.pdfgen import canvas
+
+    png = folder / "strip.png"
+    pixels = pdfdocs.text_image(png, pdfdocs.SCAN[:1], size=(2400, 150), at=(40, 30), px=60)["page1"][0]
+    k = GIANT / 2400  # the strip is drawn across the page's top: 2.5 points a pixel
+    c = canvas.Canvas(str(folder / "giant-scan.pdf"), pagesize=(GIANT, GIANT))
+    c.drawImage(str(png), 0, GIANT - 150 * k, width=GIANT, height=150 * k)
+    c.save()
+    c = canvas.Canvas(str(folder / "giant-text.pdf"), pagesize=(GIANT, GIANT))
+    c.setFont("Helvetica", 48)
+    c.drawString(300, GIANT - 400, "The granary at Vell holds rye from the valley.")
+    c.save()
+    png.unlink()
+    return {"giant-scan.pdf": (pixels[1] * k, pixels[2] * k), "giant-text.pdf": (300, 400)}
+
+
+def test_a_giant_page_is_read_and_drawn_with_fewer_pixels_its_words_in_place(tmp_path: Path, monkeypatch) -> None:
+    """A 6,000-point page OCR'd at 300 dpi is 625 million pixels (an 800-byte PDF took 3.3 GB), and drawn as a
+    page image at 144 dpi 144 million (an 8,000-point one took 4 GB): such pages get fewer pixels per point."""
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    from qa import Assistant
+    from qa.reading.ocr import MAX_PIXELS
+    from qa.reading.pages import render_page
+
+    drawn: list[int] = []
+    render = pdfium.PdfPage.render
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bitmap = render(self, *args, **kwargs)
+        drawn.append(bitmap.width * bitmap.height)
+        return bitmap
+
+    monkeypatch.setattr(pdfium.PdfPage, "render", counted)
+    where = _giant_pdfs(tmp_path)
+    a = Assistant(index_dir=tmp_path / "index")
+    assert a.ingest(tmp_path).count("added") == 2
+    most = MAX_PIXELS * 1.001  # pdfium rounds a bitmap's sides up
+    assert drawn and max(drawn) <= most  # the scan's OCR
+    for name, words, (x0, baseline) in [("giant-scan.pdf", "lighthouse keeper", where["giant-scan.pdf"]),
+                                        ("giant-text.pdf", "granary at Vell", where["giant-text.pdf"])]:
+        source = str(tmp_path / name)
+        ans = a.ask(f"What about the {words}?", sources=[source])
+        c = next(c for c in ans.citations if words in c.text)
+        box = c.boxes[0]
+        assert abs(box.x0 - x0) <= 12 and box.y0 - 12 <= baseline <= box.y1 + 12, (name, box, x0, baseline)
+        image = Image.open(io.BytesIO(a.page_image(source, 1, c.start, c.end)))
+        assert image.width * image.height <= most and abs(image.width - image.height) <= 1
+        f = image.width / GIANT
+        assert _yellow(image, (box.x0 * f, box.y0 * f, box.x1 * f, box.y1 * f)) > 0.4
+    assert max(drawn) <= most
+    # An image file over MAX_PIXELS is drawn smaller too, its boxes (in the file's pixels) scaled with it.
+    big = tmp_path / "poster.png"
+    Image.new("RGB", (9000, 6000), "white").save(big)
+    shown = Image.open(io.BytesIO(render_page(big, 1, [Box(1, 4500, 3000, 5400, 3300)])))
+    f = shown.width / 9000
+    assert shown.width * shown.height <= MAX_PIXELS and abs(shown.height - 6000 * f) <= 1
+    assert _yellow(shown, (4500 * f, 3000 * f, 5400 * f, 3300 * f)) > 0.9

@@ -135,6 +135,19 @@ def test_a_pipe_or_a_device_is_skipped_not_read_forever(tmp_path: Path) -> None:
     assert files == [] and "not a regular file" in skipped[0][1]
 
 
+def test_links_of_the_user_qa_runs_as_are_followed(tmp_path: Path) -> None:
+    """Linking files and folders into one's documents works (another user's links do not: tests/test_watch.py)."""
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "deep" / "kites.md").write_text("Red kites nest in tall oaks.")
+    (tmp_path / "elsewhere" / "gulls.txt").write_text("Gulls follow the ferries.")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "birds").symlink_to(tmp_path / "elsewhere" / "deep", target_is_directory=True)
+    (docs / "gulls.txt").symlink_to(tmp_path / "elsewhere" / "gulls.txt")
+    files, skipped = discover([docs])
+    assert files == [docs / "birds" / "kites.md", docs / "gulls.txt"] and skipped == []
+
+
 def test_a_path_with_dots_names_the_same_document(tmp_path: Path) -> None:
     (tmp_path / "small").mkdir()
     (tmp_path / "small" / "whale.txt").write_text("The blue whale can weigh 190 tonnes.")
@@ -176,3 +189,36 @@ def test_html_reads_as_a_browser_lays_it_out(tmp_path: Path) -> None:
         "$ pip install -e .\n$ pytest")
     (tmp_path / "basics.html").write_text(page.replace("<html>", "<html lang='de'>"), encoding="cp1252")
     assert "Call InterFace" in load(tmp_path / "basics.html").text  # read with qa's own decoding, not UTF-8 only
+
+
+def _docx_bomb(path: Path, parts: dict[str, int]) -> None:
+    """A .docx whose named parts each unpack to about that many bytes of WordprocessingML (a few KB packed)."""
+    import zipfile
+
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    para = b"<w:p><w:r><w:t>a</w:t></w:r></w:p>" * 4096
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        for name, size in parts.items():
+            with z.open(name, "w") as f:
+                f.write(f"<w:document {w}><w:body>".encode())
+                for _ in range(size // len(para) + 1):
+                    f.write(para)
+                f.write(b"</w:body></w:document>")
+
+
+def test_a_docx_that_unpacks_to_too_much_text_is_refused_unread(tmp_path: Path) -> None:
+    """A .docx's text parts are parsed whole (about 15 times their size in memory): a 300 KB file unpacking to
+    100 MB took 1.5 GB, so a zip bomb of a few MB could take the server down. Refused from the zip's sizes."""
+    from qa.reading.formats import MAX_DOCX_XML_BYTES
+
+    third = MAX_DOCX_XML_BYTES // 3 + 1
+    for name, parts in [("one.docx", {"word/document.xml": MAX_DOCX_XML_BYTES + 1}),
+                        ("spread.docx", {"word/document.xml": third, "word/header1.xml": third,
+                                         "word/footer2.xml": third})]:
+        _docx_bomb(tmp_path / name, parts)
+        assert (tmp_path / name).stat().st_size < 1_000_000
+        with pytest.raises(UnreadableFile, match=r"unpacks to 3\d MB of XML, more than qa reads from a \.docx"):
+            load(tmp_path / name)
+    _docx_bomb(tmp_path / "fine.docx", {"word/document.xml": 1_000_000})  # a long document is read as before
+    assert load(tmp_path / "fine.docx").text.startswith("a\n")

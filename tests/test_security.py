@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -296,3 +297,158 @@ def test_serve_never_shows_the_key(seeded, llm_server: str, tmp_path: Path, monk
     assert "Traceback" not in output
     for text in (*pages, stream, output):
         assert API_KEY not in text and password not in text
+
+
+# --- 4. the chat UI's upload takes only files sent from the page ----------------------------------------
+def _gradio_call(client: Any, api: str, data: list[Any]) -> str:
+    """The event stream of a named Gradio endpoint called as a page would (to its end)."""
+    event = client.post(f"/gradio_api/call/{api}", json={"data": data})
+    assert event.status_code == 200, event.text
+    return client.get(f"/gradio_api/call/{api}/{event.json()['event_id']}").text
+
+
+def test_the_ui_upload_refuses_a_path_that_was_not_uploaded(seeded, tmp_path: Path) -> None:
+    """An upload event names its files by their path on the server: one outside Gradio's upload folder (a
+    file of the server's, named by a crafted request) was copied into the library and indexed, since Gradio
+    mounted in an app (not launched) skipped its check."""
+    from fastapi.testclient import TestClient
+    from gradio.utils import get_upload_folder
+
+    from qa.serving.server import create_app
+
+    secret = tmp_path / "elsewhere" / "private-notes.md"
+    secret.parent.mkdir()
+    secret.write_text("The vault of the Ossian Bank opens with the code 7319.\n", encoding="utf-8")
+    uploads = Path(seeded.settings.index_dir) / "uploads"
+    with TestClient(create_app(seeded)) as c:
+        folder = get_upload_folder()  # what Gradio saves a page's files under: a path that only starts there too
+        for path in (str(secret), f"{folder}/{'../' * (len(Path(folder).parts) - 1)}{secret.relative_to('/')}"):
+            stream = _gradio_call(c, "upload", [[{"path": path, "meta": {"_type": "gradio.FileData"}}]])
+            assert stream.startswith("event: error"), stream  # Gradio's check: "it was not uploaded by a user"
+        assert not (uploads / secret.name).exists()
+        assert all(Path(d.source).name != secret.name for d in seeded.documents())
+        # A file the page did send (through Gradio's upload route) is indexed as before.
+        sent = c.post("/gradio_api/upload", files=[("files", ("ferries.md", b"The Ulva ferry was run by Rhoda Munro.\n"))])
+        assert sent.status_code == 200, sent.text
+        stream = _gradio_call(c, "upload", [[{"path": sent.json()[0], "meta": {"_type": "gradio.FileData"}}]])
+        assert "added" in stream and (uploads / "ferries.md").exists(), stream
+
+
+# --- 5. a web page in a user's browser: no cross-site changes, no DNS rebinding -------------------------
+CROSS_SITE = [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+              {"Sec-Fetch-Site": "same-site", "Origin": "http://other.localhost:7860"}]
+
+
+def test_another_sites_page_cannot_add_documents(seeded, tmp_path: Path) -> None:
+    """A form on any web page can post files to /v1/documents (multipart needs no CORS preflight): without an
+    API key, the default on loopback, any site a user visited could add or replace documents."""
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import create_app
+
+    uploads = Path(seeded.settings.index_dir) / "uploads"
+    doc = [("files", ("planted.txt", b"The vault code is 0000, says the planted page.\n"))]
+    with TestClient(create_app(seeded, lazy_ui=True, host="127.0.0.1"), base_url="http://127.0.0.1:7860") as c:
+        for headers in CROSS_SITE:
+            r = c.post("/v1/documents", files=doc, headers=headers)
+            assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden", (headers, r.text)
+            assert "another site's page" in r.json()["error"]["message"]
+            assert c.delete("/v1/documents/*", headers=headers).status_code == 403
+            assert c.post("/gradio_api/upload", files=doc, headers=headers).status_code == 403  # the UI's too
+            assert c.get("/v1/status", headers=headers).status_code == 200  # reading is not refused (no CORS)
+        assert not uploads.exists()
+        # The UI's own page (same origin), a bookmark, and programs (no browser headers) are let through.
+        for headers in ({"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1:7860"},
+                        {"Origin": "http://127.0.0.1:7860"}, {"Sec-Fetch-Site": "none"}, {}):
+            r = c.post("/v1/documents", files=doc, headers=headers)
+            assert r.status_code == 200 and r.json()["state"] == "done", (headers, r.text)
+
+
+def test_no_other_site_may_frame_qas_pages(seeded) -> None:
+    """Clickjacking: a decoy page showing the UI in a frame gets a user to click its "Remove" buttons."""
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import create_app
+
+    with TestClient(create_app(seeded, lazy_ui=True, host="127.0.0.1"), base_url="http://127.0.0.1:7860") as c:
+        for path in ("/", "/v1/status", "/v1/nope", "/docs"):
+            r = c.get(path)
+            assert r.headers["x-frame-options"] == "SAMEORIGIN", path
+            assert r.headers["content-security-policy"] == "frame-ancestors 'self'", path
+
+
+@pytest.mark.parametrize("host,served", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False)])
+def test_a_loopback_server_answers_only_requests_addressed_to_loopback(seeded, host: str, served: bool) -> None:
+    """DNS rebinding: a site re-points its name at 127.0.0.1, and its page then reads a loopback server as its
+    own origin (documents, answers, conversations). Served on loopback, qa answers only loopback names."""
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import create_app
+
+    with TestClient(create_app(seeded, lazy_ui=True, host=host)) as c:
+        for name in ("127.0.0.1:7860", "localhost:7860", "[::1]:7860", "LOCALHOST", "127.0.0.1"):
+            assert c.get("/v1/status", headers={"Host": name}).status_code == 200, name
+        for name in ("evil.example:7860", "evil.example", "127.0.0.1.evil.example", "localhost.evil.example:80"):
+            for path in ("/v1/status", "/v1/documents", "/"):
+                r = c.get(path, headers={"Host": name})
+                assert (r.status_code == 403) is served, (name, path, r.status_code)
+                if served:
+                    assert f"not to {name!r}" in r.text and "--host" in r.text
+
+
+def _headers_answer(url: str, megabytes: int) -> bytes:
+    """What a server answers a request with `megabytes` of headers (sent until it stops reading)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as s:
+        try:
+            s.sendall(f"GET /v1/status HTTP/1.1\r\nHost: {where.netloc}\r\n".encode())
+            for _ in range(megabytes):
+                s.sendall(b"X-Filler: " + b"a" * (1 << 20) + b"\r\n")
+            s.sendall(b"\r\n")
+        except OSError:  # refused part way: the answer is waiting
+            pass
+        return s.recv(200)
+
+
+@pytest.mark.slow
+def test_qa_serve_refuses_rebinding_cross_site_changes_and_huge_headers(seeded_index: Path, tmp_path: Path) -> None:
+    import httpx
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            assert http.get("v1/status").status_code == 200 and http.get("").status_code == 200
+            for path in ("v1/status", "", "config"):
+                assert http.get(path, headers={"Host": "rebound.example"}).status_code == 403
+            r = http.post("v1/documents", files=[("files", ("planted.txt", b"Planted.\n"))],
+                          headers={"Origin": "http://evil.example"})
+            assert r.status_code == 403 and not (index / "uploads").exists()
+        # httptools read request headers of any size (200 MB of them took 200 MB of memory, before any key).
+        assert _headers_answer(url, 64).startswith(b"HTTP/1.1 400 ")
+        assert _headers_answer(url, 0).startswith(b"HTTP/1.1 200 ")
+    finally:
+        _stop(proc)
+
+
+# --- 6. what a stranger can make the server read before any login ------------------------------------------
+def test_a_ui_request_body_is_refused_over_its_limit_before_the_login_is_checked(seeded) -> None:
+    """Gradio reads a request's body whole before it checks the login: a 1 GB body to /gradio_api/queue/join
+    from someone with no login took 3 GB of the server's memory."""
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import MAX_UI_BYTES, create_app
+
+    big = b'{"data": ["' + b"x" * MAX_UI_BYTES + b'"], "fn_index": 0, "session_hash": "s"}'
+    chunked = (big[i:i + (1 << 20)] for i in range(0, len(big), 1 << 20))  # no Content-Length: counted as read
+    with TestClient(create_app(seeded, auth="alice:pw1")) as c:
+        for body in (big, chunked):
+            r = c.post("/gradio_api/queue/join", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 413 and "over the limit of 16 MB" in r.text, r.text[:300]
+        # Under the limit, the login is what refuses it.
+        r = c.post("/gradio_api/queue/join", json={"data": ["x" * 1000], "fn_index": 0, "session_hash": "s"})
+        assert r.status_code == 401, r.text

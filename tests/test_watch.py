@@ -125,3 +125,48 @@ def test_a_burst_is_one_batch_and_a_file_being_written_is_indexed_once_complete(
 def test_watching_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file or folder"):
         watch(Assistant(), [tmp_path / "missing"])
+
+
+def _made_by_another_user(link: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a symbolic link look made by another user: owned by another uid (as root), or qa running as another."""
+    import os
+
+    if os.geteuid() == 0:
+        os.lchown(link, 4321, 4321)
+    else:
+        monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 1)
+
+
+def test_another_users_links_are_not_followed(tmp_path: Path, watching: Callable[..., Watcher],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A colleague who may write to a watched folder but not read a file of the user qa runs as links it in
+    (`notes.md -> /home/admin/private.md`, or a folder): qa read, indexed and quoted it to everyone."""
+    docs, private, staging = tmp_path / "docs", tmp_path / "private", tmp_path / "staging"
+    for folder in (docs, private, staging):
+        folder.mkdir()
+    secret = "The admin password of the Kestrel console is hunter2-kestrel."
+    (private / "admin.md").write_text(secret)
+    (docs / "orca.txt").write_text(ORCA)
+
+    def link_in(name: str, target: Path) -> None:  # made apart, then moved in whole (as `mv` would)
+        (staging / name).symlink_to(target)
+        _made_by_another_user(staging / name, monkeypatch)
+        (staging / name).rename(docs / name)
+
+    link_in("notes.md", private / "admin.md")
+    link_in("shared", private)
+    a = Assistant()
+    w = watching(a, docs)
+    failed = {name for name, status in w.statuses() if status == "failed"}
+    assert failed == {"notes.md", "shared"} and names(a) == ["orca.txt"], w.statuses()
+    reasons = [f.reason for b in w.batches for f in b.files if f.status == "failed"]
+    assert all("symbolic link made by another user" in r for r in reasons), reasons
+    # Linked while watched, and a file added to a linked folder: not followed either.
+    link_in("later.md", private / "admin.md")
+    (private / "more.md").write_text(secret.replace("admin", "backup"))
+    (docs / "ferry.txt").write_text(FERRY)
+    until(lambda: "ferry.txt" in names(a), "the added file")
+    until(lambda: ("later.md", "failed") in w.statuses(), "the link's refusal")
+    time.sleep(2)  # what the watcher saw of shared/more.md is handled by now
+    assert sorted(names(a)) == ["ferry.txt", "orca.txt"], w.statuses()
+    assert "hunter2" not in a.ask("What is the admin password of the Kestrel console?").answer

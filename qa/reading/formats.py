@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ from .ocr import IMAGE_SUFFIXES
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".pdf", ".html", ".htm", ".docx", *IMAGE_SUFFIXES)
 PAGE_SEP = "\n\n"
+# A .docx is a zip whose text parts are read whole and parsed into a tree, about 15 times their unpacked size in
+# memory: a 300 KB file unpacking to 100 MB of XML took 1.5 GB, so a zip bomb of a few MB took the server down.
+MAX_DOCX_XML_BYTES = 32_000_000  # a thousand pages of text are a few MB of it
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,12 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     skipped: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for root in paths:
-        if _real(root, skipped) is None:
+        if _foreign(root, skipped) or _real(root, skipped) is None:
             continue
         candidates = iter([root]) if not root.is_dir() else _walk(root, skipped)
         for p in candidates:
+            if p is not root and _foreign(p, skipped):
+                continue
             real = _real(p, skipped)
             if real is None or real in seen:
                 continue
@@ -75,6 +81,26 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
                 skipped.append((p, f"unsupported file type {p.suffix or '(none)'}; "
                                    f"supported: {', '.join(SUPPORTED_SUFFIXES)}"))
     return sorted(found), skipped
+
+
+def link_maker(path: Path) -> int | None:
+    """The user id that made `path` if it is a symbolic link another user made (not the one qa runs as, nor
+    root), else None. Such a link is not followed: one put in a folder others may write to (a shared folder
+    `qa serve --watch` follows) would have qa read, index and quote any file qa may read and its maker may not."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return st.st_uid if stat.S_ISLNK(st.st_mode) and st.st_uid not in (os.geteuid(), 0) else None
+
+
+def _foreign(path: Path, skipped: list[tuple[Path, str]]) -> bool:
+    """Whether `path` is another user's symbolic link (see `link_maker`), added to `skipped` if so."""
+    uid = link_maker(path)
+    if uid is not None:
+        skipped.append((path, f"a symbolic link made by another user (uid {uid}); qa follows only links of the "
+                              "user it runs as (or root), so that a link cannot make it read someone else's file"))
+    return uid is not None
 
 
 def _real(path: Path, skipped: list[tuple[Path, str]]) -> Path | None:
@@ -105,7 +131,7 @@ def _walk(root: Path, skipped: list[tuple[Path, str]]) -> Iterator[Path]:
         # Real folders before links, so a file is listed under its real path when both lead to it.
         for d in sorted(dirnames, key=lambda d: ((Path(dirpath) / d).is_symlink(), d)):
             sub = Path(dirpath) / d
-            if d.startswith("."):
+            if d.startswith(".") or _foreign(sub, skipped):
                 continue
             real = _real(sub, skipped)
             if real is None:
@@ -213,6 +239,7 @@ def _load_with_llamaindex(path: Path) -> list[Any]:
     """Rich formats through LlamaIndex's file readers (PDFs and images: `qa.reading.pdf`, `qa.reading.ocr`)."""
     suffix = path.suffix.lower()
     if suffix == ".docx":
+        check_docx(path)
         from llama_index.readers.file import DocxReader
 
         return DocxReader().load_data(path)
@@ -223,6 +250,20 @@ def _load_with_llamaindex(path: Path) -> list[Any]:
 
         return [Document(text=html_text(read_text_file(path)))]
     raise UnreadableFile(f"unsupported file type {suffix}")
+
+
+def check_docx(path: Path) -> None:
+    """Raise UnreadableFile if the parts of a .docx that are read (document, headers, footers, as docx2txt names
+    them) unpack to more than MAX_DOCX_XML_BYTES. The sizes are the zip's own; Python's zipfile reads no more."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        size = sum(i.file_size for i in z.infolist()
+                   if i.filename == "word/document.xml" or re.match(r"word/(header|footer)[0-9]*.xml", i.filename))
+    if size > MAX_DOCX_XML_BYTES:
+        raise UnreadableFile(f"its text unpacks to {size / 1e6:,.0f} MB of XML, more than qa reads from a .docx "
+                             f"({MAX_DOCX_XML_BYTES / 1e6:g} MB); split it, or save it as PDF or text")
 
 
 def load(path: Path, digest: str | None = None, progress: Callable[[float], None] | None = None) -> SourceText:

@@ -18,6 +18,10 @@ from typing import Any
 from .positions import Layout, Line, assemble
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# Pixels of an image read by OCR or drawn as a page image (an A0 page at 144 dpi has 32 million). A PDF's page
+# size is whatever its file says: an 800-byte PDF with a 5,000-point page took 3.3 GB to OCR at 300 dpi, and a
+# page image of an 8,000-point page 4 GB; bigger ones are drawn or read with fewer pixels per point.
+MAX_PIXELS = 40_000_000
 TESSERACT_FIX = ("OCR needs Tesseract, which is not installed; run: "
                  "apt-get install tesseract-ocr tesseract-ocr-eng")
 
@@ -48,6 +52,17 @@ def _tesseract(image: Any, lang: str, dpi: int | None) -> dict[str, list[str]]:
     rows = [r.split("\t") for r in done.stdout.decode("utf-8", errors="replace").splitlines()]
     header = rows[0] if rows else []
     return {name: [r[i] if i < len(r) else "" for r in rows[1:]] for i, name in enumerate(header)}
+
+
+def fitted(image: Any) -> tuple[Any, float]:
+    """The image, made smaller if it has more than MAX_PIXELS, and how many of its pixels one of the result's
+    spans (1.0: as it was)."""
+    w, h = image.size
+    if w * h <= MAX_PIXELS:
+        return image, 1.0
+    k = (w * h / MAX_PIXELS) ** 0.5
+    small = image.resize((max(1, int(w / k)), max(1, int(h / k))))
+    return small, w / small.width
 
 
 def ocr_image(image: Any, scale: float = 1.0, lang: str = "eng", dpi: int | None = None) -> list[Line]:
@@ -90,7 +105,10 @@ def read_image(path: Path, progress: Callable[[float], None] | None = None,
         frames = getattr(im, "n_frames", 1)
         for i, frame in enumerate(ImageSequence.Iterator(im)):
             dpi = (frame.info.get("dpi") or im.info.get("dpi") or (0,))[0]
-            pages.append(ocr_image(frame.copy(), 1.0, lang, int(dpi) if dpi and dpi >= 50 else None))
+            small, scale = fitted(frame)
+            dpi = dpi / scale if dpi else dpi
+            pages.append(ocr_image(frame.copy() if small is frame else small, scale, lang,
+                                   int(dpi) if dpi and dpi >= 50 else None))
             if progress:
                 progress((i + 1) / frames)
     return assemble(pages)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..errors import QAError
 from ..types import Box
-from .pdf import PDFIUM
+from .ocr import fitted
+from .pdf import PDFIUM, render_scale
 
 SCALE = 2.0  # PDF pages render at 144 dpi: sharp on a laptop screen, ~300 KB a page
 FILL = (255, 200, 0, 90)  # semi-transparent: the words stay readable under the highlight
@@ -34,19 +35,20 @@ def render_page(path: Path, page: int, boxes: Sequence[Box] = (), crop: bool = F
                 if not 1 <= page <= len(pdf):
                     raise QAError(f"{path.name} has pages 1 to {len(pdf)}, not {page}.")
                 pg = pdf[page - 1]
-                image = pg.render(scale=SCALE).to_pil().convert("RGBA")  # a copy: the bitmap is freed here
+                factor = render_scale(*pg.get_size(), SCALE)  # fewer pixels for a huge page
+                image = pg.render(scale=factor).to_pil().convert("RGBA")  # a copy: the bitmap is freed here
                 pg.close()
             finally:
                 pdf.close()
-        factor = SCALE
     else:
         with Image.open(path) as im:
             frames = getattr(im, "n_frames", 1)
             if not 1 <= page <= frames:
                 raise QAError(f"{path.name} has pages 1 to {frames}, not {page}.")
             im.seek(page - 1)
-            image = im.convert("RGBA")
-        factor = 1.0  # image boxes are in pixels
+            small, scale = fitted(im)
+            image = small.convert("RGBA")
+        factor = 1 / scale  # image boxes are in the file's pixels
     overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     here = [b for b in boxes if b.page == page]

@@ -60,13 +60,14 @@ def read_pdf(path: Path, progress: Callable[[float], None] | None = None,
 
                         missing = missing or tesseract_missing()
                         if missing is None:  # a copy: pdfium's bitmap is freed here, under the lock
-                            image = page.render(scale=OCR_DPI / 72).to_pil().copy()
+                            scale = render_scale(*page.get_size(), OCR_DPI / 72)
+                            image = page.render(scale=scale).to_pil().copy()
                 finally:
                     page.close()
             if image is not None:  # OCR takes seconds a page: outside the lock
                 from .ocr import ocr_image
 
-                lines, margins = ocr_image(image, 72 / OCR_DPI, ocr_lang, OCR_DPI), {}
+                lines, margins = ocr_image(image, 1 / scale, ocr_lang, round(72 * scale)), {}
                 ocr_pages += 1
             pages.append((lines, margins))
             if progress:
@@ -84,6 +85,14 @@ def read_pdf(path: Path, progress: Callable[[float], None] | None = None,
 
         raise UnreadableFile(missing)
     return text, starts, layout, ocr_pages
+
+
+def render_scale(width: float, height: float, wanted: float) -> float:
+    """Pixels per point to draw a page of this size (points) at: `wanted`, or fewer for a page so large that
+    it would have more than `qa.reading.ocr.MAX_PIXELS`."""
+    from .ocr import MAX_PIXELS
+
+    return min(wanted, (MAX_PIXELS / max(width * height, 1.0)) ** 0.5)
 
 
 def _has_images(page: Any) -> bool:

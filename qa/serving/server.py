@@ -58,12 +58,16 @@ __all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine
            "for_http", "http_answers", "invalid_response", "serve"]
 
 MAX_JSON_BYTES = 1_000_000  # a question is at most 2,000 characters; history and options fit easily
+# A request of the chat UI (Gradio) other than an upload: a question carries the chat shown so far (each answer's
+# HTML, some KB), so a long conversation's is a few MB. Gradio reads a body whole before it checks the login.
+MAX_UI_BYTES = 16_000_000
+MAX_HEADER_BYTES = 64 * 1024  # of a request's line and headers (nginx allows 32 KB, h11 16 KB by default)
 MAX_FILES = 20  # files per upload request
 MAX_HISTORY = 200  # earlier questions a question is asked with (the most recent, when a chat sends more)
 TOP_K = bounds("top_k")  # what a question may ask for, as QA_TOP_K allows
 RETRY_AFTER_SECONDS = 2  # the Retry-After of a 429 (the index is busy, the upload queue is full)
 WAIT_SECONDS = 3600.0  # how long `POST /v1/documents` waits for its job before answering 202 with the job
-ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                413: "too_large", 422: "invalid", 429: "busy", 500: "server_error", 502: "backend_error",
                503: "no_index", 507: "disk_full"}
 
@@ -203,15 +207,21 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: a /v1 request body over its limit is refused with 413 before it is read whole."""
+    """ASGI middleware: a request body over its limit is refused with 413 before it is read whole: an upload's
+    (/v1/documents, the UI's /gradio_api/upload), another /v1 request's, another UI request's. Gradio reads a
+    body whole before it checks the login: a 1 GB body to /gradio_api/queue/join took 3 GB, signed in or not."""
 
-    def __init__(self, app: Any, json_limit: int, upload_limit: int) -> None:
-        self.app, self.json_limit, self.upload_limit = app, json_limit, upload_limit
+    def __init__(self, app: Any, json_limit: int, upload_limit: int, ui_limit: int = MAX_UI_BYTES) -> None:
+        self.app, self.json_limit, self.upload_limit, self.ui_limit = app, json_limit, upload_limit, ui_limit
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.upload_limit if scope["path"].rstrip("/") == "/v1/documents" else self.json_limit
+        path = scope["path"].rstrip("/")
+        if path in ("/v1/documents", "/gradio_api/upload"):
+            limit = self.upload_limit
+        else:
+            limit = self.json_limit if path.startswith("/v1/") else self.ui_limit
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return await error_response(413, f"The request body is over the limit of {limit / 1e6:g} MB.")(
@@ -245,6 +255,81 @@ class KeyGate:
         if refused := refusal(authorization, key, self.state.users):
             return await error_response(401, refused, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class BrowserGuard:
+    """ASGI middleware against what a web page open in a user's browser could do to `qa serve`.
+
+    - A request from another site that changes something is refused (403): a form posting files to
+      /v1/documents needs no CORS preflight, so any page could add or replace documents in a server
+      without an API key. Browsers say where a request comes from in `Sec-Fetch-Site` (older ones in
+      `Origin`); programs (curl, SDKs) send neither and are let through.
+    - Served on a loopback address, only requests addressed to a loopback name are answered (403
+      otherwise): a site whose name an attacker re-points at 127.0.0.1 (DNS rebinding) would otherwise
+      read the API and the UI as its own origin.
+    - No page of another site may show qa's pages in a frame (clickjacking: the UI's own "Remove" and
+      "Delete" buttons clicked through a decoy page).
+    """
+
+    SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: Any, hosts: frozenset[str] | None) -> None:
+        self.app, self.hosts = app, hosts  # the names a loopback server answers to; None: any (not loopback)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            send = partial(_unframed, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        host = headers.get("host")
+        if self.hosts is not None and host is not None and _hostname(host) not in self.hosts:
+            why = (f"This qa serve listens on a loopback address and answers only requests addressed to it "
+                   f"(localhost, 127.0.0.1, [::1]), not to {host!r}. To reach it from other machines, serve it "
+                   "on their network with --host (and --auth, --api-key).")
+        elif (scope["type"] == "websocket" or scope["method"] not in self.SAFE) and _cross_site(headers):
+            why = ("A request from another site's page is refused: it could change what qa holds without you "
+                   "knowing. Use the chat UI's own page, or a program (curl, an OpenAI client).")
+        else:
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        if scope["path"].startswith("/v1/"):
+            return await error_response(403, why)(scope, receive, send)
+        from starlette.responses import PlainTextResponse
+
+        await PlainTextResponse(why, status_code=403)(scope, receive, send)
+
+
+async def _unframed(send: Any, message: dict[str, Any]) -> None:
+    """Send a response that only qa's own pages may show in a frame."""
+    if message["type"] == "http.response.start":
+        message["headers"] = [*message.get("headers", []), (b"x-frame-options", b"SAMEORIGIN"),
+                              (b"content-security-policy", b"frame-ancestors 'self'")]
+    await send(message)
+
+
+def _hostname(host: str) -> str:
+    """The name of a Host header ("127.0.0.1:7860" -> "127.0.0.1", "[::1]:80" -> "::1"), "" if unreadable."""
+    from urllib.parse import urlsplit
+
+    try:
+        return (urlsplit(f"//{host}").hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+
+
+def _cross_site(headers: dict[str, str]) -> bool:
+    """Whether a browser sent this request from another site's page."""
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")  # "none": typed in the address bar, a bookmark
+    origin = headers.get("origin")
+    if origin is None:
+        return False  # not from a page: a program, or an old browser's same-origin GET
+    from urllib.parse import urlsplit
+
+    return origin == "null" or urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
 
 
 _PAGE_PATH = re.compile(r"/v1/documents/.+/pages/[^/]+\.png")
@@ -572,11 +657,13 @@ ROUTERS: list[APIRouter] = [
 
 # --- the app ----------------------------------------------------------------------------------------
 def create_app(assistant: Assistant, api_key: str | None = None, auth: str | None = None,
-               writer: Writer | None = None, users_file: str | Path | None = None, lazy_ui: bool = False) -> Any:
+               writer: Writer | None = None, users_file: str | Path | None = None, lazy_ui: bool = False,
+               host: str | None = None) -> Any:
     """The FastAPI app: the HTTP API under /v1 (docs at /docs) and the chat UI mounted at /.
 
     With `lazy_ui` the app answers before the UI is built: `/` shows a starting page until then
-    (qa/serving/ui_mount.py); `qa serve` starts that way."""
+    (qa/serving/ui_mount.py); `qa serve` starts that way. `host` is the address it is served on: on a
+    loopback one, requests addressed to another name are refused (see `BrowserGuard`)."""
     import asyncio
 
     from .api_chats import API_USER
@@ -600,6 +687,10 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
 
         blocks = build_app(assistant, writer, page_url=partial(page_url, app.state.page_key))
         blocks.queue(default_concurrency_limit=None)
+        # Gradio checks that a file an event receives was uploaded (is in its upload folder) only for a Blocks
+        # that was launched; mounted, it copied any path a crafted request named ("/srv/users.txt") into the
+        # upload, and qa indexed it. Marked launched, the check applies.
+        blocks.has_launched = True
         return gr.mount_gradio_app(
             parent, blocks, path="/", auth=(lambda u, p: check(users, u, p)) if users else None,
             auth_message="qa: sign in to ask about the documents.", css=CSS, head=HEAD, theme=_theme(),
@@ -628,6 +719,9 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
     app.add_middleware(KeyGate, state=app.state)  # outside BodyLimit: no key, no word on the body's size
+    from .ui import _LOOPBACK
+
+    app.add_middleware(BrowserGuard, hosts=frozenset(_LOOPBACK) if host in _LOOPBACK else None)  # outermost
     for router in [*ROUTERS, openai_router, chats_router]:
         app.include_router(router, prefix="/v1", dependencies=[Depends(api_auth)])
     app.state.page_key = os.urandom(32)
@@ -705,7 +799,7 @@ def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth:
     warning = exposure_warnings(host, next(iter(users.items())) if users else None, bool(api_key))
     if warning:
         print(warning, file=sys.stderr)
-    app = create_app(assistant, api_key=api_key, auth=auth, users_file=users_file, lazy_ui=True)
+    app = create_app(assistant, api_key=api_key, auth=auth, users_file=users_file, lazy_ui=True, host=host)
 
     def warm() -> None:  # load the models now rather than at the first question
         # After the UI is built: both are mostly Python on one interpreter lock, and the page comes first.
@@ -721,8 +815,10 @@ def serve(assistant: Assistant, host: str = "127.0.0.1", port: int = 7860, auth:
           flush=True)
     logging.getLogger("uvicorn.error").addFilter(_quiet_stream_ends)
     with _serving(Path(assistant.settings.index_dir).absolute()):  # restore and --rebuild wait for it to stop
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=5)
+        # h11 rather than httptools: httptools reads request headers of any size (200 MB of them took 200 MB),
+        # h11 refuses those over its limit before anything else is read.
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http="h11",
+                    h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_graceful_shutdown=5)
 
 
 def _serving(index: Path) -> contextlib.AbstractContextManager[None]:
