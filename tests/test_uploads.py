@@ -22,6 +22,8 @@ from .test_writer import GatedAssistant
     ("/abs/path/x.md", "x.md"), ("..", "upload"), ("", "upload"), ("a\x00b\n.txt", "ab.txt"),
     # never hidden: a folder's ingest and a rebuild skip hidden files, and .staging is the uploads' own
     (".staging", "staging"), (".hidden.txt", "hidden.txt"), ("...", "upload"),
+    # a right-to-left override showed "report\u202efdp.exe" as "reportexe.pdf"; Hebrew and Arabic names stay
+    ("report\u202efdp.exe", "reportfdp.exe"), ("\u2067x\u2069.txt", "x.txt"), ("חיפה.txt", "חיפה.txt"),
 ])
 def test_safe_name_keeps_only_the_base_name(name: str, expected: str) -> None:
     assert safe_name(name) == expected

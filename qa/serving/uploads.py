@@ -56,10 +56,12 @@ def uploads_dir(assistant: Assistant) -> Path:
 
 
 def safe_name(name: str) -> str:
-    """A bare file name: no folders (either slash), no control characters, not hidden (no leading dot: a
-    folder's ingest and a rebuild skip hidden files, and ".staging" is the uploads' own), at most
-    MAX_NAME_BYTES of UTF-8 (a longer name keeps its extension and the start of its stem)."""
-    base = re.sub(r"[\x00-\x1f\x7f]", "", PurePosixPath(name.replace("\\", "/")).name).strip().lstrip(".").strip()
+    """A bare file name: no folders (either slash), no control characters, no direction overrides (which
+    show "report" U+202E "fdp.exe" as "reportexe.pdf"), not hidden (no leading dot: a folder's ingest and a rebuild
+    skip hidden files, and ".staging" is the uploads' own), at most MAX_NAME_BYTES of UTF-8 (a longer name
+    keeps its extension and the start of its stem)."""
+    base = re.sub(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]", "",
+                  PurePosixPath(name.replace("\\", "/")).name).strip().lstrip(".").strip()
     if not base:
         return "upload"
     if len(base.encode("utf-8")) <= MAX_NAME_BYTES:
