@@ -42,7 +42,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             seconds REAL NOT NULL,
             PRIMARY KEY (conversation, n))""",
     ),
+    (  # 2: a question is stored as it is asked, its answer when it is complete
+        # 'done', 'answering' (its answer is being written) or 'interrupted' (the answer never completed)
+        "ALTER TABLE turns ADD COLUMN state TEXT NOT NULL DEFAULT 'done'",
+    ),
 )
+DONE, ANSWERING, INTERRUPTED = "done", "answering", "interrupted"
+# A turn still "answering" after this long lost its answer (the process writing it died): it reads as interrupted.
+ANSWERING_LIMIT = 600.0
 HISTORY_TURNS = 10  # earlier questions a follow-up is given (a 1,000-turn conversation must not flood a prompt)
 TITLE_CHARS = 120
 BUSY_MS = 10_000  # how long a writer waits for another one before giving up
@@ -62,13 +69,17 @@ class ConversationInfo:
 
 @dataclass(frozen=True)
 class Turn:
-    """One stored question and answer; `stale` maps a citation id to "changed" or "removed"."""
+    """One stored question and answer; `stale` maps a citation id to "changed" or "removed".
+
+    `state` is "done", "answering" (the answer is still being written: `answer.answer` is empty) or
+    "interrupted" (it never completed: `answer` holds what there was of it, perhaps nothing)."""
 
     n: int
     answer: Answer
     created: float
     scope: tuple[str, ...] | None = None
     stale: dict[int, str] = field(default_factory=dict)
+    state: str = DONE
 
     @property
     def question(self) -> str:
@@ -170,36 +181,87 @@ class ConversationStore:
     def add_turn(self, id: str, user: str, answer: Answer, documents: dict[str, str],
                  scope: Sequence[str] | None = None) -> int:
         """Store a turn (creating the conversation on its first one); its number."""
-        now = time.time()
-        record = answer.to_dict()
-        context = {"citations": [_beyond(asdict(c), r) for c, r in zip(answer.citations, record["citations"])],
-                   "related": [asdict(p) for p in answer.related] if not answer.answered else []}
         with self._write() as c:
-            c.execute("INSERT OR IGNORE INTO conversations VALUES (?, ?, ?, ?, ?)",
-                      (id, user, _title(answer.question), now, now))
-            owner = c.execute("SELECT user FROM conversations WHERE id = ?", (id,)).fetchone()
-            if owner is None or owner[0] != user:  # an id of someone else's: as if it did not exist
-                raise ConversationNotFoundError(missing(id))
-            n = c.execute("SELECT coalesce(max(n), 0) + 1 FROM turns WHERE conversation = ?", (id,)).fetchone()[0]
-            c.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (id, n, answer.question, answer.answer, json.dumps(record, ensure_ascii=False),
-                       json.dumps(context, ensure_ascii=False), json.dumps(documents), answer.backend,
-                       None if scope is None else json.dumps(list(scope)), now, answer.seconds))
-            c.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, id))
+            n = self._insert(c, id, user, answer.question, scope, time.time())
+            self._answer(c, id, n, answer, documents, DONE)
         return n
+
+    def begin_turn(self, id: str, user: str, question: str, scope: Sequence[str] | None = None) -> int:
+        """Store a question as it is asked, its answer to come ("answering"; creating the conversation on its
+        first one); its number."""
+        with self._write() as c:
+            return self._insert(c, id, user, question, scope, time.time())
+
+    def finish_turn(self, id: str, n: int, answer: Answer, documents: dict[str, str], state: str = DONE) -> bool:
+        """Store the answer of turn `n` ("interrupted": what there was of it); False if the turn is gone (its
+        conversation was deleted meanwhile)."""
+        with self._write() as c:
+            return self._answer(c, id, n, answer, documents, state)
+
+    def interrupt(self, id: str, n: int) -> bool:
+        """Mark turn `n` interrupted if it is still being answered (its process is ending)."""
+        with self._write() as c:
+            return c.execute("UPDATE turns SET state = ? WHERE conversation = ? AND n = ? AND state = ?",
+                             (INTERRUPTED, id, n, ANSWERING)).rowcount == 1
+
+    def drop_turn(self, id: str, n: int) -> None:
+        """Take back turn `n` (its question failed, as the asker saw); a conversation left without turns goes too."""
+        with self._write() as c:
+            c.execute("DELETE FROM turns WHERE conversation = ? AND n = ?", (id, n))
+            c.execute("DELETE FROM conversations WHERE id = ? AND NOT EXISTS "
+                      "(SELECT 1 FROM turns WHERE conversation = ?)", (id, id))
+
+    @staticmethod
+    def _insert(c: sqlite3.Connection, id: str, user: str, question: str, scope: Sequence[str] | None,
+                now: float) -> int:
+        c.execute("INSERT OR IGNORE INTO conversations VALUES (?, ?, ?, ?, ?)", (id, user, _title(question), now, now))
+        owner = c.execute("SELECT user FROM conversations WHERE id = ?", (id,)).fetchone()
+        if owner is None or owner[0] != user:  # an id of someone else's: as if it did not exist
+            raise ConversationNotFoundError(missing(id))
+        n = c.execute("SELECT coalesce(max(n), 0) + 1 FROM turns WHERE conversation = ?", (id,)).fetchone()[0]
+        record = Answer(question, "", False).to_dict()
+        c.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (id, n, question, "", json.dumps(record, ensure_ascii=False), "{}", "{}", "",
+                   None if scope is None else json.dumps(list(scope)), now, 0.0, ANSWERING))
+        c.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, id))
+        return n
+
+    @staticmethod
+    def _answer(c: sqlite3.Connection, id: str, n: int, answer: Answer, documents: dict[str, str],
+                state: str) -> bool:
+        record = answer.to_dict()
+        context = {"citations": [_beyond(asdict(x), r) for x, r in zip(answer.citations, record["citations"])],
+                   "related": [asdict(p) for p in answer.related] if not answer.answered else []}
+        found = c.execute("UPDATE turns SET answer = ?, record = ?, context = ?, documents = ?, backend = ?, "
+                          "seconds = ?, state = ? WHERE conversation = ? AND n = ?",
+                          (answer.answer, json.dumps(record, ensure_ascii=False), json.dumps(context, ensure_ascii=False),
+                           json.dumps(documents), answer.backend, answer.seconds, state, id, n)).rowcount == 1
+        if found:
+            c.execute("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), id))
+        return found
 
     def turns(self, id: str) -> list[tuple[Turn, dict[str, str]]]:
         """Every turn of a conversation in order, each with the digests of its cited documents."""
         with self._guard():
             rows = self._conn().execute(
-                "SELECT n, record, context, documents, backend, scope, created, seconds FROM turns "
+                "SELECT n, record, context, documents, backend, scope, created, seconds, state FROM turns "
                 "WHERE conversation = ? ORDER BY n", (id,)).fetchall()
         out = []
-        for n, record, context, documents, backend, scope, created, seconds in rows:
+        now = time.time()
+        for n, record, context, documents, backend, scope, created, seconds, state in rows:
             answer = _rebuild(json.loads(record), json.loads(context), backend, seconds)
-            out.append((Turn(n, answer, created, None if scope is None else tuple(json.loads(scope))),
+            if state == ANSWERING and now - created > ANSWERING_LIMIT:
+                state = INTERRUPTED
+            out.append((Turn(n, answer, created, None if scope is None else tuple(json.loads(scope)), state=state),
                         json.loads(documents)))
         return out
+
+    def answering(self, id: str) -> bool:
+        """Whether a turn of the conversation is still being answered (as `turns` would say)."""
+        with self._guard():
+            return self._conn().execute(
+                "SELECT 1 FROM turns WHERE conversation = ? AND state = ? AND created >= ? LIMIT 1",
+                (id, ANSWERING, time.time() - ANSWERING_LIMIT)).fetchone() is not None
 
     def questions(self, id: str, last: int = HISTORY_TURNS) -> list[str]:
         """The latest `last` questions of a conversation, oldest first."""

@@ -52,7 +52,7 @@ def test_ask_in_a_conversation_then_read_and_export_it(served: tuple[str, Path])
     assert got["title"] == "Who is Matthew Miller?" and [t["n"] for t in got["turns"]] == [1, 2]
     for turn, answer in zip(got["turns"], (first, follow)):  # the same JSON /v1/ask gave (Answer.to_dict)
         assert turn["answer"] == {k: v for k, v in answer.items() if k != "conversation_id"}
-        assert turn["stale"] == {} and turn["backend"] == "extractive"
+        assert turn["stale"] == {} and turn["backend"] == "extractive" and turn["state"] == "done"
     md = api(url, "GET", f"/v1/conversations/{cid}", params={"format": "markdown"})
     assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")
     quoted = quoted_citations(md.text)

@@ -224,3 +224,133 @@ def test_a_thousand_turn_conversation_opens_whole(seeded: Assistant) -> None:
     assert len(turns) == 1000 and turns[-1].answer.answer == "Fact 999 [1]." and turns[-1].n == 1000
     assert turns[-1].stale == {1: "removed"}  # /docs/a.txt is not in the index
     assert conv.history() == [f"Question {i}?" for i in range(990, 1000)]  # a follow-up sees the latest ten
+
+
+# --- a question is kept from the moment it is asked -----------------------------------------------------------
+class _Writer:
+    """An answer stream that writes "First." then waits for `go` before "First. Second." (or fails there)."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.go = threading.Event()
+        self.fail = fail
+
+    def __call__(self, question: str, top_k: int | None = None, history: list[str] | None = None,
+                 sources: list[str] | None = None):
+        yield Answer(question, "First.", True)
+        if self.fail is not None:
+            raise self.fail
+        assert self.go.wait(60)
+        yield Answer(question, "First. Second.", True)
+
+
+def _states(a: Assistant, cid: str) -> list[tuple[str, str, str]]:
+    return [(t.question, t.state, t.answer.answer) for t in a.conversation(cid).turns]
+
+
+def _eventually(check, seconds: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.05)
+
+
+def test_a_question_is_stored_as_it_is_asked_and_its_answer_when_complete(seeded: Assistant) -> None:
+    """A page reloaded while its answer was written lost the question: it was stored only with its answer."""
+    conv = seeded.conversation()
+    answers = conv.stream("Who is Matthew Miller?")
+    assert _states(seeded, conv.id) == [("Who is Matthew Miller?", "answering", "")]  # before the first sentence
+    assert [c.title for c in seeded.conversations()] == ["Who is Matthew Miller?"]
+    assert "still being written" in seeded.conversation(conv.id).markdown() and seeded.conversation(conv.id).answering
+    *_, final = answers
+    assert _states(seeded, conv.id) == [("Who is Matthew Miller?", "done", final.answer)]
+    assert not seeded.conversation(conv.id).answering
+    assert seeded.conversation(conv.id).turns[0].answer.to_dict() == final.to_dict()
+
+
+def test_a_reader_that_leaves_early_still_gets_its_answer_stored(seeded: Assistant,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = _Writer()
+    monkeypatch.setattr(seeded, "stream", writer)
+    conv = seeded.conversation()
+    answers = conv.stream("Who is Victor Cha?")
+    assert next(answers).answer == "First."
+    answers.close()  # a page reloaded: Gradio closes the answer it was reading
+    assert _states(seeded, conv.id) == [("Who is Victor Cha?", "answering", "")]
+    left = conv.stream("And then?")
+    del left  # a page that went away before the first sentence
+    writer.go.set()
+    _eventually(lambda: [s for _, s, _ in _states(seeded, conv.id)] == ["done", "done"])
+    assert _states(seeded, conv.id) == [("Who is Victor Cha?", "done", "First. Second."),
+                                        ("And then?", "done", "First. Second.")]
+
+
+def test_an_answer_that_never_completed_reads_as_interrupted(seeded: Assistant,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from qa.conversation_store import ANSWERING_LIMIT
+    from qa.conversations import _UNFINISHED
+
+    monkeypatch.setattr(seeded, "stream", _Writer(fail=KeyboardInterrupt()))
+    conv = seeded.conversation()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in `qa ask --chat`: what was written is kept
+        for _ in conv.stream("Who is Victor Cha?"):
+            pass
+    assert _states(seeded, conv.id) == [("Who is Victor Cha?", "interrupted", "First.")]
+    md = conv.markdown()
+    assert "First.\n\n*Interrupted: this answer was not completed." in md
+    # A process that ends while it writes an answer marks it interrupted on its way out.
+    writer = _Writer()
+    monkeypatch.setattr(seeded, "stream", writer)
+    answers = conv.stream("Who is Matthew Miller?")
+    next(answers)
+    _UNFINISHED.interrupt_all()  # what atexit runs
+    assert _states(seeded, conv.id)[1] == ("Who is Matthew Miller?", "interrupted", "")
+    writer.go.set()
+    answers.close()
+    # One that died without a word (killed) leaves "answering", read as interrupted once no answer can come.
+    store = seeded.conversation_store()
+    n = store.begin_turn(conv.id, "", "Where will Putin travel?")
+    assert _states(seeded, conv.id)[-1][1] == "answering"
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE turns SET created = created - ? WHERE conversation = ? AND n = ?",
+                   (ANSWERING_LIMIT + 1, conv.id, n))
+    assert _states(seeded, conv.id)[-1] == ("Where will Putin travel?", "interrupted", "")
+    assert not conv.answering
+
+
+def test_a_question_whose_answer_failed_is_not_kept(seeded: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As before questions were stored when asked: the asker saw the error, and the conversation keeps nothing."""
+    from qa.errors import BackendError
+
+    conv = seeded.conversation()
+    conv.ask("Who is Matthew Miller?")
+    monkeypatch.setattr(seeded, "stream", _Writer(fail=BackendError("The model server is down.")))
+    with pytest.raises(BackendError):
+        conv.ask("What did he reiterate?")
+    assert [q for q, _, _ in _states(seeded, conv.id)] == ["Who is Matthew Miller?"]
+    fresh = seeded.conversation()
+    with pytest.raises(BackendError):
+        fresh.ask("Who is Victor Cha?")
+    assert [c.id for c in seeded.conversations()] == [conv.id]  # a new conversation it opened is gone with it
+
+
+def test_a_store_of_schema_1_gains_turn_states(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        for sql in ("CREATE TABLE schema_version (version INTEGER NOT NULL)", *MIGRATIONS[0]):
+            db.execute(sql)
+        db.execute("INSERT INTO schema_version VALUES (1)")
+        db.execute("INSERT INTO conversations VALUES ('c1', '', 'Old question?', 1.0, 1.0)")
+        record = json.dumps(Answer("Old question?", "Old answer.", False).to_dict())
+        db.execute("INSERT INTO turns VALUES ('c1', 1, 'Old question?', 'Old answer.', ?, '{}', '{}', 'extractive', "
+                   "NULL, 1.0, 0.1)", (record,))
+    store = ConversationStore(path)
+    assert store.version() == len(MIGRATIONS) == 2
+    [(turn, _)] = store.turns("c1")
+    assert (turn.question, turn.answer.answer, turn.state) == ("Old question?", "Old answer.", "done")
+

@@ -61,6 +61,21 @@ def test_stale_citation_says_so_instead_of_highlighting(why: str, note: str) -> 
     assert 'class="qa-cite qa-stale" href="#qa-src-2-1"' in ans and note in ans
 
 
+def test_a_turn_without_its_complete_answer_says_so() -> None:
+    from dataclasses import replace
+
+    t = _turn({})
+    writing = replace(t, answer=Answer(t.question, "", False), state="answering")
+    assert "still being written" in stored_answer(writing) and "qa-answering" in stored_answer(writing)
+    assert "still being written" in stored_sources(writing) and 'id="qa-turn-2"' in stored_sources(writing)
+    cut = replace(t, state="interrupted")  # what was written is shown, then that it was interrupted
+    assert stored_answer(cut).startswith(stored_answer(t)) and "Interrupted: this answer was not completed" in \
+        stored_answer(cut)
+    assert stored_sources(cut) == stored_sources(t)
+    empty = replace(writing, state="interrupted")
+    assert "Interrupted" in stored_answer(empty) and "Interrupted" in stored_sources(empty)
+
+
 # --- slow: the real server in a real browser --------------------------------------------------------------------
 @pytest.fixture()
 def page(browser: Any) -> Iterator[Any]:
@@ -299,10 +314,11 @@ class _SlowModel:
 
 
 @pytest.mark.slow
-def test_opening_another_conversation_stops_the_answer_still_being_written(seeded_index: Path, page: Any,
-                                                                          tmp_path: Path) -> None:
+def test_opening_another_conversation_leaves_the_answer_being_written_to_its_own(seeded_index: Path, page: Any,
+                                                                                tmp_path: Path) -> None:
     """A slow answer in one conversation took the page back to it when it ended, after the user had opened
-    another; the question asked meanwhile in the one open was dropped or stored in the other."""
+    another; the question asked meanwhile in the one open was dropped or stored in the other. The page stops
+    following that answer; the server finishes it and stores it in its own conversation."""
     from qa.conversations import ConversationStore
 
     from .conftest import start_serve
@@ -318,19 +334,72 @@ def test_opening_another_conversation_stops_the_answer_still_being_written(seede
         page.locator("#qa-chat-list label").filter(has_text="Who is Matthew Miller?").wait_for()
         page.locator("#qa-chat-new").click()
         page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+        page.wait_for_timeout(1000)
+        remembered = page.evaluate("localStorage.getItem('qa-open-conversation')")
         box = page.locator("#qa-question textarea")
         box.fill("Who denied the arms transfers?")  # conversation Y, still being answered ...
         box.press("Enter")
         page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 1")
+        # (Y is stored, and the page told so, a moment after the question shows: a reader is no quicker.)
+        page.wait_for_function(f"localStorage.getItem('qa-open-conversation') !== {remembered!r}")
         page.locator("#qa-chat-list label").filter(has_text="Who is Matthew Miller?").click()  # ... when X opens
         page.wait_for_timeout(8_000)  # past the moment Y's answer would have come back
         assert _questions(page) == ["Who is Matthew Miller?"]
         assert "Pyongyang" in _ask(page, "Who denied the arms transfers?").inner_text()  # asked in X, now
         store = ConversationStore(index / "conversations.sqlite3")
-        convs = store.list("")
-        assert [c.title for c in convs] == ["Who is Matthew Miller?"]  # Y was stopped, never saved
-        assert [t.question for t, _ in store.turns(convs[0].id)] == ["Who is Matthew Miller?",
-                                                                    "Who denied the arms transfers?"]
+        convs = {c.title: c.id for c in store.list("")}
+        assert set(convs) == {"Who is Matthew Miller?", "Who denied the arms transfers?"}
+        assert [t.question for t, _ in store.turns(convs["Who is Matthew Miller?"])] == [
+            "Who is Matthew Miller?", "Who denied the arms transfers?"]
+        assert [(t.question, t.state) for t, _ in store.turns(convs["Who denied the arms transfers?"])] == [
+            ("Who denied the arms transfers?", "done")]  # Y, in Y, with its answer
+    finally:
+        _stop(proc)
+        model.close()
+
+
+@pytest.mark.slow
+def test_a_reload_while_the_answer_is_written_keeps_the_question_and_brings_the_answer(
+        seeded_index: Path, page: Any, tmp_path: Path) -> None:
+    """The conversation was stored only when its answer ended: a reload while it was written lost the question."""
+    from qa.conversations import ConversationStore
+
+    from .conftest import start_serve
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    model = _SlowModel(delay=8)
+    proc, url = start_serve(index, tmp_path / "serve.log", env={"QA_LLM": "openai", "QA_OPENAI_BASE_URL": model.url,
+                                                                "OPENAI_API_KEY": "sk-test", "QA_OPENAI_MODEL": "slow"})
+    try:
+        _open(page, url + "/")
+        page.wait_for_timeout(1000)  # the page has remembered "no conversation open"
+        remembered = page.evaluate("localStorage.getItem('qa-open-conversation')")
+        box = page.locator("#qa-question textarea")
+        box.fill("Who denied the arms transfers?")
+        box.press("Enter")
+        page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 1")
+        # The page learns the conversation the question is stored in before its answer comes.
+        page.wait_for_function(f"localStorage.getItem('qa-open-conversation') !== {remembered!r}")
+        page.reload()
+        page.wait_for_selector("#qa-question textarea")
+        page.wait_for_function("document.querySelector('#qa-chat .qa-question')?.innerText === "
+                               "'Who denied the arms transfers?'")
+        pending = page.locator("#qa-chat .qa-answering")
+        assert "still being written" in pending.inner_text()
+        page.locator("#qa-chat-list label").filter(has_text="Who denied the arms transfers?").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "chats-answer-being-written.png"), full_page=True)
+        # The answer, finished by the server after the page went away, comes in without another reload.
+        pending.wait_for(state="detached", timeout=60_000)
+        answer = page.locator("#qa-chat .qa-answer").first.inner_text()
+        assert answer.strip() and "still being written" not in answer and "Interrupted" not in answer
+        page.wait_for_selector(".qa-sources.qa-done #qa-turn-1")
+        store = ConversationStore(index / "conversations.sqlite3")
+        [conv] = store.list("")
+        [(turn, _)] = store.turns(conv.id)
+        assert (turn.question, turn.state, turn.answer.answer) == ("Who denied the arms transfers?", "done", answer)
+        _reload(page, 1)  # and it stays
+        assert page.locator("#qa-chat .qa-answer").first.inner_text() == answer
     finally:
         _stop(proc)
         model.close()

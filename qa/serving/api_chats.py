@@ -48,9 +48,10 @@ def info_dict(c: Any) -> dict[str, Any]:
 
 
 def turn_dict(t: Any) -> dict[str, Any]:
-    """A stored turn: its answer as `Answer.to_dict()` builds it, and its stale citations."""
+    """A stored turn: its answer as `Answer.to_dict()` builds it, its stale citations, and its state ("done",
+    "answering": the answer is still being written, "interrupted": it never completed)."""
     return {"n": t.n, "created": t.created, "backend": t.answer.backend, "scope": t.scope,
-            "answer": t.answer.to_dict(), "stale": {str(k): v for k, v in t.stale.items()}}
+            "answer": t.answer.to_dict(), "stale": {str(k): v for k, v in t.stale.items()}, "state": t.state}
 
 
 @router.get("/conversations", summary="Your saved conversations, latest first")
@@ -109,13 +110,17 @@ def conversation_answers(assistant: Any, request: Request, conversation_id: str,
     extra: dict[str, Any] = {"conversation_id": conv.id}
 
     def answers() -> Iterator[Any]:
-        final = None
+        final, stream = None, None
         try:
-            for final in conv.stream(question, **kw):
+            stream = conv.stream(question, **kw)  # the question is stored now, its answer when complete
+            for final in stream:
                 yield final
         except ConversationStoreError as err:  # answered, but not saved: say so with the answer
             if final is None:
                 raise ApiError(503, str(err), "conversations_off") from None
             extra.update(conversation_id=None, warning=str(err))
+        finally:  # a client that left mid-stream: the engine finishes and stores the answer itself
+            if stream is not None:
+                stream.close()
 
     return answers(), extra

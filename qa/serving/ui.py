@@ -287,6 +287,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
             prepare(eng, writer.parts_lock)
             answers, chat_id = chats.answers(eng, q, [t for t, _ in turns], chat_id, request, top_k=int(top_k),
                                              sources=scope or None)
+            yield chat, render_panel(earlier, busy=True), turns, "", "", chat_id  # the conversation it is stored in
             for ans in metered(answers, eng, writer):
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
                 section = render_sources(ans, n, page_url)

@@ -24,6 +24,8 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
 .qa-hint { display: block; font-size: .85em; color: var(--qa-subdued); margin-top: .25em; }
 .qa-error { color: var(--error-text-color); }
 .qa-pending { color: var(--body-text-color-subdued); font-style: italic; }
+.qa-interrupted { color: #92400e; font-style: italic; border-left: 3px solid #d97706; padding-left: .5em; margin-top: .3em; }
+.dark .qa-interrupted { color: #fbbf24; }
 .qa-sources { max-height: 72vh; overflow-y: auto; padding-right: 2px; }
 .qa-sources .qa-turn { display: none; }
 .qa-sources .qa-turn:last-child { display: block; }

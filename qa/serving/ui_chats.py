@@ -13,13 +13,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..conversations import Turn
+from ..conversations import ANSWERING, INTERRUPTED, STATE_NOTE, Turn
 from ..errors import ConversationNotFoundError, ConversationStoreError
 from ..types import Answer
 from .ui import _card, esc, highlight, render_answer, render_panel, render_sources, source_id
 from .uploads import safe_name
 
 NONE = "-"  # the saved id of "no conversation open": Gradio keeps the last truthy value in the browser
+WATCH_SECONDS = 1.5  # how often a page looks whether an answer it did not ask for itself is written
 STALE_NOTE = {
     "changed": "The document has changed since this answer: the cited text is no longer at these offsets.",
     "removed": "The document has been removed from the index since this answer.",
@@ -33,13 +34,19 @@ def question_html(question: str) -> str:
 
 
 def stored_answer(turn: Turn) -> str:
-    """A stored answer as HTML; markers of citations whose document changed say so instead of quoting."""
-    out = render_answer(turn.answer, turn.n)
+    """A stored answer as HTML; markers of citations whose document changed say so instead of quoting. An answer
+    still being written, or interrupted, says so (after what there was of it)."""
+    if turn.state == ANSWERING:
+        return (f'<div class="qa-answer qa-pending qa-answering">{esc(STATE_NOTE[ANSWERING])} '
+                "It appears here when it is ready.</div>")
+    out = render_answer(turn.answer, turn.n) if turn.answer.answer else ""
     for cid, why in turn.stale.items():
         out = re.sub(rf'<a class="qa-cite([^"]*)" href="#{source_id(turn.n, cid)}" title="[^"]*"',
                      lambda m, w=why, c=cid: (f'<a class="qa-cite{m.group(1)} qa-stale" '
                                               f'href="#{source_id(turn.n, c)}" title="{esc(STALE_NOTE[w])}"'),
                      out)
+    if turn.state == INTERRUPTED:
+        out += f'<div class="qa-answer qa-interrupted" role="note">{esc(STATE_NOTE[INTERRUPTED])}</div>'
     return out
 
 
@@ -47,6 +54,10 @@ def stored_sources(turn: Turn, page_url: Any = None) -> str:
     """A stored turn's section of the sources panel, with the pages of PDF and image citations as a live answer
     shows them (`page_url`); a stale citation shows its note and the text as it was, and no page."""
     answer = turn.answer
+    if turn.state == ANSWERING or (turn.state == INTERRUPTED and not answer.answer):
+        return (f'<section class="qa-turn" id="qa-turn-{turn.n}"><h3>Sources</h3>'
+                f'<p class="qa-q">for “<bdi>{esc(answer.question)}</bdi>”</p>'
+                f'<p class="qa-empty">{esc(STATE_NOTE[turn.state])}</p></section>')
     if turn.stale:
         answer = replace(answer, citations=tuple(replace(c, boxes=()) if c.id in turn.stale else c
                                                  for c in answer.citations))
@@ -111,27 +122,35 @@ class Chats:
             return engine.stream(question, history=history, **kw), None
         user = self.user(request)
         try:
+            # The question is stored as it is asked (conv.stream), so a reload finds it while it is answered.
             try:
                 conv = engine.conversation(chat_id, user) if chat_id else engine.conversation(None, user)
+                answers = conv.stream(question, **kw)
             except ConversationNotFoundError:  # deleted meanwhile (another tab): start a new one, and say so
                 import gradio as gr
 
                 gr.Warning("This conversation was deleted (in another window); this question starts a new one.")
                 conv = engine.conversation(None, user)
+                answers = conv.stream(question, **kw)
         except ConversationStoreError as e:
             self.problem = str(e)
             return engine.stream(question, history=history, **kw), None
-        return self._saving(conv, question, history, kw), conv.id
+        return self._saving(conv, answers, question, history, kw), conv.id
 
-    def _saving(self, conv: Any, question: str, history: Sequence[str], kw: dict[str, Any]) -> Iterator[Answer]:
+    def _saving(self, conv: Any, answers: Iterator[Answer], question: str, history: Sequence[str],
+                kw: dict[str, Any]) -> Iterator[Answer]:
         final = None
         try:
-            for final in conv.stream(question, **kw):
+            for final in answers:
                 yield final
         except ConversationStoreError as e:  # the store broke: answer anyway, say that it was not saved
             self.problem = str(e)
             if final is None:
                 yield from conv.assistant.stream(question, history=history, **kw)
+        finally:  # a page that went away (reloaded, closed): the engine finishes and stores the answer itself
+            close = getattr(answers, "close", None)
+            if close is not None:
+                close()
 
     def listing(self, request: Any, chat_id: str | None, search: str = "") -> Any:
         """The conversation list (title · date), the open one selected."""
@@ -232,12 +251,39 @@ class Chats:
     def after_ask(self, chat_id: str | None, search: str, request: Any) -> tuple[Any, ...]:
         return self.view(request, chat_id, search)[4:]
 
+    def answering(self, chat_id: str | None, request: Any) -> bool:
+        """Whether an answer of conversation `chat_id` is still being written (by a page that was reloaded, or
+        left for another conversation)."""
+        if not chat_id or not self.available():
+            return False
+        try:
+            return self.assistant.conversation(chat_id, self.user(request)).answering
+        except (ConversationNotFoundError, ConversationStoreError):
+            return False
+
+    def on_watch(self, chat_id: str | None, request: Any) -> Any:
+        """The timer that brings in an answer still being written: on while the open conversation has one."""
+        import gradio as gr
+
+        return gr.Timer(active=self.answering(chat_id, request))
+
+    def on_tick(self, chat_id: str | None, search: str, request: Any) -> tuple[Any, ...]:
+        """The open conversation again once its answers are all written (the timer then stops)."""
+        import gradio as gr
+
+        if self.answering(chat_id, request):
+            return (gr.skip(),) * 10
+        if not chat_id:  # a new conversation: the question being asked in it is this page's own
+            return (*(gr.skip(),) * 9, gr.Timer(active=False))
+        return (*self.view(request, chat_id, search), gr.Timer(active=False))
+
 
 def _fix_annotations(chats: Chats) -> None:
     """Give the handlers Gradio's real Request class as annotation (imported only when the UI is built)."""
     import gradio as gr
 
-    for name in ("on_load", "on_select", "on_new", "on_delete", "on_rename", "on_search", "after_ask"):
+    for name in ("on_load", "on_select", "on_new", "on_delete", "on_rename", "on_search", "after_ask", "answering",
+                 "on_watch", "on_tick"):
         getattr(type(chats), name).__annotations__["request"] = gr.Request
 
 
@@ -270,6 +316,7 @@ def build_panel(chats: Chats) -> dict[str, Any]:
                 c["yes"] = gr.Button("Delete", size="sm", variant="stop", elem_id="qa-chat-yes")
                 c["no"] = gr.Button("Cancel", size="sm", elem_id="qa-chat-no")
     c["saved"] = gr.BrowserState("", storage_key="qa-open-conversation")
+    c["timer"] = gr.Timer(WATCH_SECONDS, active=False)  # brings in an answer written after the page (re)opened
     return c
 
 
@@ -279,8 +326,16 @@ def wire(chats: Chats, c: dict[str, Any], app: Any, chat: Any, sources: Any, tur
 
     view = [chat, sources, turns, chat_id, c["list"], c["title"], c["export"], c["saved"], c["banner"]]
     tail = view[4:]
-    app.load(chats.on_load, [c["saved"], chat], view, api_name=False, show_progress="hidden")
-    c["list"].input(chats.on_select, [c["list"], c["search"]], view, api_name=False)
+    # A reopened conversation may have an answer still being written (the page was reloaded while it was, or
+    # left for another conversation): the timer shows it when it is done.
+    for opened in (app.load(chats.on_load, [c["saved"], chat], view, api_name=False, show_progress="hidden"),
+                   c["list"].input(chats.on_select, [c["list"], c["search"]], view, api_name=False)):
+        opened.then(chats.on_watch, chat_id, c["timer"], api_name=False, show_progress="hidden")
+    c["timer"].tick(chats.on_tick, [chat_id, c["search"]], [*view, c["timer"]], api_name=False,
+                    show_progress="hidden")
+    # The page remembers the conversation a question opened as soon as it is asked (stored then), not only
+    # when its answer is complete: a reload in between reopens it.
+    chat_id.change(lambda cid: cid or NONE, chat_id, c["saved"], queue=False, api_name=False, show_progress="hidden")
     c["new"].click(chats.on_new, [c["search"]], view, api_name=False)
     def ask_first(chat_id: str | None, title: str) -> tuple[Any, str]:
         if not chat_id:
