@@ -167,10 +167,11 @@ class ConversationStore:
             return [ConversationInfo(*r) for r in self._conn().execute(sql, [*args, limit])]
 
     def rename(self, id: str, user: str, title: str) -> bool:
-        """Give a conversation a new title; False if `user` has no such conversation."""
+        """Give a conversation a new title (a change: its `updated` time is now); False if `user` has no such
+        conversation."""
         with self._write() as c:
-            return c.execute("UPDATE conversations SET title = ? WHERE id = ? AND user = ?",
-                             (title.strip()[:TITLE_CHARS] or "Untitled", id, user)).rowcount == 1
+            return c.execute("UPDATE conversations SET title = ?, updated = ? WHERE id = ? AND user = ?",
+                             (title.strip()[:TITLE_CHARS] or "Untitled", time.time(), id, user)).rowcount == 1
 
     def delete(self, id: str, user: str) -> bool:
         """Delete a conversation and its turns; False if `user` has no such conversation."""

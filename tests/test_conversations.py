@@ -354,3 +354,17 @@ def test_a_store_of_schema_1_gains_turn_states(tmp_path: Path) -> None:
     [(turn, _)] = store.turns("c1")
     assert (turn.question, turn.answer.answer, turn.state) == ("Old question?", "Old answer.", "done")
 
+
+def test_renaming_a_conversation_is_a_change(seeded: Assistant) -> None:
+    """PATCH /v1/conversations/{id} (and `qa chats rename`) left `updated` as it was."""
+    import time
+
+    a = seeded.conversation()
+    a.ask("Who is Victor Cha?")
+    b = seeded.conversation()
+    b.ask("Who is Matthew Miller?")
+    before = a.info.updated
+    time.sleep(0.01)
+    a.rename("Korea analyst")
+    assert a.info.updated > before and a.info.updated > b.info.updated
+    assert [c.id for c in seeded.conversations()] == [a.id, b.id]  # latest change first

@@ -604,6 +604,28 @@ def test_api_answers_while_the_chat_ui_starts(seeded, monkeypatch: pytest.Monkey
         release.set()  # a failed assertion must not leave the build thread waiting
 
 
+def test_patch_renaming_a_conversation_moves_its_updated_time(seeded) -> None:
+    """PATCH /v1/conversations/{id} renamed it and left `updated` as it was, so the list kept it where it was."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import create_app
+
+    first, second = seeded.conversation(), seeded.conversation()
+    first.ask("Who is Victor Cha?")
+    second.ask("Who is Matthew Miller?")
+    c = TestClient(create_app(seeded, lazy_ui=True))
+    before = {x["id"]: x for x in c.get("/v1/conversations").json()["conversations"]}
+    assert list(before) == [second.id, first.id]
+    time.sleep(0.01)
+    r = c.patch(f"/v1/conversations/{first.id}", json={"title": "Korea analyst"})
+    assert r.status_code == 200 and r.json()["title"] == "Korea analyst"
+    assert r.json()["updated"] > before[first.id]["updated"] and r.json()["updated"] > before[second.id]["updated"]
+    after = c.get("/v1/conversations").json()["conversations"]
+    assert [x["id"] for x in after] == [first.id, second.id] and after[0]["updated"] == r.json()["updated"]
+
+
 def test_a_ui_that_fails_to_build_leaves_the_api_up(seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
