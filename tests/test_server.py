@@ -384,8 +384,10 @@ def test_a_wrong_path_is_404_and_a_wrong_method_405_in_json(served: tuple[str, P
         r = api(url, "GET", path)
         assert r.status_code == 404 and r.json()["error"]["type"] == "not_found", (path, r.text)
         assert "allow" not in r.headers
-    r = api(url, "HEAD", "/v1/status")
-    assert r.status_code == 405 and r.headers["allow"] == "GET" and r.headers["content-type"] == "application/json"
+    r = api(url, "HEAD", "/v1/ask")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and r.headers["content-type"] == "application/json"
+    r = api(url, "HEAD", "/v1/status")  # a GET route: answered as GET, without the body
+    assert r.status_code == 200 and r.content == b"" and r.headers["content-type"] == "application/json"
     r = api(url, "OPTIONS", "/v1/ask")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     assert r.json()["error"]["message"] == "OPTIONS is not allowed on /v1/ask; use POST (see /docs)."
@@ -602,6 +604,28 @@ def test_api_answers_while_the_chat_ui_starts(seeded, monkeypatch: pytest.Monkey
             assert c.get("/config").status_code == 200
     finally:
         release.set()  # a failed assertion must not leave the build thread waiting
+
+
+def test_head_is_answered_like_get_without_the_body(seeded) -> None:
+    """Health checkers that probe with HEAD failed: HEAD on /v1/status (any GET route) was 405."""
+    from fastapi.testclient import TestClient
+
+    from qa.serving.server import create_app
+
+    seeded.conversation().ask("Who is Victor Cha?")
+    c = TestClient(create_app(seeded, api_key=KEY, lazy_ui=True))  # not started: the UI is not built
+    key = {"Authorization": f"Bearer {KEY}"}
+    for path in ("/v1/status", "/v1/documents", "/v1/models", "/v1/models/qa", "/v1/conversations"):
+        get, head = c.get(path, headers=key), c.head(path, headers=key)
+        assert get.status_code == head.status_code == 200 and get.content and head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"] == "application/json", path
+        assert int(head.headers["content-length"]) == len(get.content), path  # what the GET would send
+    assert c.head("/v1/status").status_code == 401  # the key is needed as for GET
+    assert c.head("/v1/jobs/nope", headers=key).status_code == 404
+    r = c.post("/v1/status", headers=key)
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+    r = c.head("/v1/ask", headers=key)  # a POST route: still refused, saying which method it takes
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
 
 
 def test_patch_renaming_a_conversation_moves_its_updated_time(seeded) -> None:

@@ -332,6 +332,28 @@ def _cross_site(headers: dict[str, str]) -> bool:
     return origin == "null" or urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
 
 
+class HeadAsGet:
+    """ASGI middleware: HEAD on a GET route of /v1 is answered as that GET without its body, as HTTP has it
+    (health checkers and monitors probe with HEAD); FastAPI routes only the methods a route declares."""
+
+    def __init__(self, app: Any, routes: list[tuple[re.Pattern[str], set[str]]]) -> None:
+        self.app, self.routes = app, routes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (scope["type"] != "http" or scope["method"] != "HEAD" or not scope["path"].startswith("/v1/")
+                or not any("GET" in methods and pattern.fullmatch(scope["path"]) for pattern, methods in self.routes)):
+            return await self.app(scope, receive, send)
+
+        async def headers_only(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":  # the GET's status and headers (its length too), no body
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 _PAGE_PATH = re.compile(r"/v1/documents/.+/pages/[^/]+\.png")
 
 
@@ -719,6 +741,8 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
     app.add_middleware(KeyGate, state=app.state)  # outside BodyLimit: no key, no word on the body's size
+    routes = route_patterns([*ROUTERS, openai_router, chats_router, pages_router], "/v1")
+    app.add_middleware(HeadAsGet, routes=routes)  # outside KeyGate: the key gate and the routes see the GET
     from .ui import _LOOPBACK
 
     app.add_middleware(BrowserGuard, hosts=frozenset(_LOOPBACK) if host in _LOOPBACK else None)  # outermost
@@ -726,7 +750,6 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
         app.include_router(router, prefix="/v1", dependencies=[Depends(api_auth)])
     app.state.page_key = os.urandom(32)
     app.include_router(pages_router, prefix="/v1")  # checks the signature, else the API key, itself
-    routes = route_patterns([*ROUTERS, openai_router, chats_router, pages_router], "/v1")
 
     @app.api_route("/v1/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                    include_in_schema=False)
@@ -760,7 +783,8 @@ def route_patterns(routers: list[APIRouter], prefix: str) -> list[tuple[re.Patte
                 parts = re.split(r"\{\w+(:\w+)?\}", prefix + route.path)
                 pattern = "".join(re.escape(part) if i % 2 == 0 else ".+" if part == ":path" else "[^/]+"
                                   for i, part in enumerate(parts))
-                out.append((re.compile(pattern), set(route.methods)))
+                methods = set(route.methods)
+                out.append((re.compile(pattern), methods | {"HEAD"} if "GET" in methods else methods))  # HeadAsGet
     return out
 
 
