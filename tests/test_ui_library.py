@@ -108,3 +108,57 @@ def test_panel_lists_scopes_and_removes(tmp_path: Path, page: Any) -> None:  # n
         page.screenshot(path=str(ARTIFACTS / "library-panel.png"), full_page=True)
     finally:
         _stop(proc)
+
+
+@pytest.mark.slow
+def test_the_ask_only_scope_comes_back_after_a_reload_less_removed_documents(tmp_path: Path,
+                                                                             page: Any) -> None:  # noqa: F811
+    """Top-k and the answer mode survived a reload; the "Ask only" documents did not."""
+    import urllib.parse
+    import urllib.request
+
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    docs.mkdir()
+    shutil.copy(SEED_FILE, docs / "putin.txt")
+    (docs / "ferry.txt").write_text(FERRY)
+    (docs / "owls.md").write_text("# Arctic birds\n\nSnowy owls hunt lemmings on the open tundra.\n")
+    subprocess.run([sys.executable, "-m", "qa", "ingest", str(docs)], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "QA_INDEX_DIR": str(index)})
+    proc, url = _start(index, tmp_path / "serve.log")
+
+    def scope() -> list[str]:
+        return page.locator("#qa-scope .token").all_inner_texts()
+
+    try:
+        _open(page, url)
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+        for name in ("ferry.txt", "owls.md"):
+            page.locator("#qa-doc-list label").filter(has_text=name).click()
+            page.wait_for_timeout(500)  # each tick is an event of its own; a reader is no quicker
+        page.locator("#qa-doc-only").click()
+        page.wait_for_function("document.querySelectorAll('#qa-scope .token').length === 2")
+        page.wait_for_timeout(1000)  # kept in the browser
+        page.reload()
+        page.wait_for_selector("#qa-question textarea")
+        page.wait_for_function("document.querySelectorAll('#qa-scope .token').length === 2")
+        assert sorted(t.strip() for t in scope()) == ["ferry.txt", "owls.md"]
+        answer = _ask(page, QUESTION)  # asked only of those two: Putin's letter is out of scope
+        assert "qa-notfound" in answer.get_attribute("class") and "Vietnam" not in answer.inner_text()
+        # owls.md is removed (here through the API, as another window or program would): the next visit keeps
+        # the rest of the scope, without an error.
+        source = urllib.parse.quote(str(docs / "owls.md"), safe="")
+        with urllib.request.urlopen(urllib.request.Request(f"{url}v1/documents/{source}", method="DELETE")) as r:
+            assert r.status == 200
+        page.reload()
+        page.wait_for_selector("#qa-question textarea")
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 2")
+        page.wait_for_function("document.querySelectorAll('#qa-scope .token').length === 1")
+        assert [t.strip() for t in scope()] == ["ferry.txt"]
+        assert "Tuesday" in _ask(page, "When does the night ferry Nordlys sail to Svalbard?").inner_text()
+        assert page.locator(".toast-body").count() == 0
+        page.reload()  # and what was dropped stays dropped
+        page.wait_for_selector("#qa-question textarea")
+        page.wait_for_function("document.querySelectorAll('#qa-scope .token').length === 1")
+        assert [t.strip() for t in scope()] == ["ferry.txt"]
+    finally:
+        _stop(proc)

@@ -426,7 +426,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
         after_ask(chat.clear(lambda: ([], render_panel([]), [], "", "", None), None, outs, queue=False, api_name=False))
         app.load(status_html, None, status, api_name=False)
         app.load(banner_html, None, banner, api_name=False)
-        app.load(library.refresh, library.inputs, library.outputs, api_name=False)
+        app.load(library.load, library.load_inputs, library.outputs, api_name=False)
         app.load(warm, None, None, concurrency_id="warm", show_progress="hidden", api_name=False)
         mode.change(check_mode, mode, None, api_name=False, show_progress="hidden")
         # Settings live in the browser (localStorage), so a reload keeps them: they are each reader's own.

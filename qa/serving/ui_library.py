@@ -58,14 +58,22 @@ def summary(shown: int, total: int, query: str) -> str:
     return what if shown <= MAX_SHOWN else f"{what}; showing the first {MAX_SHOWN}, type to narrow the list"
 
 
+def kept_scope(saved: Any) -> list[str]:
+    """The scope the browser kept, read defensively (it is whatever localStorage held)."""
+    return [s for s in saved if isinstance(s, str)] if isinstance(saved, list) else []
+
+
 @dataclass
 class LibraryPanel:
-    """What `build_app` wires: the scope for questions, and how to refresh the panel after an upload."""
+    """What `build_app` wires: the scope for questions, how to refresh the panel after an upload, and how to
+    fill it when the page loads (with the scope the browser kept)."""
 
     scope: Any  # gr.Dropdown: sources to ask only (empty: all)
     refresh: Callable[..., tuple[Any, ...]]
     inputs: list[Any]
     outputs: list[Any]
+    load: Callable[..., tuple[Any, ...]]
+    load_inputs: list[Any]
 
 
 def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html: Callable[[], str]) -> LibraryPanel:
@@ -99,6 +107,10 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
         choices = [(d.source if name_of(d) in same else name_of(d), d.source) for d in docs]
         kept = [s for s in scope or [] if s in indexed]
         return docs, selected, items, count, gr.update(choices=choices, value=kept), status_html()
+
+    def load(query: str, selected: list[str], saved: Any) -> tuple[Any, ...]:
+        # The "Ask only" scope of the last visit, less the documents no longer indexed.
+        return refresh(query, selected, kept_scope(saved))
 
     def filtered(docs: list[Document], query: str, selected: list[str]) -> tuple[Any, str]:
         return listing(docs, query, selected)
@@ -170,6 +182,11 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
                 no = gr.Button("Cancel", size="sm", elem_id="qa-doc-no")
         result = gr.HTML("", elem_id="qa-doc-result")
 
+    # The scope lives in the browser (localStorage), like top-k and the answer mode: a reload keeps it. A document
+    # removed since is dropped from it when the page loads (refresh keeps only indexed ones), and so saved.
+    saved = gr.BrowserState([], storage_key="qa-scope")
+    scope.change(lambda value: list(value or []), scope, saved, queue=False, api_name=False, show_progress="hidden")
+
     state_out = [docs, selected, items, count, scope, status]
     query.change(filtered, [docs, query, selected], [items, count], queue=False, api_name=False,
                  trigger_mode="always_last")
@@ -180,4 +197,5 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
     yes.click(remove, [selected, query, scope], [confirmation, result, *state_out], concurrency_id="library",
               api_name=False)
     again.click(reindex, [selected, query, scope], [result, *state_out], concurrency_id="library", api_name=False)
-    return LibraryPanel(scope=scope, refresh=refresh, inputs=[query, selected, scope], outputs=state_out)
+    return LibraryPanel(scope=scope, refresh=refresh, inputs=[query, selected, scope], outputs=state_out, load=load,
+                        load_inputs=[query, selected, saved])
