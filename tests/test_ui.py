@@ -116,6 +116,33 @@ def test_ingest_results_escape_names_and_reasons() -> None:
     assert "replaced the document of the same name · 1 chunk" in out
 
 
+def test_dates_are_in_the_readers_time_zone_with_the_year_when_it_is_not_this_one() -> None:
+    """The conversation list showed the server's local time and no year ("14 Mar 09:30" of which year?)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from qa.serving.ui import local_time, reader_zone
+
+    t = datetime(2024, 2, 29, 23, 30, tzinfo=UTC).timestamp()
+    this_year, next_year = datetime(2024, 6, 1, tzinfo=UTC).timestamp(), datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+    assert local_time(t, ZoneInfo("UTC"), now=this_year) == "29 Feb 23:30"
+    assert local_time(t, ZoneInfo("UTC"), now=next_year) == "29 Feb 2024 23:30"
+    assert local_time(t, ZoneInfo("Pacific/Kiritimati"), now=this_year) == "1 Mar 13:30"  # UTC+14: the next day
+    # The year is the reader's: at 21:00 on New Year's Eve in New York, UTC is already in the next year.
+    eve = datetime(2025, 1, 1, 2, 0, tzinfo=UTC).timestamp()
+    assert local_time(eve, ZoneInfo("America/New_York"), now=eve) == "31 Dec 21:00"
+    assert local_time(eve, ZoneInfo("America/New_York"), now=eve + 4 * 3600) == "31 Dec 2024 21:00"
+
+    class Request:
+        def __init__(self, cookies: dict[str, str]) -> None:
+            self.cookies = cookies
+
+    assert reader_zone(Request({"qa_tz": "Pacific%2FKiritimati"})) == ZoneInfo("Pacific/Kiritimati")
+    for cookies in ({}, {"qa_tz": ""}, {"qa_tz": "Not/AZone"}, {"qa_tz": "../../etc/passwd"}):
+        assert reader_zone(Request(cookies)) is None  # the server's own time then
+    assert reader_zone(None) is None
+
+
 def test_open_host_without_login_warns() -> None:
     assert "WARNING" in exposure_warning("0.0.0.0", None) and "--auth" in exposure_warning("0.0.0.0", None)
     assert exposure_warning("127.0.0.1", None) == "" and exposure_warning("0.0.0.0", ("a", "b")) == ""

@@ -52,6 +52,16 @@ def test_a_reopened_pdf_citation_shows_its_page_as_the_live_answer_did() -> None
     assert "/page/" not in stored_sources(replace(t, stale={1: "changed"}), page_url)  # its page may differ now
 
 
+def test_a_conversation_is_listed_with_its_date_in_the_readers_time_zone() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from qa.serving.ui_chats import list_label
+
+    t = datetime(2019, 7, 1, 12, 0, tzinfo=UTC).timestamp()
+    assert list_label("Who is Victor Cha?", t, ZoneInfo("America/New_York")) == "Who is Victor Cha? · 1 Jul 2019 08:00"
+
+
 @pytest.mark.parametrize(("why", "note"), [("changed", "has changed since"), ("removed", "has been removed")])
 def test_stale_citation_says_so_instead_of_highlighting(why: str, note: str) -> None:
     t = _turn({1: why})
@@ -403,3 +413,53 @@ def test_a_reload_while_the_answer_is_written_keeps_the_question_and_brings_the_
     finally:
         _stop(proc)
         model.close()
+
+
+@pytest.mark.slow
+def test_dates_are_shown_in_the_browsers_time_zone(seeded_index: Path, browser: Any, tmp_path: Path) -> None:
+    """The conversation list gave the server's local time without a year; the library the catalogue's UTC."""
+    import json
+    import sqlite3
+    import urllib.request
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from qa.conversations import ConversationStore
+    from qa.serving.ui import local_time
+
+    from .conftest import start_serve
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    store = ConversationStore(index / "conversations.sqlite3")
+    store.add_turn("leap-day", "", Answer("What happened on leap day?", "Not found in the documents.", False), {})
+    with sqlite3.connect(store.path) as db:  # last changed 2024-02-29 23:30 UTC: 1 March, 13:30 at UTC+14
+        db.execute("UPDATE conversations SET updated = ? WHERE id = 'leap-day'",
+                   (datetime(2024, 2, 29, 23, 30, tzinfo=UTC).timestamp(),))
+    zone = ZoneInfo("Pacific/Kiritimati")
+    proc, url = start_serve(index, tmp_path / "serve.log", env={"TZ": "UTC"})
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, timezone_id="Pacific/Kiritimati")
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(60_000)
+        _open(page, url + "/")
+        old = page.locator("#qa-chat-list label").filter(has_text="What happened on leap day?")
+        old.wait_for()
+        assert old.inner_text().strip() == "What happened on leap day? · 1 Mar 2024 13:30"
+        _ask(page, "Who is Victor Cha?")
+        new = page.locator("#qa-chat-list label").filter(has_text="Who is Victor Cha?")
+        new.wait_for()
+        [info] = [c for c in store.list("") if c.title == "Who is Victor Cha?"]
+        shown = new.inner_text().strip()
+        assert shown == f"Who is Victor Cha? · {local_time(info.updated, zone)}"
+        assert str(datetime.now(zone).year) not in shown  # this year's dates go without it
+        with urllib.request.urlopen(url + "/v1/documents") as r:
+            [doc] = json.load(r)["documents"]
+        added = datetime.fromisoformat(doc["added"].replace("Z", "+00:00")).timestamp()
+        row = page.locator("#qa-doc-list label").first.inner_text()
+        assert row.endswith(f"added {local_time(added, zone)}"), row
+        page.screenshot(path=str(ARTIFACTS / "dates-in-the-readers-zone.png"), full_page=True)
+    finally:
+        ctx.close()
+        _stop(proc)
+

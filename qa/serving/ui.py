@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -174,6 +176,31 @@ def render_ingest(results: Sequence[FileResult]) -> str:
         rows.append(f'<li><span class="qa-badge {esc(f.status)}">{esc(f.status)}</span>'
                     f"{esc(Path(f.path).name)}{detail}</li>")
     return f'<ul class="qa-files">{"".join(rows)}</ul>'
+
+
+# --- dates as the reader's clock shows them ------------------------------------------------------------
+ZONE_COOKIE = "qa_tz"  # the browser's IANA time zone, set by the page's script (ui_assets.HEAD)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def reader_zone(request: Any) -> tzinfo | None:
+    """The time zone of the request's browser, None if it did not say (then the server's is used)."""
+    from urllib.parse import unquote
+    from zoneinfo import ZoneInfo
+
+    try:
+        name = unquote(request.cookies.get(ZONE_COOKIE) or "")
+        return ZoneInfo(name) if name else None
+    except Exception:  # noqa: BLE001 - no request, no cookie jar, or a name that is no zone: the server's time
+        return None
+
+
+def local_time(t: float, zone: tzinfo | None = None, now: float | None = None) -> str:
+    """A moment in the reader's time zone: "30 Nov 14:03" this year, "30 Nov 2025 14:03" in another."""
+    when = datetime.fromtimestamp(t, zone) if zone else datetime.fromtimestamp(t)
+    this_year = (datetime.fromtimestamp(now if now is not None else time.time(), when.tzinfo)).year
+    year = "" if when.year == this_year else f" {when.year}"
+    return f"{when.day} {_MONTHS[when.month - 1]}{year} {when:%H:%M}"
 
 
 # --- small helpers ----------------------------------------------------------------------------------

@@ -83,6 +83,11 @@ HEAD = """
 </style>
 <script>
 (() => {
+  // Dates are shown in the reader's time zone: the server reads it from this cookie (qa.serving.ui.reader_zone).
+  try {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone) document.cookie = `qa_tz=${encodeURIComponent(zone)}; path=/; max-age=31536000; SameSite=Lax`;
+  } catch (e) { /* no Intl: the server's time zone */ }
   const target = (a) => document.getElementById((a.getAttribute('href') || '').slice(1));
   const cite = (ev) => ev.target instanceof Element ? ev.target.closest('a.qa-cite') : null;
   document.addEventListener('click', (ev) => {

@@ -9,14 +9,14 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 from ..conversations import ANSWERING, INTERRUPTED, STATE_NOTE, Turn
 from ..errors import ConversationNotFoundError, ConversationStoreError
 from ..types import Answer
-from .ui import _card, esc, highlight, render_answer, render_panel, render_sources, source_id
+from .ui import _card, esc, highlight, local_time, reader_zone, render_answer, render_panel, render_sources, source_id
 from .uploads import safe_name
 
 NONE = "-"  # the saved id of "no conversation open": Gradio keeps the last truthy value in the browser
@@ -72,10 +72,10 @@ def stored_sources(turn: Turn, page_url: Any = None) -> str:
     return out
 
 
-def list_label(title: str, updated: float) -> str:
-    """One entry of the conversation list: title and date."""
+def list_label(title: str, updated: float, zone: tzinfo | None = None) -> str:
+    """One entry of the conversation list: title and date (in the reader's time zone `zone`)."""
     short = title if len(title) <= 60 else title[:59] + "…"
-    return f"{short} · {datetime.fromtimestamp(updated).strftime('%d %b %H:%M')}"
+    return f"{short} · {local_time(updated, zone)}"
 
 
 # --- the handlers -----------------------------------------------------------------------------------------
@@ -164,7 +164,8 @@ class Chats:
             self.problem = str(e)
             return gr.update(choices=[], value=None)
         ids = {c.id for c in found}
-        return gr.update(choices=[(list_label(c.title, c.updated), c.id) for c in found],
+        zone = reader_zone(request)
+        return gr.update(choices=[(list_label(c.title, c.updated, zone), c.id) for c in found],
                          value=chat_id if chat_id in ids else None)
 
     def view(self, request: Any, chat_id: str | None, search: str = "") -> tuple[Any, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,13 @@ def name_of(d: Document) -> str:
     return d.source.rsplit("/", 1)[-1]
 
 
-def label(d: Document, twins: frozenset[str] = frozenset()) -> str:
-    """One line of the list: name, type, chunks, when it was added. A name that `twins` holds (two documents
-    of that name in different folders) shows its folder too."""
-    added = (d.added or "").replace("T", " ")[:16] or "unknown"
+def label(d: Document, twins: frozenset[str] = frozenset(), zone: tzinfo | None = None) -> str:
+    """One line of the list: name, type, chunks, when it was added (in the reader's time zone `zone`). A name
+    that `twins` holds (two documents of that name in different folders) shows its folder too."""
+    from .ui import local_time
+
+    added = local_time(datetime.fromisoformat(d.added.replace("Z", "+00:00")).timestamp(), zone) if d.added \
+        else "unknown"
     name = name_of(d)
     if name in twins:
         name = "/".join(d.source.rsplit("/", 2)[-2:])
@@ -80,7 +84,7 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
     """Build the panel inside the current Blocks layout (a right-column accordion)."""
     import gradio as gr
 
-    from .ui import esc, render_ingest
+    from .ui import esc, reader_zone, render_ingest
 
     def read() -> list[Document]:
         try:
@@ -88,32 +92,33 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
         except IndexMissingError:
             return []
 
-    def listing(docs: list[Document], query: str, selected: list[str],
-                same: frozenset[str] | None = None) -> tuple[Any, str]:
+    def listing(docs: list[Document], query: str, selected: list[str], same: frozenset[str] | None = None,
+                zone: tzinfo | None = None) -> tuple[Any, str]:
         found = matching(docs, query)
         shown = found[:MAX_SHOWN]
         visible = {d.source for d in shown}
         same = twins(docs) if same is None else same
-        return (gr.update(choices=[(label(d, same), d.source) for d in shown],
+        return (gr.update(choices=[(label(d, same, zone), d.source) for d in shown],
                           value=[s for s in selected if s in visible]),
                 summary(len(found), len(docs), query))
 
-    def refresh(query: str, selected: list[str], scope: list[str] | None) -> tuple[Any, ...]:
+    # Each handler that lists documents takes the request: its browser's time zone dates them.
+    def refresh(query: str, selected: list[str], scope: list[str] | None, request: Any = None) -> tuple[Any, ...]:
         docs = read()
         indexed = {d.source for d in docs}
         selected = [s for s in selected if s in indexed]
         same = twins(docs)  # names two documents share: the list shows their folders, the scope their paths
-        items, count = listing(docs, query, selected, same)
+        items, count = listing(docs, query, selected, same, reader_zone(request))
         choices = [(d.source if name_of(d) in same else name_of(d), d.source) for d in docs]
         kept = [s for s in scope or [] if s in indexed]
         return docs, selected, items, count, gr.update(choices=choices, value=kept), status_html()
 
-    def load(query: str, selected: list[str], saved: Any) -> tuple[Any, ...]:
+    def load(query: str, selected: list[str], saved: Any, request: Any = None) -> tuple[Any, ...]:
         # The "Ask only" scope of the last visit, less the documents no longer indexed.
-        return refresh(query, selected, kept_scope(saved))
+        return refresh(query, selected, kept_scope(saved), request)
 
-    def filtered(docs: list[Document], query: str, selected: list[str]) -> tuple[Any, str]:
-        return listing(docs, query, selected)
+    def filtered(docs: list[Document], query: str, selected: list[str], request: Any = None) -> tuple[Any, str]:
+        return listing(docs, query, selected, zone=reader_zone(request))
 
     def picked(value: list[str], docs: list[Document], query: str, selected: list[str]) -> list[str]:
         # Selections hidden by the filter stay selected; the visible part is what the list shows.
@@ -137,15 +142,15 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
             f"<p>Remove {n} document{'s' * (n != 1)} from the index: <b>{names}</b>{more}? Uploaded copies are "
             "deleted; files in your folders stay.</p>")
 
-    def remove(selected: list[str], query: str, scope: list[str] | None) -> tuple[Any, ...]:
+    def remove(selected: list[str], query: str, scope: list[str] | None, request: Any = None) -> tuple[Any, ...]:
         try:
             report = assistant.forget(selected)
             message = f'<p class="qa-doc-done">{esc(report.summary())}</p>'
         except QAError as e:
             message = f'<p class="qa-doc-error">{esc(str(e))}</p>'
-        return (gr.update(visible=False), message, *refresh(query, [], scope))
+        return (gr.update(visible=False), message, *refresh(query, [], scope, request))
 
-    def reindex(selected: list[str], query: str, scope: list[str] | None) -> tuple[Any, ...]:
+    def reindex(selected: list[str], query: str, scope: list[str] | None, request: Any = None) -> tuple[Any, ...]:
         if not selected:
             gr.Warning("Tick the documents to re-index first.")
             return (gr.skip(),) * 7
@@ -160,7 +165,10 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
                     gr.Warning(job.error)
             except QAError as e:
                 gr.Warning(str(e))
-        return (render_ingest(results), *refresh(query, selected, scope))
+        return (render_ingest(results), *refresh(query, selected, scope, request))
+
+    for handler in (refresh, load, filtered, remove, reindex):
+        handler.__annotations__["request"] = gr.Request  # how Gradio knows to pass it
 
     with gr.Accordion("Library", open=True, elem_id="qa-library"):
         docs = gr.State([])
