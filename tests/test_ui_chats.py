@@ -463,3 +463,34 @@ def test_dates_are_shown_in_the_browsers_time_zone(seeded_index: Path, browser: 
         ctx.close()
         _stop(proc)
 
+
+@pytest.mark.slow
+def test_the_chats_trash_button_deletes_the_conversation_after_asking(server: tuple[str, Path], page: Any) -> None:
+    """The trash icon over the chat only closed the conversation, which a reader takes for deleting it: it
+    was still in the list, and came back."""
+    question = "What did the trash button of the chat do?"
+    _open(page, server[0])
+    _ask(page, question)
+    listed = page.locator("#qa-chat-list label").filter(has_text=question)
+    listed.wait_for()
+    trash = page.locator("#qa-chat button[aria-label='Clear']")
+    trash.click()
+    page.locator("#qa-chat-question").filter(has_text=question).wait_for()  # asked first, in the page
+    assert "cannot be undone" in page.locator("#qa-chat-question").inner_text()
+    page.wait_for_function(f"document.querySelector('#qa-chat .qa-question')?.innerText === {question!r}")
+    page.screenshot(path=str(ARTIFACTS / "chats-trash-asks-first.png"), full_page=True)
+    page.locator("#qa-chat-no").click()  # cancelled: the conversation stays, open
+    page.locator("#qa-chat-yes").wait_for(state="hidden")
+    assert _questions(page) == [question] and listed.count() == 1
+    trash.click()
+    page.locator("#qa-chat-yes").click()
+    page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+    page.locator("#qa-chat-yes").wait_for(state="hidden")
+    listed.wait_for(state="detached")
+    page.reload()  # deleted, not just closed
+    page.wait_for_selector("#qa-question textarea")
+    page.wait_for_timeout(1500)
+    assert _questions(page) == [] and listed.count() == 0
+    # In a new conversation with nothing saved, the trash empties the page, as before: there is nothing to delete.
+    page.locator("#qa-chat-new").click()
+    assert page.locator("#qa-chat-yes").is_hidden()

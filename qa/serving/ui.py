@@ -440,17 +440,17 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                                   concurrency_id="ask", concurrency_limit=ASK_CONCURRENCY, show_progress="minimal",
                                   api_name=api, js=TO_THE_END))
             after_ask(asking[-1].then(complain, problem, None, api_name=False))
-        # Opening another conversation, a new one, or closing this one stops an answer still being written: it
-        # would otherwise take the page back to its own conversation when it ends, and the next question, asked
-        # in the one now open, was dropped or stored in the other.
-        for switch in (panel["list"].input, panel["new"].click, chat.clear):
+        # Opening another conversation, a new one, or deleting this one stops the page following an answer still
+        # being written: it would otherwise take the page back to its own conversation when it ends, and the next
+        # question, asked in the one now open, was dropped or stored in the other. (The server finishes the answer
+        # and stores it in its own conversation: qa.conversations.)
+        for switch in (panel["list"].input, panel["new"].click, panel["yes"].click):
             switch(None, None, None, cancels=asking, queue=False, api_name=False)
         files.upload(upload, [files], [results, status, files, problem], concurrency_id="upload",
                      concurrency_limit=UPLOAD_CONCURRENCY, api_name="upload",
                      show_progress_on=results).then(  # one bar, over the results it fills (not over each output)
             complain, problem, None, api_name=False).then(library.refresh, library.inputs, library.outputs,
                                                           api_name=False)
-        after_ask(chat.clear(lambda: ([], render_panel([]), [], "", "", None), None, outs, queue=False, api_name=False))
         app.load(status_html, None, status, api_name=False)
         app.load(banner_html, None, banner, api_name=False)
         app.load(library.load, library.load_inputs, library.outputs, api_name=False)

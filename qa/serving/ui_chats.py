@@ -347,6 +347,19 @@ def wire(chats: Chats, c: dict[str, Any], app: Any, chat: Any, sources: Any, tur
 
     c["delete"].click(ask_first, [chat_id, c["title"]], [c["confirm"], c["question"]], api_name=False,
                       show_progress="hidden")
+
+    def trash(chat_id: str | None, search: str, request: gr.Request) -> tuple[Any, ...]:
+        # The chat's trash button deletes the conversation, as its icon says, after the same question as Delete.
+        # Gradio has emptied the chat already: it shows the conversation again until the answer is Delete.
+        shown = chats.view(request, chat_id, search)
+        if shown[3] is None:  # nothing saved is open (a new chat, conversations off): emptying it is all there is
+            return (*shown, gr.update(visible=False), "")
+        return (*shown, *ask_first(shown[3], shown[5]))
+
+    chat.clear(trash, [chat_id, c["search"]], [*view, c["confirm"], c["question"]], api_name=False,
+               show_progress="hidden").then(
+        None, None, None, api_name=False,
+        js="() => document.querySelector('#qa-chat-confirm:not(.hidden)')?.scrollIntoView({block: 'nearest'})")
     c["no"].click(lambda: gr.update(visible=False), None, c["confirm"], queue=False, api_name=False)
     c["yes"].click(chats.on_delete, [chat_id, c["search"]], view, api_name=False).then(
         lambda: gr.update(visible=False), None, c["confirm"], queue=False, api_name=False)
