@@ -1,0 +1,24 @@
+"""The Python API as a program that embeds qa uses it: names it can import, threads, notebooks, closing."""
+
+from __future__ import annotations
+
+import pytest
+
+import qa
+import qa.errors
+
+
+def test_every_qa_error_and_returned_type_is_importable_from_qa() -> None:
+    errors = {n for n, o in vars(qa.errors).items() if isinstance(o, type) and issubclass(o, qa.QAError)}
+    assert errors <= set(qa.__all__)
+    for name in qa.__all__:
+        assert getattr(qa, name) is not None
+    # What conversation() and conversations() return, and what they raise, can be named for type hints and except.
+    assert {"Conversation", "ConversationInfo", "Turn"} <= set(qa.__all__)
+
+
+def test_an_unknown_conversation_is_caught_by_its_public_class(tmp_path) -> None:
+    a = qa.Assistant(index_dir=tmp_path / "index")
+    with pytest.raises(qa.ConversationNotFoundError, match="No conversation 'nope'"):
+        a.conversation("nope")
+    assert isinstance(a.conversation(), qa.Conversation)
