@@ -241,17 +241,18 @@ class Assistant:
             self._composer = make_composer(self.settings, self.embedder)
         return self._composer
 
-    def ask(self, question: str, top_k: int | None = None, history: Sequence[str] = (),
+    def ask(self, question: str, top_k: int | None = None, history: Sequence[str] | str = (),
             sources: Sequence[str] | str | None = None) -> Answer:
         """Answer a question from the indexed documents (or only those `sources` names), citing exact spans."""
         *_, final = self.stream(question, top_k, history, sources)
         return final
 
-    def stream(self, question: str, top_k: int | None = None, history: Sequence[str] = (),
+    def stream(self, question: str, top_k: int | None = None, history: Sequence[str] | str = (),
                sources: Sequence[str] | str | None = None) -> Iterator[Answer]:
         """Yields the answer as it grows, one cited sentence at a time; the last yield is final.
 
-        `history` holds the earlier questions of a conversation, so follow-ups are understood.
+        `history` holds the earlier questions of a conversation, oldest first (a string is one question), so
+        follow-ups are understood.
         `sources` (paths, folders or globs, see `qa.library`) limits the answer to those documents.
         """
         lo, hi = bounds("top_k")
@@ -262,7 +263,8 @@ class Assistant:
         # Lone surrogates (undecodable bytes from a terminal, broken JSON escapes) cannot be tokenized,
         # printed or stored: they become U+FFFD, in the question and in earlier turns alike.
         question = _valid(question)
-        history = [_valid(h) for h in history]
+        # A string is one earlier question, as for `sources`: not one "question" per character.
+        history = [_valid(h) for h in ([history] if isinstance(history, str) else history)]
         q = " ".join(question.split())
         if (text := question_problem(q)) is not None:
             yield Answer(question=question, answer=text, answered=False, backend=self.backend)

@@ -22,3 +22,11 @@ def test_an_unknown_conversation_is_caught_by_its_public_class(tmp_path) -> None
     with pytest.raises(qa.ConversationNotFoundError, match="No conversation 'nope'"):
         a.conversation("nope")
     assert isinstance(a.conversation(), qa.Conversation)
+
+
+def test_one_earlier_question_given_as_a_string_is_one_question(seeded) -> None:
+    # A str is a Sequence[str] to a type checker, so nothing warned; it was read as one "question" per character.
+    as_list = seeded.ask("and when?", history=["Where will Putin travel after North Korea?"])
+    as_str = seeded.ask("and when?", history="Where will Putin travel after North Korea?")
+    assert as_list.answered and "Vietnam" in as_list.answer
+    assert as_str.answer == as_list.answer
