@@ -78,6 +78,9 @@ class Assistant:
         self._layouts_lock = threading.Lock()  # questions are answered on several threads (qa serve)
         self._scope_sources: tuple[int, list[str]] | None = None  # (generation, indexed sources)
         self._store_lock = threading.Lock()
+        # Threads of a web app may ask their first questions at once: the models and the retriever (its BM25
+        # index) are built once, not once per thread. Reentrant: the retriever and composer need the embedder.
+        self._parts_lock = threading.RLock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assistant:
@@ -87,24 +90,29 @@ class Assistant:
     # --- parts, built on first use so that `qa status` never loads torch -----------------------
     @property
     def embedder(self) -> Any:
+        """The embedding model (a LlamaIndex embedding), loaded on first use."""
         if self._embedder is None:
-            from .embedding import load_embedder
-
-            if self.settings.embed_precision == "auto" and not self.settings.embed_url:
-                try:  # the index says which precision its vectors have
-                    self.store()
-                except QAError:
-                    pass  # no index yet (or a damaged one, reported by whoever opens it): int8
-                self._settle(None)
-            s = self.settings
-            if s.embed_url:
-                from .remote_embedding import load_remote_embedder
-
-                self._embedder = load_remote_embedder(s)
-            else:
-                self._embedder = load_embedder(s.embed_model, s.embed_batch_size, s.embed_backend,
-                                               s.embed_precision, s.embed_cache)
+            with self._parts_lock:
+                if self._embedder is None:
+                    self._embedder = self._load_embedder()
         return self._embedder
+
+    def _load_embedder(self) -> Any:
+        from .embedding import load_embedder
+
+        if self.settings.embed_precision == "auto" and not self.settings.embed_url:
+            try:  # the index says which precision its vectors have
+                self.store()
+            except QAError:
+                pass  # no index yet (or a damaged one, reported by whoever opens it): int8
+            self._settle(None)
+        s = self.settings
+        if s.embed_url:
+            from .remote_embedding import load_remote_embedder
+
+            return load_remote_embedder(s)
+        return load_embedder(s.embed_model, s.embed_batch_size, s.embed_backend, s.embed_precision,
+                             s.embed_cache)
 
     def store(self, create: bool = False) -> Store:
         """The Chroma store; `create` makes a new index where none exists."""
@@ -228,9 +236,12 @@ class Assistant:
         if self._retriever is None:
             from .retrieval import Retriever
 
-            s = self.settings
-            cache = Path(s.index_dir) / "bm25" / s.collection
-            self._retriever = Retriever(self.store(), self.embedder, s.retrieval, s.dense_weight, cache, s.fusion)
+            with self._parts_lock:
+                if self._retriever is None:
+                    s = self.settings
+                    cache = Path(s.index_dir) / "bm25" / s.collection
+                    self._retriever = Retriever(self.store(), self.embedder, s.retrieval, s.dense_weight, cache,
+                                                s.fusion)
         return self._retriever
 
     def composer(self) -> Any:
@@ -238,7 +249,9 @@ class Assistant:
         if self._composer is None:
             from .generation import make_composer
 
-            self._composer = make_composer(self.settings, self.embedder)
+            with self._parts_lock:
+                if self._composer is None:
+                    self._composer = make_composer(self.settings, self.embedder)
         return self._composer
 
     def ask(self, question: str, top_k: int | None = None, history: Sequence[str] | str = (),

@@ -30,3 +30,36 @@ def test_one_earlier_question_given_as_a_string_is_one_question(seeded) -> None:
     as_str = seeded.ask("and when?", history="Where will Putin travel after North Korea?")
     assert as_list.answered and "Vietnam" in as_list.answer
     assert as_str.answer == as_list.answer
+
+
+def test_first_questions_from_many_threads_load_the_models_once(seeded, monkeypatch) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import qa.embedding
+    import qa.retrieval
+
+    built: list[str] = []
+    load_embedder, Retriever = qa.embedding.load_embedder, qa.retrieval.Retriever
+
+    def counting_load(*args, **kw):
+        built.append("embedder")
+        return load_embedder(*args, **kw)
+
+    class CountingRetriever(Retriever):
+        def __init__(self, *args, **kw) -> None:
+            built.append("retriever")
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(qa.embedding, "load_embedder", counting_load)
+    monkeypatch.setattr(qa.retrieval, "Retriever", CountingRetriever)
+    start = threading.Barrier(4)
+
+    def ask(q: str) -> qa.Answer:
+        start.wait()
+        return seeded.ask(q)
+
+    with ThreadPoolExecutor(4) as pool:  # a web app's first requests, all before any model is loaded
+        answers = list(pool.map(ask, ["Who denied the arms transfers?"] * 4))
+    assert sorted(built) == ["embedder", "retriever"]  # was one embedder and one BM25 index per thread
+    assert {a.answer for a in answers} == {answers[0].answer} and answers[0].answered
