@@ -19,7 +19,7 @@ from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, NOT_FOUND_IN, QUESTION_TOO_LONG
 from .reading.formats import SourceText
 from .settings import Settings, bounds
-from .store import Store, open_client, prepare_index_dir
+from .store import Store, open_client, prepare_index_dir, sqlite_id
 from .types import Answer, Check, Citation, Document, IngestReport, RebuildReport, RemoveReport, Status
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class Assistant:
         self._layouts_lock = threading.Lock()  # questions are answered on several threads (qa serve)
         self._scope_sources: tuple[int, list[str]] | None = None  # (generation, indexed sources)
         self._store_lock = threading.Lock()
+        self._store_file: tuple[int, int] | None = None  # which chroma.sqlite3 the store opened (sqlite_id)
         # Threads of a web app may ask their first questions at once: the models and the retriever (its BM25
         # index) are built once, not once per thread. Reentrant: the retriever and composer need the embedder.
         self._parts_lock = threading.RLock()
@@ -116,6 +117,10 @@ class Assistant:
 
     def store(self, create: bool = False) -> Store:
         """The Chroma store; `create` makes a new index where none exists."""
+        if self._store is not None and self._replaced():
+            with self._store_lock:
+                if self._store is not None and self._replaced():
+                    self._forget_index()
         if self._store is None:
             from . import integrity
             from .embedding import embedder_id
@@ -139,8 +144,20 @@ class Assistant:
                         integrity.opened(store, s.chroma_url or s.index_dir)
                     except Exception as e:
                         raise self._storage_error(e) from None
+                    self._store_file = None if s.chroma_url else sqlite_id(s.index_dir)
                     self._store = store
         return self._store
+
+    def _replaced(self) -> bool:
+        """The index folder was deleted or replaced since the store opened it (rm -rf, another process's restore
+        or --rebuild): the open store would still answer from the old files and fail to write."""
+        return not self.settings.chroma_url and sqlite_id(self.settings.index_dir) != self._store_file
+
+    def _forget_index(self) -> None:
+        """Drop what was read from the index (the store, the retriever and its BM25 copy, the scope's sources):
+        the next use opens the folder as it is then."""
+        self._store = self._retriever = None
+        self._scope_sources = None
 
     def _settle(self, client: Any) -> Settings:
         """Make `embed_precision="auto"` concrete from the index's own record (int8 when there is none)."""
@@ -419,7 +436,7 @@ class Assistant:
             if diskspace.is_disk_full(e) or (not s.chroma_url and integrity.is_storage_error(e)
                                              and diskspace.nearly_full(Path(s.index_dir))):
                 # Chroma's client keeps state of the failed write: the next use opens the store afresh.
-                self._store = self._retriever = None
+                self._forget_index()
                 raise diskspace.disk_full(Path(s.index_dir), targets, before) from None
             raise self._storage_error(e) from None
 
@@ -464,7 +481,7 @@ class Assistant:
         room_to_rebuild(index)
         with writer_lock(index, "qa ingest --rebuild"):
             moved = move_aside(index, "damaged")
-        self._store = self._retriever = None
+        self._forget_index()
         targets, missing = list(given), []
         uploads = index / "uploads"
         for source in sorted(catalogue or {}):
@@ -517,7 +534,7 @@ class Assistant:
 
         if self.settings.chroma_url:
             raise ConfigError("With a Chroma server, restore the server's --path folder (see README).")
-        self._store = self._retriever = None
+        self._forget_index()
         return restore(Path(src), Path(self.settings.index_dir), force)
 
     # --- positions on the page (PDFs and images) ----------------------------------------------------

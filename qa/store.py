@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -75,7 +76,31 @@ def open_client(index_dir: Path, chroma_url: str | None, create: bool) -> Any:
     if not create and not (index_dir / "chroma.sqlite3").exists():
         raise IndexMissingError(f"No index at {index_dir}. Run: qa ingest seeds/")
     prepare_index_dir(index_dir)
-    return chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
+    with _OPENED_LOCK:
+        # Chroma keeps one client per folder per process, its SQLite file open. A folder deleted and made again
+        # (a notebook starting over) or replaced (another process's restore or --rebuild) would be read from the
+        # old files and written to the deleted one ("attempt to write a readonly database"): open it as it is now.
+        key = Path(index_dir).absolute()
+        if key in _OPENED and _OPENED[key] != sqlite_id(index_dir):
+            from .backup import forget_chroma
+
+            forget_chroma(index_dir)
+        client = chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
+        _OPENED[key] = sqlite_id(index_dir)
+    return client
+
+
+_OPENED: dict[Path, tuple[int, int] | None] = {}  # index folder -> the chroma.sqlite3 Chroma's client there opened
+_OPENED_LOCK = threading.Lock()
+
+
+def sqlite_id(index_dir: Path | str) -> tuple[int, int] | None:
+    """Which file the index's chroma.sqlite3 is (device, inode); None when there is none."""
+    try:
+        st = (Path(index_dir) / "chroma.sqlite3").stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def prepare_index_dir(index_dir: Path) -> None:

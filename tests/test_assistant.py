@@ -63,3 +63,41 @@ def test_first_questions_from_many_threads_load_the_models_once(seeded, monkeypa
         answers = list(pool.map(ask, ["Who denied the arms transfers?"] * 4))
     assert sorted(built) == ["embedder", "retriever"]  # was one embedder and one BM25 index per thread
     assert {a.answer for a in answers} == {answers[0].answer} and answers[0].answered
+
+
+QUESTION = "Who denied the arms transfers?"
+
+
+def _open_files(folder) -> list[str]:
+    """The files under `folder` this process holds open."""
+    import os
+
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+def test_an_index_folder_deleted_and_made_again_in_the_same_process(tmp_path) -> None:
+    import shutil
+
+    from tests.conftest import SEED_FILE
+
+    index = tmp_path / "index"
+    a = qa.Assistant(index_dir=index)
+    a.ingest(SEED_FILE)
+    other = qa.Assistant(index_dir=index)  # a notebook's earlier cell, still holding the old files
+    assert a.ask(QUESTION).answered and other.documents()
+    shutil.rmtree(index)  # start over
+    with pytest.raises(qa.IndexMissingError):  # was: answered from the deleted files
+        a.ask(QUESTION)
+    b = qa.Assistant(index_dir=index)
+    assert b.ingest(SEED_FILE).count("added") == 1  # was: chromadb's "attempt to write a readonly database"
+    assert b.ask(QUESTION).answered
+    assert [d.source for d in other.documents()] == [str(SEED_FILE)]  # reads the new index
+    assert a.ask(QUESTION).answered and b.ask(QUESTION).answered  # letting go of the old files broke nothing
