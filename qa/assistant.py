@@ -19,7 +19,7 @@ from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, NOT_FOUND_IN, QUESTION_TOO_LONG
 from .reading.formats import SourceText
 from .settings import Settings, bounds
-from .store import Store, open_client, prepare_index_dir, sqlite_id
+from .store import Store, close_client, open_client, prepare_index_dir, sqlite_id
 from .types import Answer, Check, Citation, Document, IngestReport, RebuildReport, RemoveReport, Status
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ class Assistant:
                                 integrity.precheck(Path(s.index_dir), pages=True)
                             finally:
                                 guard.release()
+                    client = store = None
                     try:
                         client = open_client(s.index_dir, s.chroma_url, create)
                         s = self._settle(client)
@@ -143,6 +144,10 @@ class Assistant:
                                       create)
                         integrity.opened(store, s.chroma_url or s.index_dir)
                     except Exception as e:
+                        if store is not None:
+                            store.close()
+                        elif client is not None:
+                            close_client(client)
                         raise self._storage_error(e) from None
                     self._store_file = None if s.chroma_url else sqlite_id(s.index_dir)
                     self._store = store
@@ -158,6 +163,22 @@ class Assistant:
         the next use opens the folder as it is then."""
         self._store = self._retriever = None
         self._scope_sources = None
+
+    def close(self) -> None:
+        """Give up the index, the models and the conversations file. Chroma closes the index's files once no other
+        Assistant of this process has them open; the next call on this one opens everything again."""
+        with self._parts_lock, self._store_lock:
+            store = self._store
+            self._forget_index()
+            self._embedder = self._composer = self._conversations = None
+        if store is not None:
+            store.close()
+
+    def __enter__(self) -> Assistant:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _settle(self, client: Any) -> Settings:
         """Make `embed_precision="auto"` concrete from the index's own record (int8 when there is none)."""

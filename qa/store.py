@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,18 @@ def sqlite_id(index_dir: Path | str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def close_client(client: Any) -> None:
+    """Give up a Chroma client: the folder's files are closed when the last client of it in this process goes.
+    A client of a folder replaced since (open_client forgot its system) counts for nothing any more: closing it
+    would stop the system now open there for others."""
+    from chromadb.api import ServerAPI
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    system = SharedSystemClient._identifier_to_system.get(getattr(client, "_identifier", None) or "")
+    if system is not None and system.instance(ServerAPI) is getattr(client, "_server", None):
+        client.close()
+
+
 def prepare_index_dir(index_dir: Path) -> None:
     """Create the index folder, or say in one line why it cannot be used."""
     if index_dir.exists() and not index_dir.is_dir():
@@ -139,6 +152,10 @@ class Store:
 
     def __init__(self, client: Any, name: str, embed_model: str, dim: int | None, create: bool) -> None:
         self.client = client
+        # The client is given up by close(), or when the store is dropped (an Assistant deleted, a store that
+        # failed to open below), so that the index's files do not stay open for the life of the process.
+        self._release = weakref.finalize(self, close_client, client)
+        self._release.atexit = False
         self.embed_model = embed_model
         existing = {c if isinstance(c, str) else c.name for c in client.list_collections()}
         if name not in existing and not create:
@@ -160,6 +177,10 @@ class Store:
         self._writer: dict[str, Any] | None = None
         self._renewed = 0.0
         self._vector_store: Any = None
+
+    def close(self) -> None:
+        """Give up the Chroma client (see close_client); the store cannot be used after."""
+        self._release()
 
     @property
     def vector_store(self) -> Any:

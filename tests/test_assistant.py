@@ -101,3 +101,27 @@ def test_an_index_folder_deleted_and_made_again_in_the_same_process(tmp_path) ->
     assert b.ask(QUESTION).answered
     assert [d.source for d in other.documents()] == [str(SEED_FILE)]  # reads the new index
     assert a.ask(QUESTION).answered and b.ask(QUESTION).answered  # letting go of the old files broke nothing
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="lists open files through /proc")
+def test_close_and_with_give_up_the_index_files(tmp_path) -> None:
+    import gc
+
+    from tests.conftest import SEED_FILE
+
+    index = tmp_path / "index"
+    with qa.Assistant(index_dir=index) as a:
+        a.ingest(SEED_FILE)
+        assert a.ask(QUESTION).answered and _open_files(index)
+    assert _open_files(index) == []  # was: open until the process ended, even after `del a`
+    assert a.ask(QUESTION).answered  # a closed Assistant opens the index again when used
+    a.close()
+    assert _open_files(index) == []
+
+    b, c = qa.Assistant(index_dir=index), qa.Assistant(index_dir=index)
+    assert b.ask(QUESTION).answered and c.ask(QUESTION).answered
+    b.close()  # the files stay open for c, which goes on answering
+    assert c.ask(QUESTION).answered and _open_files(index)
+    del c  # dropped without close(): the files are given up too
+    gc.collect()
+    assert _open_files(index) == []
