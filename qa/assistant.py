@@ -251,7 +251,11 @@ class Assistant:
 
     # --- public API ---------------------------------------------------------------------------
     def ingest(self, *paths: str | Path, progress: Progress | None = None) -> IngestReport:
-        """Index files and folders (default `seeds/`); unchanged files are not re-embedded."""
+        """Index files and folders (default `seeds/`); unchanged files are not re-embedded.
+
+        A file that cannot be indexed (missing, unreadable, too big) is a `FileResult` with status "failed" and its
+        reason in the report, not an exception; errors of the index itself (busy, damaged, disk full) are raised.
+        """
         targets = [Path(p) for p in paths] or [Path("seeds")]
         guard = None
         if not self.settings.chroma_url:
