@@ -61,7 +61,10 @@ class Assistant:
 
         try:
             base = settings or Settings()
-            self.settings = Settings.model_validate({**base.model_dump(), **overrides}) if overrides else base
+            # Only what was set (arguments, QA_* variables) is carried over: a default that depends on another
+            # setting (llm: openai when there is a key) is worked out again with the overrides.
+            self.settings = (Settings.model_validate({**base.model_dump(exclude_unset=True), **overrides})
+                             if overrides else base)
         except ValidationError as e:
             err = e.errors()[0]
             name = ".".join(str(x) for x in err["loc"])

@@ -125,3 +125,16 @@ def test_close_and_with_give_up_the_index_files(tmp_path) -> None:
     del c  # dropped without close(): the files are given up too
     gc.collect()
     assert _open_files(index) == []
+
+
+def test_a_key_given_as_an_argument_chooses_the_openai_backend_as_the_variable_does(monkeypatch) -> None:
+    # README: QA_LLM defaults to openai when there is a key. Settings(openai_api_key=...) did so, but
+    # Assistant(openai_api_key=...) kept the default worked out before the key was given: extractive.
+    assert qa.Settings(openai_api_key="sk-test").llm == "openai"
+    assert qa.Assistant(openai_api_key="sk-test").backend == "openai"
+    assert qa.Assistant(qa.Settings(), openai_api_key="sk-test").backend == "openai"
+    assert qa.Assistant(openai_api_key="sk-test", llm="extractive").backend == "extractive"
+    monkeypatch.setenv("QA_TOP_K", "7")  # what the environment sets is kept under other overrides
+    assert qa.Assistant(min_support=0.4).settings.top_k == 7
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    assert qa.Assistant(top_k=3).backend == "openai"
