@@ -173,7 +173,12 @@ class QARetriever(BaseRetriever):
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         retriever = self.assistant.retriever()
         k = self.top_k or self.assistant.settings.top_k
-        passages = retriever.retrieve(query_bundle.query_str, k, **_scoped(retriever.retrieve, self.sources))
+        scope = _scoped(retriever.retrieve, self.sources)
+        if scope:  # paths, names, folders and globs, named as ask() takes them: the engine wants indexed sources
+            scope["sources"] = self.assistant._scope(scope["sources"])
+            if not scope["sources"]:
+                return []
+        passages = retriever.retrieve(query_bundle.query_str, k, **scope)
         return [passage_node(p) for p in passages]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
