@@ -392,7 +392,7 @@ class Assistant:
 
         return QAQueryEngine(self, **options)
 
-    def as_retriever(self, top_k: int | None = None, sources: Sequence[str] | None = None) -> Any:
+    def as_retriever(self, top_k: int | None = None, sources: Sequence[str] | str | None = None) -> Any:
         """A LlamaIndex retriever over qa's hybrid retrieval."""
         from .llamaindex import QARetriever
 
