@@ -123,7 +123,9 @@ class Assistant:
         if self._store is not None and self._replaced():
             with self._store_lock:
                 if self._store is not None and self._replaced():
+                    old = self._store
                     self._forget_index()
+                    old.close()  # the deleted files are let go (once no other Assistant here reads them)
         if self._store is None:
             from . import integrity
             from .embedding import embedder_id

@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 import uuid
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,10 +151,6 @@ class Store:
 
     def __init__(self, client: Any, name: str, embed_model: str, dim: int | None, create: bool) -> None:
         self.client = client
-        # The client is given up by close(), or when the store is dropped (an Assistant deleted, a store that
-        # failed to open below), so that the index's files do not stay open for the life of the process.
-        self._release = weakref.finalize(self, close_client, client)
-        self._release.atexit = False
         self.embed_model = embed_model
         existing = {c if isinstance(c, str) else c.name for c in client.list_collections()}
         if name not in existing and not create:
@@ -180,7 +175,7 @@ class Store:
 
     def close(self) -> None:
         """Give up the Chroma client (see close_client); the store cannot be used after."""
-        self._release()
+        close_client(self.client)
 
     @property
     def vector_store(self) -> Any:
