@@ -679,9 +679,10 @@ class Assistant:
 
         return self._remove(choose)
 
-    def forget(self, sources: Sequence[str]) -> RemoveReport:
-        """Remove exactly these sources, no pattern matching (the folder watcher); unindexed ones are skipped."""
-        wanted = set(sources)
+    def forget(self, sources: Sequence[str] | str) -> RemoveReport:
+        """Remove exactly these sources (one, or a list), no pattern matching (the folder watcher); unindexed ones
+        are skipped."""
+        wanted = {sources} if isinstance(sources, str) else {str(s) for s in sources}
         return self._remove(lambda indexed: sorted(wanted.intersection(indexed)))
 
     def _remove(self, choose: Any) -> RemoveReport:

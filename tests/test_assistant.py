@@ -147,3 +147,9 @@ def test_a_key_given_as_an_argument_chooses_the_openai_backend_as_the_variable_d
     assert qa.Assistant(min_support=0.4).settings.top_k == 7
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
     assert qa.Assistant(top_k=3).backend == "openai"
+
+
+def test_forget_one_source_given_as_a_string(seeded) -> None:
+    source = seeded.documents()[0].source
+    report = seeded.forget(source)  # was: a set of its characters, none of them a source: nothing removed, silently
+    assert report.removed == (source,) and seeded.documents() == ()
