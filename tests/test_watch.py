@@ -125,3 +125,18 @@ def test_a_burst_is_one_batch_and_a_file_being_written_is_indexed_once_complete(
 def test_watching_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file or folder"):
         watch(Assistant(), [tmp_path / "missing"])
+
+
+def test_one_folder_given_alone_as_a_string(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "ferries.txt").write_text("The ferry to Bergen leaves at nine every Tuesday.\n", encoding="utf-8")
+    stop, reports = threading.Event(), []
+
+    def first_batch(report: IngestReport) -> None:
+        reports.append(report)
+        stop.set()
+
+    # Was: "Cannot watch /…/t, /…/m, /…/p, …: no such file or folder", one path per character.
+    watch(Assistant(), str(folder), stop=stop, on_batch=first_batch)
+    assert [(Path(f.path).name, f.status) for f in reports[0].files] == [("ferries.txt", "added")]
