@@ -170,8 +170,10 @@ class Assistant:
         self._scope_sources = None
 
     def close(self) -> None:
-        """Give up the index, the models and the conversations file. Chroma closes the index's files once no other
-        Assistant of this process has them open; the next call on this one opens everything again."""
+        """Give up the index, the models and the conversations file; the next call on this one opens them again.
+
+        Chroma closes the index's files (in the background) once every Assistant of this process that opened the
+        folder is closed. Call it when no other thread is using this Assistant."""
         with self._parts_lock, self._store_lock:
             store = self._store
             self._forget_index()
