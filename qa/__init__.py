@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     BackendError,
     ConfigError,
+    ConversationNotFoundError,
+    ConversationStoreError,
     DiskFullError,
     EmbeddingMismatchError,
     IndexBusyError,
@@ -20,10 +22,12 @@ from .types import Answer, Box, Citation, Document, FileResult, IngestReport, Pa
 
 if TYPE_CHECKING:
     from .assistant import Assistant
+    from .conversations import Conversation, ConversationInfo, Turn
     from .settings import Settings
 
 # Loaded on first use: pydantic-settings alone takes ~0.3 s, and `import qa` / `qa --help` stay fast.
-_LAZY = {"Assistant": ".assistant", "Settings": ".settings"}
+_LAZY = {"Assistant": ".assistant", "Settings": ".settings", "Conversation": ".conversations",
+         "ConversationInfo": ".conversations", "Turn": ".conversations"}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,6 +45,10 @@ __all__ = [
     "BackendError",
     "Citation",
     "ConfigError",
+    "Conversation",
+    "ConversationInfo",
+    "ConversationNotFoundError",
+    "ConversationStoreError",
     "EmbeddingMismatchError",
     "FileResult",
     "IngestReport",
@@ -51,6 +59,7 @@ __all__ = [
     "QAError",
     "Settings",
     "Status",
+    "Turn",
     "DiskFullError",
     "IndexDamagedError",
     "IndexVersionError",

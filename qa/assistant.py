@@ -19,7 +19,7 @@ from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, NOT_FOUND_IN, QUESTION_TOO_LONG
 from .reading.formats import SourceText
 from .settings import Settings, bounds
-from .store import Store, open_client, prepare_index_dir
+from .store import Store, close_client, open_client, prepare_index_dir, sqlite_id
 from .types import Answer, Check, Citation, Document, IngestReport, RebuildReport, RemoveReport, Status
 
 if TYPE_CHECKING:
@@ -61,7 +61,10 @@ class Assistant:
 
         try:
             base = settings or Settings()
-            self.settings = Settings.model_validate({**base.model_dump(), **overrides}) if overrides else base
+            # Only what was set (arguments, QA_* variables) is carried over: a default that depends on another
+            # setting (llm: openai when there is a key) is worked out again with the overrides.
+            self.settings = (Settings.model_validate({**base.model_dump(exclude_unset=True), **overrides})
+                             if overrides else base)
         except ValidationError as e:
             err = e.errors()[0]
             name = ".".join(str(x) for x in err["loc"])
@@ -78,6 +81,10 @@ class Assistant:
         self._layouts_lock = threading.Lock()  # questions are answered on several threads (qa serve)
         self._scope_sources: tuple[int, list[str]] | None = None  # (generation, indexed sources)
         self._store_lock = threading.Lock()
+        self._store_file: tuple[int, int] | None = None  # which chroma.sqlite3 the store opened (sqlite_id)
+        # Threads of a web app may ask their first questions at once: the models and the retriever (its BM25
+        # index) are built once, not once per thread. Reentrant: the retriever and composer need the embedder.
+        self._parts_lock = threading.RLock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assistant:
@@ -87,27 +94,38 @@ class Assistant:
     # --- parts, built on first use so that `qa status` never loads torch -----------------------
     @property
     def embedder(self) -> Any:
+        """The embedding model (a LlamaIndex embedding), loaded on first use."""
         if self._embedder is None:
-            from .embedding import load_embedder
-
-            if self.settings.embed_precision == "auto" and not self.settings.embed_url:
-                try:  # the index says which precision its vectors have
-                    self.store()
-                except QAError:
-                    pass  # no index yet (or a damaged one, reported by whoever opens it): int8
-                self._settle(None)
-            s = self.settings
-            if s.embed_url:
-                from .remote_embedding import load_remote_embedder
-
-                self._embedder = load_remote_embedder(s)
-            else:
-                self._embedder = load_embedder(s.embed_model, s.embed_batch_size, s.embed_backend,
-                                               s.embed_precision, s.embed_cache)
+            with self._parts_lock:
+                if self._embedder is None:
+                    self._embedder = self._load_embedder()
         return self._embedder
+
+    def _load_embedder(self) -> Any:
+        from .embedding import load_embedder
+
+        if self.settings.embed_precision == "auto" and not self.settings.embed_url:
+            try:  # the index says which precision its vectors have
+                self.store()
+            except QAError:
+                pass  # no index yet (or a damaged one, reported by whoever opens it): int8
+            self._settle(None)
+        s = self.settings
+        if s.embed_url:
+            from .remote_embedding import load_remote_embedder
+
+            return load_remote_embedder(s)
+        return load_embedder(s.embed_model, s.embed_batch_size, s.embed_backend, s.embed_precision,
+                             s.embed_cache)
 
     def store(self, create: bool = False) -> Store:
         """The Chroma store; `create` makes a new index where none exists."""
+        if self._store is not None and self._replaced():
+            with self._store_lock:
+                if self._store is not None and self._replaced():
+                    old = self._store
+                    self._forget_index()
+                    old.close()  # the deleted files are let go (once no other Assistant here reads them)
         if self._store is None:
             from . import integrity
             from .embedding import embedder_id
@@ -123,6 +141,7 @@ class Assistant:
                                 integrity.precheck(Path(s.index_dir), pages=True)
                             finally:
                                 guard.release()
+                    client = store = None
                     try:
                         client = open_client(s.index_dir, s.chroma_url, create)
                         s = self._settle(client)
@@ -130,9 +149,43 @@ class Assistant:
                                       create)
                         integrity.opened(store, s.chroma_url or s.index_dir)
                     except Exception as e:
+                        if store is not None:
+                            store.close()
+                        elif client is not None:
+                            close_client(client)
                         raise self._storage_error(e) from None
+                    self._store_file = None if s.chroma_url else sqlite_id(s.index_dir)
                     self._store = store
         return self._store
+
+    def _replaced(self) -> bool:
+        """The index folder was deleted or replaced since the store opened it (rm -rf, another process's restore
+        or --rebuild): the open store would still answer from the old files and fail to write."""
+        return not self.settings.chroma_url and sqlite_id(self.settings.index_dir) != self._store_file
+
+    def _forget_index(self) -> None:
+        """Drop what was read from the index (the store, the retriever and its BM25 copy, the scope's sources):
+        the next use opens the folder as it is then."""
+        self._store = self._retriever = None
+        self._scope_sources = None
+
+    def close(self) -> None:
+        """Give up the index, the models and the conversations file; the next call on this one opens them again.
+
+        Chroma closes the index's files (in the background) once every Assistant of this process that opened the
+        folder is closed. Call it when no other thread is using this Assistant."""
+        with self._parts_lock, self._store_lock:
+            store = self._store
+            self._forget_index()
+            self._embedder = self._composer = self._conversations = None
+        if store is not None:
+            store.close()
+
+    def __enter__(self) -> Assistant:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _settle(self, client: Any) -> Settings:
         """Make `embed_precision="auto"` concrete from the index's own record (int8 when there is none)."""
@@ -205,7 +258,11 @@ class Assistant:
 
     # --- public API ---------------------------------------------------------------------------
     def ingest(self, *paths: str | Path, progress: Progress | None = None) -> IngestReport:
-        """Index files and folders (default `seeds/`); unchanged files are not re-embedded."""
+        """Index files and folders (default `seeds/`); unchanged files are not re-embedded.
+
+        A file that cannot be indexed (missing, unreadable, too big) is a `FileResult` with status "failed" and its
+        reason in the report, not an exception; errors of the index itself (busy, damaged, disk full) are raised.
+        """
         targets = [Path(p) for p in paths] or [Path("seeds")]
         guard = None
         if not self.settings.chroma_url:
@@ -228,9 +285,12 @@ class Assistant:
         if self._retriever is None:
             from .retrieval import Retriever
 
-            s = self.settings
-            cache = Path(s.index_dir) / "bm25" / s.collection
-            self._retriever = Retriever(self.store(), self.embedder, s.retrieval, s.dense_weight, cache, s.fusion)
+            with self._parts_lock:
+                if self._retriever is None:
+                    s = self.settings
+                    cache = Path(s.index_dir) / "bm25" / s.collection
+                    self._retriever = Retriever(self.store(), self.embedder, s.retrieval, s.dense_weight, cache,
+                                                s.fusion)
         return self._retriever
 
     def composer(self) -> Any:
@@ -238,20 +298,23 @@ class Assistant:
         if self._composer is None:
             from .generation import make_composer
 
-            self._composer = make_composer(self.settings, self.embedder)
+            with self._parts_lock:
+                if self._composer is None:
+                    self._composer = make_composer(self.settings, self.embedder)
         return self._composer
 
-    def ask(self, question: str, top_k: int | None = None, history: Sequence[str] = (),
+    def ask(self, question: str, top_k: int | None = None, history: Sequence[str] | str = (),
             sources: Sequence[str] | str | None = None) -> Answer:
         """Answer a question from the indexed documents (or only those `sources` names), citing exact spans."""
         *_, final = self.stream(question, top_k, history, sources)
         return final
 
-    def stream(self, question: str, top_k: int | None = None, history: Sequence[str] = (),
+    def stream(self, question: str, top_k: int | None = None, history: Sequence[str] | str = (),
                sources: Sequence[str] | str | None = None) -> Iterator[Answer]:
         """Yields the answer as it grows, one cited sentence at a time; the last yield is final.
 
-        `history` holds the earlier questions of a conversation, so follow-ups are understood.
+        `history` holds the earlier questions of a conversation, oldest first (a string is one question), so
+        follow-ups are understood.
         `sources` (paths, folders or globs, see `qa.library`) limits the answer to those documents.
         """
         lo, hi = bounds("top_k")
@@ -262,7 +325,8 @@ class Assistant:
         # Lone surrogates (undecodable bytes from a terminal, broken JSON escapes) cannot be tokenized,
         # printed or stored: they become U+FFFD, in the question and in earlier turns alike.
         question = _valid(question)
-        history = [_valid(h) for h in history]
+        # A string is one earlier question, as for `sources`: not one "question" per character.
+        history = [_valid(h) for h in ([history] if isinstance(history, str) else history)]
         q = " ".join(question.split())
         if (text := question_problem(q)) is not None:
             yield Answer(question=question, answer=text, answered=False, backend=self.backend)
@@ -332,7 +396,7 @@ class Assistant:
 
         return QAQueryEngine(self, **options)
 
-    def as_retriever(self, top_k: int | None = None, sources: Sequence[str] | None = None) -> Any:
+    def as_retriever(self, top_k: int | None = None, sources: Sequence[str] | str | None = None) -> Any:
         """A LlamaIndex retriever over qa's hybrid retrieval."""
         from .llamaindex import QARetriever
 
@@ -404,7 +468,7 @@ class Assistant:
             if diskspace.is_disk_full(e) or (not s.chroma_url and integrity.is_storage_error(e)
                                              and diskspace.nearly_full(Path(s.index_dir))):
                 # Chroma's client keeps state of the failed write: the next use opens the store afresh.
-                self._store = self._retriever = None
+                self._forget_index()
                 raise diskspace.disk_full(Path(s.index_dir), targets, before) from None
             raise self._storage_error(e) from None
 
@@ -449,7 +513,7 @@ class Assistant:
         room_to_rebuild(index)
         with writer_lock(index, "qa ingest --rebuild"):
             moved = move_aside(index, "damaged")
-        self._store = self._retriever = None
+        self._forget_index()
         targets, missing = list(given), []
         uploads = index / "uploads"
         for source in sorted(catalogue or {}):
@@ -502,7 +566,7 @@ class Assistant:
 
         if self.settings.chroma_url:
             raise ConfigError("With a Chroma server, restore the server's --path folder (see README).")
-        self._store = self._retriever = None
+        self._forget_index()
         return restore(Path(src), Path(self.settings.index_dir), force)
 
     # --- positions on the page (PDFs and images) ----------------------------------------------------
@@ -617,9 +681,10 @@ class Assistant:
 
         return self._remove(choose)
 
-    def forget(self, sources: Sequence[str]) -> RemoveReport:
-        """Remove exactly these sources, no pattern matching (the folder watcher); unindexed ones are skipped."""
-        wanted = set(sources)
+    def forget(self, sources: Sequence[str] | str) -> RemoveReport:
+        """Remove exactly these sources (one, or a list), no pattern matching (the folder watcher); unindexed ones
+        are skipped."""
+        wanted = {sources} if isinstance(sources, str) else {str(s) for s in sources}
         return self._remove(lambda indexed: sorted(wanted.intersection(indexed)))
 
     def _remove(self, choose: Any) -> RemoveReport:

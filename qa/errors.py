@@ -20,7 +20,8 @@ class EmbeddingMismatchError(QAError):
 
 
 class IngestError(QAError):
-    """Nothing could be indexed from the given paths."""
+    """Not raised: `Assistant.ingest` reports each file it cannot index in its IngestReport (status "failed",
+    with the reason). Kept so that code naming it still imports."""
 
 
 class IndexBusyError(QAError):

@@ -83,6 +83,13 @@ def _metadata(answer: Answer) -> dict[str, Any]:
             "qa": answer.to_dict()}
 
 
+def _patterns(sources: Sequence[str] | str | None) -> list[str] | None:
+    """`sources` as a list of patterns: one string is one pattern (as for ask()), not one per character."""
+    if sources is None:
+        return None
+    return [sources] if isinstance(sources, str) else [str(s) for s in sources]
+
+
 def _scoped(fn: Callable[..., Any], sources: Sequence[str] | None) -> dict[str, Any]:
     """The `sources=` keyword for an engine call, or an error when this engine cannot scope yet."""
     if sources is None:
@@ -116,14 +123,14 @@ class QAQueryEngine(BaseQueryEngine):
     """qa's cited answers as a LlamaIndex query engine: `Response.response` is the answer with `[n]` markers."""
 
     def __init__(self, assistant: Assistant, *, streaming: bool = False, top_k: int | None = None,
-                 sources: Sequence[str] | None = None, llm: str | None = None) -> None:
+                 sources: Sequence[str] | str | None = None, llm: str | None = None) -> None:
         super().__init__(callback_manager=None)
         if llm is not None and llm != assistant.settings.llm:  # another answer mode, same index and settings
             assistant = type(assistant)(assistant.settings, llm=llm)
         self.assistant = assistant
         self.streaming = streaming
         self.top_k = top_k
-        self.sources = list(sources) if sources is not None else None
+        self.sources = _patterns(sources)
 
     def _get_prompt_modules(self) -> PromptMixinType:
         return {}  # qa's prompts live in qa/prompts.py, not in LlamaIndex prompt templates
@@ -164,16 +171,22 @@ class QAQueryEngine(BaseQueryEngine):
 class QARetriever(BaseRetriever):
     """qa's hybrid retrieval (dense + BM25, committed chunks only) as a LlamaIndex retriever."""
 
-    def __init__(self, assistant: Assistant, top_k: int | None = None, sources: Sequence[str] | None = None) -> None:
+    def __init__(self, assistant: Assistant, top_k: int | None = None,
+                 sources: Sequence[str] | str | None = None) -> None:
         super().__init__()
         self.assistant = assistant
         self.top_k = top_k
-        self.sources = list(sources) if sources is not None else None
+        self.sources = _patterns(sources)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         retriever = self.assistant.retriever()
         k = self.top_k or self.assistant.settings.top_k
-        passages = retriever.retrieve(query_bundle.query_str, k, **_scoped(retriever.retrieve, self.sources))
+        scope = _scoped(retriever.retrieve, self.sources)
+        if scope:  # paths, names, folders and globs, named as ask() takes them: the engine wants indexed sources
+            scope["sources"] = self.assistant._scope(scope["sources"])
+            if not scope["sources"]:
+                return []
+        passages = retriever.retrieve(query_bundle.query_str, k, **scope)
         return [passage_node(p) for p in passages]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -183,7 +196,7 @@ class QARetriever(BaseRetriever):
 class QAChatEngine(BaseChatEngine):
     """A conversation over the documents: follow-ups are read with the earlier questions, as in the UI."""
 
-    def __init__(self, assistant: Assistant, top_k: int | None = None, sources: Sequence[str] | None = None,
+    def __init__(self, assistant: Assistant, top_k: int | None = None, sources: Sequence[str] | str | None = None,
                  chat_history: Sequence[ChatMessage] | None = None) -> None:
         self.engine = QAQueryEngine(assistant, top_k=top_k, sources=sources)
         self._history: list[ChatMessage] = list(chat_history or [])

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -75,7 +76,43 @@ def open_client(index_dir: Path, chroma_url: str | None, create: bool) -> Any:
     if not create and not (index_dir / "chroma.sqlite3").exists():
         raise IndexMissingError(f"No index at {index_dir}. Run: qa ingest seeds/")
     prepare_index_dir(index_dir)
-    return chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
+    with _OPENED_LOCK:
+        # Chroma keeps one client per folder per process, its SQLite file open. A folder deleted and made again
+        # (a notebook starting over) or replaced (another process's restore or --rebuild) would be read from the
+        # old files and written to the deleted one ("attempt to write a readonly database"): open it as it is now.
+        key = Path(index_dir).absolute()
+        if key in _OPENED and _OPENED[key] != sqlite_id(index_dir):
+            from .backup import forget_chroma
+
+            forget_chroma(index_dir)
+        client = chromadb.PersistentClient(path=str(index_dir), settings=chroma_settings)
+        _OPENED[key] = sqlite_id(index_dir)
+    return client
+
+
+_OPENED: dict[Path, tuple[int, int] | None] = {}  # index folder -> the chroma.sqlite3 Chroma's client there opened
+_OPENED_LOCK = threading.Lock()
+
+
+def sqlite_id(index_dir: Path | str) -> tuple[int, int] | None:
+    """Which file the index's chroma.sqlite3 is (device, inode); None when there is none."""
+    try:
+        st = (Path(index_dir) / "chroma.sqlite3").stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def close_client(client: Any) -> None:
+    """Give up a Chroma client: the folder's files are closed when the last client of it in this process goes.
+    A client of a folder replaced since (open_client forgot its system) counts for nothing any more: closing it
+    would stop the system now open there for others."""
+    from chromadb.api import ServerAPI
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    system = SharedSystemClient._identifier_to_system.get(getattr(client, "_identifier", None) or "")
+    if system is not None and system.instance(ServerAPI) is getattr(client, "_server", None):
+        client.close()
 
 
 def prepare_index_dir(index_dir: Path) -> None:
@@ -135,6 +172,10 @@ class Store:
         self._writer: dict[str, Any] | None = None
         self._renewed = 0.0
         self._vector_store: Any = None
+
+    def close(self) -> None:
+        """Give up the Chroma client (see close_client); the store cannot be used after."""
+        close_client(self.client)
 
     @property
     def vector_store(self) -> Any:

@@ -31,7 +31,7 @@ OnBatch = Callable[[IngestReport], None]
 OnError = Callable[[str], None]
 
 
-def watch(assistant: Assistant, paths: Sequence[str | Path], stop: threading.Event | None = None,
+def watch(assistant: Assistant, paths: Sequence[str | Path] | str | Path, stop: threading.Event | None = None,
           on_batch: OnBatch | None = None, on_error: OnError | None = None, initial: bool = True,
           settle: float = SETTLE_SECONDS, progress: Any = None) -> None:
     """Watch files and folders until `stop` is set (or Ctrl-C), keeping the index in step with them.
@@ -42,7 +42,8 @@ def watch(assistant: Assistant, paths: Sequence[str | Path], stop: threading.Eve
     from watchfiles import Change, DefaultFilter
     from watchfiles import watch as watch_changes
 
-    roots = [Path(p).absolute() for p in paths]
+    # One path may be given alone, as to ingest(): a string is not a sequence of one-letter paths.
+    roots = [Path(p).absolute() for p in ([paths] if isinstance(paths, str | Path) else paths)]
     missing = [str(p) for p in roots if not p.exists()]
     if missing:
         raise ConfigError(f"Cannot watch {', '.join(missing)}: no such file or folder.")

@@ -186,3 +186,22 @@ def test_query_engine_tool_and_example(seeded) -> None:
     assert "documents" in docs and "Moscow and Pyongyang" in docs
     cited = [line for line in docs.splitlines() if line.startswith("  [1] ")]
     assert cited and "chars" in cited[0]
+
+
+def test_retriever_sources_are_named_as_ask_names_them(seeded) -> None:
+    """README: `sources` are file globs, paths or names, as for ask(); the retriever matched exact sources only."""
+    source = seeded.ask(QUESTION).citations[0].source
+    for pattern in (source, Path(source).name, "*.txt", str(Path(source).parent)):
+        nodes = seeded.as_retriever(sources=[pattern]).retrieve(QUESTION)
+        assert nodes and {n.node.metadata["source"] for n in nodes} == {source}, pattern
+    assert seeded.as_retriever(sources=["no-such-file-*.txt"]).retrieve(QUESTION) == []
+
+
+def test_one_source_given_as_a_string_is_one_pattern(seeded) -> None:
+    # As for ask(sources="*.md"); the LlamaIndex objects read a string as one pattern per character, and "*" or "."
+    # among them named every document.
+    assert seeded.as_retriever(sources="no-such-file-*.txt").retrieve(QUESTION) == []
+    r = seeded.as_query_engine(sources="no-such-file-*.txt").query(QUESTION)
+    assert r.source_nodes == [] and "No indexed document matches no-such-file-*.txt" in r.response
+    name = Path(seeded.ask(QUESTION).citations[0].source).name
+    assert seeded.as_chat_engine(sources=name).chat(QUESTION).response == seeded.ask(QUESTION).answer

@@ -170,3 +170,18 @@ def test_another_users_links_are_not_followed(tmp_path: Path, watching: Callable
     time.sleep(2)  # what the watcher saw of shared/more.md is handled by now
     assert sorted(names(a)) == ["ferry.txt", "orca.txt"], w.statuses()
     assert "hunter2" not in a.ask("What is the admin password of the Kestrel console?").answer
+
+
+def test_one_folder_given_alone_as_a_string(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "ferries.txt").write_text("The ferry to Bergen leaves at nine every Tuesday.\n", encoding="utf-8")
+    stop, reports = threading.Event(), []
+
+    def first_batch(report: IngestReport) -> None:
+        reports.append(report)
+        stop.set()
+
+    # Was: "Cannot watch /…/t, /…/m, /…/p, …: no such file or folder", one path per character.
+    watch(Assistant(), str(folder), stop=stop, on_batch=first_batch)
+    assert [(Path(f.path).name, f.status) for f in reports[0].files] == [("ferries.txt", "added")]

@@ -1,0 +1,155 @@
+"""The Python API as a program that embeds qa uses it: names it can import, threads, notebooks, closing."""
+
+from __future__ import annotations
+
+import pytest
+
+import qa
+import qa.errors
+
+
+def test_every_qa_error_and_returned_type_is_importable_from_qa() -> None:
+    errors = {n for n, o in vars(qa.errors).items() if isinstance(o, type) and issubclass(o, qa.QAError)}
+    assert errors <= set(qa.__all__)
+    for name in qa.__all__:
+        assert getattr(qa, name) is not None
+    # What conversation() and conversations() return, and what they raise, can be named for type hints and except.
+    assert {"Conversation", "ConversationInfo", "Turn"} <= set(qa.__all__)
+
+
+def test_an_unknown_conversation_is_caught_by_its_public_class(tmp_path) -> None:
+    a = qa.Assistant(index_dir=tmp_path / "index")
+    with pytest.raises(qa.ConversationNotFoundError, match="No conversation 'nope'"):
+        a.conversation("nope")
+    assert isinstance(a.conversation(), qa.Conversation)
+
+
+def test_one_earlier_question_given_as_a_string_is_one_question(seeded) -> None:
+    # A str is a Sequence[str] to a type checker, so nothing warned; it was read as one "question" per character.
+    as_list = seeded.ask("and when?", history=["Where will Putin travel after North Korea?"])
+    as_str = seeded.ask("and when?", history="Where will Putin travel after North Korea?")
+    assert as_list.answered and "Vietnam" in as_list.answer
+    assert as_str.answer == as_list.answer
+
+
+def test_first_questions_from_many_threads_load_the_models_once(seeded, monkeypatch) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import qa.embedding
+    import qa.retrieval
+
+    built: list[str] = []
+    load_embedder, Retriever = qa.embedding.load_embedder, qa.retrieval.Retriever
+
+    def counting_load(*args, **kw):
+        built.append("embedder")
+        return load_embedder(*args, **kw)
+
+    class CountingRetriever(Retriever):
+        def __init__(self, *args, **kw) -> None:
+            built.append("retriever")
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(qa.embedding, "load_embedder", counting_load)
+    monkeypatch.setattr(qa.retrieval, "Retriever", CountingRetriever)
+    start = threading.Barrier(4)
+
+    def ask(q: str) -> qa.Answer:
+        start.wait()
+        return seeded.ask(q)
+
+    with ThreadPoolExecutor(4) as pool:  # a web app's first requests, all before any model is loaded
+        answers = list(pool.map(ask, ["Who denied the arms transfers?"] * 4))
+    assert sorted(built) == ["embedder", "retriever"]  # was one embedder and one BM25 index per thread
+    assert {a.answer for a in answers} == {answers[0].answer} and answers[0].answered
+
+
+QUESTION = "Who denied the arms transfers?"
+
+
+def _open_files(folder) -> list[str]:
+    """The files under `folder` this process holds open."""
+    import os
+
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+def _closed(folder) -> bool:
+    """No file under `folder` is open within a few seconds (Chroma closes its SQLite connections in the background)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while _open_files(folder):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_an_index_folder_deleted_and_made_again_in_the_same_process(tmp_path) -> None:
+    import shutil
+
+    from tests.conftest import SEED_FILE
+
+    index = tmp_path / "index"
+    a = qa.Assistant(index_dir=index)
+    a.ingest(SEED_FILE)
+    other = qa.Assistant(index_dir=index)  # a notebook's earlier cell, still holding the old files
+    assert a.ask(QUESTION).answered and other.documents()
+    shutil.rmtree(index)  # start over
+    with pytest.raises(qa.IndexMissingError):  # was: answered from the deleted files
+        a.ask(QUESTION)
+    b = qa.Assistant(index_dir=index)
+    assert b.ingest(SEED_FILE).count("added") == 1  # was: chromadb's "attempt to write a readonly database"
+    assert b.ask(QUESTION).answered
+    assert [d.source for d in other.documents()] == [str(SEED_FILE)]  # reads the new index
+    assert a.ask(QUESTION).answered and b.ask(QUESTION).answered  # letting go of the old files broke nothing
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="lists open files through /proc")
+def test_close_and_with_give_up_the_index_files(tmp_path) -> None:
+    from tests.conftest import SEED_FILE
+
+    index = tmp_path / "index"
+    with qa.Assistant(index_dir=index) as a:
+        a.ingest(SEED_FILE)
+        assert a.ask(QUESTION).answered and _open_files(index)
+    assert _closed(index)  # was: open until the process ended (there was no close())
+    assert a.ask(QUESTION).answered  # a closed Assistant opens the index again when used
+    a.close()
+    assert _closed(index)
+
+    b, c = qa.Assistant(index_dir=index), qa.Assistant(index_dir=index)
+    assert b.ask(QUESTION).answered and c.ask(QUESTION).answered
+    b.close()  # the files stay open for c, which goes on answering
+    assert c.ask(QUESTION).answered and _open_files(index)
+    c.close()
+    assert _closed(index)
+
+
+def test_a_key_given_as_an_argument_chooses_the_openai_backend_as_the_variable_does(monkeypatch) -> None:
+    # README: QA_LLM defaults to openai when there is a key. Settings(openai_api_key=...) did so, but
+    # Assistant(openai_api_key=...) kept the default worked out before the key was given: extractive.
+    assert qa.Settings(openai_api_key="sk-test").llm == "openai"
+    assert qa.Assistant(openai_api_key="sk-test").backend == "openai"
+    assert qa.Assistant(qa.Settings(), openai_api_key="sk-test").backend == "openai"
+    assert qa.Assistant(openai_api_key="sk-test", llm="extractive").backend == "extractive"
+    monkeypatch.setenv("QA_TOP_K", "7")  # what the environment sets is kept under other overrides
+    assert qa.Assistant(min_support=0.4).settings.top_k == 7
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    assert qa.Assistant(top_k=3).backend == "openai"
+
+
+def test_forget_one_source_given_as_a_string(seeded) -> None:
+    source = seeded.documents()[0].source
+    report = seeded.forget(source)  # was: a set of its characters, none of them a source: nothing removed, silently
+    assert report.removed == (source,) and seeded.documents() == ()
