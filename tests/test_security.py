@@ -332,6 +332,9 @@ def test_the_ui_upload_refuses_a_path_that_was_not_uploaded(seeded, tmp_path: Pa
         assert sent.status_code == 200, sent.text
         stream = _gradio_call(c, "upload", [[{"path": sent.json()[0], "meta": {"_type": "gradio.FileData"}}]])
         assert "added" in stream and (uploads / "ferries.md").exists(), stream
+        # Gradio's copy is gone once qa has its own: the cache kept every upload while the server ran.
+        assert not Path(sent.json()[0]).exists() and not Path(sent.json()[0]).parent.exists()
+        assert Path(folder).exists()
 
 
 # --- 5. a web page in a user's browser: no cross-site changes, no DNS rebinding -------------------------

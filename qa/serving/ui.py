@@ -6,6 +6,7 @@ the sources panel is built here, so a document cannot inject tags, handlers or t
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import time
@@ -247,6 +248,20 @@ def _message(e: QAError) -> str:
 
 
 # --- the app ----------------------------------------------------------------------------------------
+def _forget_browser_copies(files: list[str]) -> None:
+    """Delete Gradio's copies of uploaded files once qa has its own: Gradio keeps every upload in its cache
+    folder (/tmp/gradio) for as long as the server runs, a second copy of the library growing on disk."""
+    from gradio.utils import get_upload_folder
+
+    cache = Path(get_upload_folder()).resolve()
+    for f in files:
+        path = Path(f).resolve()
+        if cache in path.parents:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # its own folder (Gradio names one per upload), if now empty
+
+
 def build_app(assistant: Assistant, writer: Writer | None = None,
               page_url: Callable[..., str] | None = None) -> gr.Blocks:
     """The chat UI over an assistant; uploads go to `writer` (the server's one background writer)."""
@@ -348,6 +363,8 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                            assistant.settings.max_file_mb)
         except QAError as e:
             return gr.skip(), gr.skip(), None, str(e)
+        finally:
+            _forget_browser_copies(files)
         results: list[FileResult] = list(staged.refused)
         if staged.files:
             # The server's one writer indexes it; questions go on being answered meanwhile.
