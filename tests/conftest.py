@@ -89,10 +89,10 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def start_serve(index: Path, log: Path, *extra: str, env: dict[str, str] | None = None,
-                wait: float = 120) -> tuple[subprocess.Popen[bytes], str]:
-    """`qa serve` over `index` on a free loopback port: (process, base URL without the last /), once the
-    chat UI has taken over `/` from the starting page (qa/serving/ui_mount.py)."""
-    port = free_port()
+                wait: float = 120, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """`qa serve` over `index` on a free loopback port (or `port`): (process, base URL without the last /),
+    once the chat UI has taken over `/` from the starting page (qa/serving/ui_mount.py)."""
+    port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "qa", "serve", "--port", str(port), *extra], cwd=ROOT,
                             env={**os.environ, "QA_INDEX_DIR": str(index), "HF_HUB_OFFLINE": "1",
                                  "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -390,6 +391,33 @@ def test_settings_survive_a_reload(server: tuple[str, Path], page: Any) -> None:
     page.locator("#qa-settings").get_by_text("Settings").click()
     page.wait_for_function("document.querySelector('#qa-topk input[type=number]')?.value === '9'")
     assert "Putin" in _ask(page, "Where will Putin travel after North Korea?").inner_text()
+
+
+@pytest.mark.slow
+def test_settings_survive_a_restart_of_the_server(seeded_index: Path, tmp_path: Path, page: Any) -> None:
+    """The page's saved settings are encrypted with a key Gradio drew anew at every start: after a restart
+    (an upgrade, a reboot) each reader's top-k, answer mode, scope and open conversation were gone."""
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    proc, url = start_serve(index, tmp_path / "serve1.log")
+    try:
+        _open(page, url + "/")
+        page.locator("#qa-settings").get_by_text("Settings").click()
+        number = page.locator("#qa-topk input[type=number]")
+        number.fill("8")
+        number.press("Enter")
+        page.wait_for_timeout(1_000)
+    finally:
+        stop_serve(proc)
+    assert (index / "ui-secret").stat().st_mode & 0o077 == 0  # only qa's user may read the key
+    proc, url = start_serve(index, tmp_path / "serve2.log", port=int(url.rsplit(":", 1)[1]))  # same origin
+    try:
+        page.reload()
+        page.wait_for_selector("#qa-question textarea")
+        page.locator("#qa-settings").get_by_text("Settings").click()
+        page.wait_for_function("document.querySelector('#qa-topk input[type=number]')?.value === '8'")
+    finally:
+        stop_serve(proc)
 
 
 @pytest.mark.slow

@@ -488,7 +488,38 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
         for setting in (top_k.change, mode.change):
             setting(keep, [top_k, mode], kept, queue=False, api_name=False, show_progress="hidden")
         app.load(restore, kept, [top_k, mode], api_name=False, show_progress="hidden")
+    secret = browser_secret(Path(assistant.settings.index_dir))
+    for block in app.blocks.values():
+        if secret and isinstance(block, gr.BrowserState):
+            block.secret = secret
     return app
+
+
+def browser_secret(index_dir: Path) -> str | None:
+    """The key the page's saved settings, scope and open conversation are encrypted with, kept beside the
+    index: Gradio draws a new one at every start, so a server restart lost them all at the next reload.
+    None (Gradio's own) if the index folder cannot keep it."""
+    import os
+    import secrets
+
+    path = index_dir / "ui-secret"
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another server on this index wrote it first
+        return browser_secret(index_dir)
+    except OSError:
+        return None
+    key = secrets.token_urlsafe(24)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
 
 
 def _theme() -> Any:
