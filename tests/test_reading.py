@@ -166,3 +166,25 @@ def test_html_reads_as_a_browser_lays_it_out(tmp_path: Path) -> None:
         "$ pip install -e .\n$ pytest")
     (tmp_path / "basics.html").write_text(page.replace("<html>", "<html lang='de'>"), encoding="cp1252")
     assert "Call InterFace" in load(tmp_path / "basics.html").text  # read with qa's own decoding, not UTF-8 only
+
+
+def test_sentences_are_split_without_importing_scikit_learn_scipy_or_pandas() -> None:
+    """nltk (the splitter's sentences) imports them for what qa never uses (115 MB and 1.5 s of an ingest);
+    without them the chunks are the same as with them."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from qa.embedding import load_embedder, token_counter; "
+            "from qa.reading.formats import load, make_splitter, split; from pathlib import Path; "
+            "s = make_splitter(120, 20, token_counter(load_embedder('all-MiniLM-L6-v2', backend='onnx', precision='int8'))); "
+            "c = [(x.start, x.end) for x in split(load(Path(sys.argv[1])), s)]; "
+            "print(json.dumps([c, sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules)]))")
+    runs = {}
+    for first in ("", "import nltk; "):  # as qa imports it; the whole package, as before
+        out = subprocess.run([sys.executable, "-c", first + code, str(SEED_FILE)], capture_output=True,
+                             text=True, cwd=SEED_FILE.parent.parent, timeout=120)
+        assert out.returncode == 0, out.stderr
+        runs[first] = json.loads(out.stdout)
+    (chunks, imported), (before, _) = runs[""], runs["import nltk; "]
+    assert imported == [] and len(chunks) > 3 and chunks == before
