@@ -29,6 +29,12 @@ RENEW_SECONDS = 30
 # A document's text is stored in pieces of this many characters: Chroma full-text-indexes every
 # stored text, and writing one 20 MB text took 300 MB of memory at once.
 TEXT_PIECE = 1 << 20
+# Chroma keeps a collection's writes in its log until that collection's HNSW index is saved, every
+# `sync_threshold` records (1,000 by default), and each write reads back every record still in the log.
+# For text and word-box pieces (1 MB each; the HNSW index is a one-number dummy), the last pieces of a
+# 50 MB text read some 50 MB back at each write: 100 MB of memory at once, and a time quadratic in the
+# pieces (60 took 18 s, not 3 to 5). Saving the dummy index every few records bounds the log at that many MB.
+PIECE_SYNC = 8
 _META_KEYS = ["source", "digest", "index", "start", "end", "location"]
 
 
@@ -167,8 +173,8 @@ class Store:
                 "or re-ingest into a new QA_INDEX_DIR, or re-embed everything here with: qa ingest --rebuild."
             )
         self.files = client.get_or_create_collection(f"{name}_files")
-        self.texts = client.get_or_create_collection(f"{name}_texts")
-        self.layouts = client.get_or_create_collection(f"{name}_layouts")  # PDFs, images: word boxes
+        self.texts = _pieces_collection(client, f"{name}_texts")
+        self.layouts = _pieces_collection(client, f"{name}_layouts")  # PDFs, images: word boxes
         self._writer: dict[str, Any] | None = None
         self._renewed = 0.0
         self._vector_store: Any = None
@@ -473,6 +479,19 @@ def chunk_text(document: str | None, metadata: dict[str, Any]) -> str:
     if document is not None:
         return document
     return str(json.loads(metadata.get("_node_content") or "{}").get("text", ""))
+
+
+def _pieces_collection(client: Any, name: str) -> Any:
+    """A collection of text or word-box pieces, whose log is saved every PIECE_SYNC records (see there)."""
+    def config() -> Any:  # a new one for each call: Chroma adds its defaults to the one it is given
+        return {"hnsw": {"sync_threshold": PIECE_SYNC, "batch_size": PIECE_SYNC}}
+
+    collection = client.get_or_create_collection(name, configuration=config())
+    # Indexes made before: changed once, before this process reads the collection (Chroma keeps the
+    # setting of an index it has loaded).
+    if ((collection.configuration or {}).get("hnsw") or {}).get("sync_threshold") != PIECE_SYNC:
+        collection.modify(configuration=config())
+    return collection
 
 
 def _settings_for(built_with: str) -> str:

@@ -313,6 +313,32 @@ def test_a_document_that_is_one_chunk_is_stored_once(tmp_path: Path) -> None:
     assert str(note) not in {m["source"] for m in a.store().texts.get(include=["metadatas"])["metadatas"]}
 
 
+def test_a_long_text_leaves_chromas_log_short_and_old_indexes_get_the_setting(tmp_path: Path) -> None:
+    """Chroma reads back every record still in a collection's log at each write; text pieces (1 MB each) are
+    saved every PIECE_SYNC records, so a long text's later pieces do not read its earlier ones. An index made
+    before gets the setting when it is opened."""
+    import sqlite3
+
+    import chromadb
+    from chromadb.config import Settings
+
+    from qa.reading.formats import SourceText
+    from qa.store import PIECE_SYNC, TEXT_PIECE
+
+    old = chromadb.PersistentClient(path=str(tmp_path / "index"), settings=Settings(anonymized_telemetry=False))
+    old.get_or_create_collection("documents_texts")  # as qa made it before: saved every 1,000 records
+    del old
+    store = Assistant(index_dir=tmp_path / "index").store(create=True)
+    for c in (store.texts, store.layouts):
+        assert c.configuration["hnsw"]["sync_threshold"] == PIECE_SYNC
+    text = "The ferry to Ulva was run by Rhoda Munro in 1921. " * (3 * PIECE_SYNC * TEXT_PIECE // 50)
+    store.commit([(SourceText("long.txt", text, "d1"), 1)], [])
+    with sqlite3.connect(tmp_path / "index" / "chroma.sqlite3") as db:
+        (logged,) = db.execute("SELECT count(*) FROM embeddings_queue").fetchone()
+    assert logged <= PIECE_SYNC + 2  # the pieces since the last save, and the catalogue record
+    assert store.document("long.txt")[0] == text
+
+
 def _many_documents(n: int) -> list:
     """n distinct documents of seed sentences, enough chunks for several ingest rounds."""
     import hashlib
