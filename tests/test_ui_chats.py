@@ -323,6 +323,19 @@ class _SlowModel:
         self.httpd.shutdown()
 
 
+def _serve_a_slow_model(seeded_index: Path, tmp_path: Path, delay: float) -> tuple[Path, Any, Any, str]:
+    """`qa serve` over a copy of the seeded index, answering with a model that takes `delay` seconds:
+    (index, model, process, url)."""
+    from .conftest import start_serve
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    model = _SlowModel(delay=delay)
+    proc, url = start_serve(index, tmp_path / "serve.log", env={"QA_LLM": "openai", "QA_OPENAI_BASE_URL": model.url,
+                                                                "OPENAI_API_KEY": "sk-test", "QA_OPENAI_MODEL": "slow"})
+    return index, model, proc, url
+
+
 @pytest.mark.slow
 def test_opening_another_conversation_leaves_the_answer_being_written_to_its_own(seeded_index: Path, page: Any,
                                                                                 tmp_path: Path) -> None:
@@ -331,13 +344,7 @@ def test_opening_another_conversation_leaves_the_answer_being_written_to_its_own
     following that answer; the server finishes it and stores it in its own conversation."""
     from qa.conversations import ConversationStore
 
-    from .conftest import start_serve
-
-    index = tmp_path / "index"
-    shutil.copytree(seeded_index, index)
-    model = _SlowModel(delay=6)
-    proc, url = start_serve(index, tmp_path / "serve.log", env={"QA_LLM": "openai", "QA_OPENAI_BASE_URL": model.url,
-                                                                "OPENAI_API_KEY": "sk-test", "QA_OPENAI_MODEL": "slow"})
+    index, model, proc, url = _serve_a_slow_model(seeded_index, tmp_path, delay=6)
     try:
         _open(page, url + "/")
         _ask(page, "Who is Matthew Miller?")  # conversation X, saved
@@ -374,13 +381,7 @@ def test_a_reload_while_the_answer_is_written_keeps_the_question_and_brings_the_
     """The conversation was stored only when its answer ended: a reload while it was written lost the question."""
     from qa.conversations import ConversationStore
 
-    from .conftest import start_serve
-
-    index = tmp_path / "index"
-    shutil.copytree(seeded_index, index)
-    model = _SlowModel(delay=8)
-    proc, url = start_serve(index, tmp_path / "serve.log", env={"QA_LLM": "openai", "QA_OPENAI_BASE_URL": model.url,
-                                                                "OPENAI_API_KEY": "sk-test", "QA_OPENAI_MODEL": "slow"})
+    index, model, proc, url = _serve_a_slow_model(seeded_index, tmp_path, delay=8)
     try:
         _open(page, url + "/")
         page.wait_for_timeout(1000)  # the page has remembered "no conversation open"

@@ -47,8 +47,8 @@ def _items(pg: Any) -> list[str]:
     return [t.split(" · ")[0] for t in pg.locator("#qa-doc-list label").all_inner_texts()]
 
 
-@pytest.mark.slow
-def test_panel_lists_scopes_and_removes(tmp_path: Path, page: Any) -> None:  # noqa: F811
+def _three_documents(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder of three documents (putin.txt, ferry.txt, owls.md) and an index of it: (folder, index)."""
     docs, index = tmp_path / "docs", tmp_path / "index"
     docs.mkdir()
     shutil.copy(SEED_FILE, docs / "putin.txt")
@@ -56,6 +56,12 @@ def test_panel_lists_scopes_and_removes(tmp_path: Path, page: Any) -> None:  # n
     (docs / "owls.md").write_text("# Arctic birds\n\nSnowy owls hunt lemmings on the open tundra.\n")
     subprocess.run([sys.executable, "-m", "qa", "ingest", str(docs)], cwd=ROOT, check=True, capture_output=True,
                    env={**os.environ, "QA_INDEX_DIR": str(index)})
+    return docs, index
+
+
+@pytest.mark.slow
+def test_panel_lists_scopes_and_removes(tmp_path: Path, page: Any) -> None:  # noqa: F811
+    docs, index = _three_documents(tmp_path)
     proc, url = _start(index, tmp_path / "serve.log")
     try:
         _open(page, url)
@@ -123,13 +129,7 @@ def test_the_ask_only_scope_comes_back_after_a_reload_less_removed_documents(tmp
     import urllib.parse
     import urllib.request
 
-    docs, index = tmp_path / "docs", tmp_path / "index"
-    docs.mkdir()
-    shutil.copy(SEED_FILE, docs / "putin.txt")
-    (docs / "ferry.txt").write_text(FERRY)
-    (docs / "owls.md").write_text("# Arctic birds\n\nSnowy owls hunt lemmings on the open tundra.\n")
-    subprocess.run([sys.executable, "-m", "qa", "ingest", str(docs)], cwd=ROOT, check=True, capture_output=True,
-                   env={**os.environ, "QA_INDEX_DIR": str(index)})
+    docs, index = _three_documents(tmp_path)
     proc, url = _start(index, tmp_path / "serve.log")
 
     def scope() -> list[str]:
