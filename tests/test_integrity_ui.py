@@ -44,7 +44,7 @@ def test_damaged_index_shows_a_banner_and_refuses_questions_and_uploads(
     finally:
         ctx.close()
         _stop(proc)
-    # Nothing was written to the index (the conversation store beside it is not part of the index).
-    skip = ("conversations.sqlite3",)
+    # Nothing was written to the index (the conversation store and the UI's key beside it are not part of it).
+    skip = ("conversations.sqlite3", "ui-secret")
     assert files(index, skip) == {k: v for k, v in before.items() if not k.startswith(skip)}
     assert not (index / "uploads").exists()
