@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .chat import answered_as, condense
 from .errors import ConfigError, ConversationStoreError, IndexBusyError, IndexMissingError, QAError
 from .ingest import Ingestor, Progress
+from .library import strings
 from .llm import describe_backend
 from .prompts import EMPTY_QUESTION, NO_DOCUMENT_MATCHES, NOT_FOUND, NOT_FOUND_IN, QUESTION_TOO_LONG
 from .reading.formats import SourceText
@@ -334,7 +335,7 @@ class Assistant:
         # Earlier questions refused as too long would flood the retrieval query and the model's prompt.
         history = [h for h in history if len(" ".join(h.split())) <= MAX_QUESTION_CHARS]
         query = condense(q, history)
-        patterns = [sources] if isinstance(sources, str) else [str(p) for p in sources or ()]
+        patterns = strings(() if sources is None else sources)
         scope = self._scope(patterns) if patterns else None
         if scope is not None and not scope:
             yield Answer(question=question, answer=NO_DOCUMENT_MATCHES.format(patterns=", ".join(patterns)),
@@ -684,7 +685,7 @@ class Assistant:
     def forget(self, sources: Sequence[str] | str) -> RemoveReport:
         """Remove exactly these sources (one, or a list), no pattern matching (the folder watcher); unindexed ones
         are skipped."""
-        wanted = {sources} if isinstance(sources, str) else {str(s) for s in sources}
+        wanted = set(strings(sources))
         return self._remove(lambda indexed: sorted(wanted.intersection(indexed)))
 
     def _remove(self, choose: Any) -> RemoveReport:

@@ -70,6 +70,12 @@ def to_document(source: str, meta: Mapping[str, Any]) -> Document:
     )
 
 
+def strings(value: str | Iterable[str]) -> list[str]:
+    """Names or patterns given as one string or several: a string is one (not one per character, as a str is
+    an iterable of them and no type checker says otherwise)."""
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
 def matches(pattern: str, source: str) -> bool:
     """Whether a path, folder or glob names this document (see the module docstring). Names compare in one
     Unicode form: "März" typed on Linux (NFC) names a file macOS saved as "Ma\u0308rz" (NFD)."""

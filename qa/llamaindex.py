@@ -85,9 +85,9 @@ def _metadata(answer: Answer) -> dict[str, Any]:
 
 def _patterns(sources: Sequence[str] | str | None) -> list[str] | None:
     """`sources` as a list of patterns: one string is one pattern (as for ask()), not one per character."""
-    if sources is None:
-        return None
-    return [sources] if isinstance(sources, str) else [str(s) for s in sources]
+    from .library import strings
+
+    return None if sources is None else strings(sources)
 
 
 def _scoped(fn: Callable[..., Any], sources: Sequence[str] | None) -> dict[str, Any]:

@@ -258,7 +258,6 @@ def _load_with_llamaindex(path: Path) -> list[Any]:
 def check_docx(path: Path) -> None:
     """Raise UnreadableFile if the parts of a .docx that are read (document, headers, footers, as docx2txt names
     them) unpack to more than MAX_DOCX_XML_BYTES. The sizes are the zip's own; Python's zipfile reads no more."""
-    import re
     import zipfile
 
     with zipfile.ZipFile(path) as z:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -311,8 +312,6 @@ async def _unframed(send: Any, message: dict[str, Any]) -> None:
 
 def _hostname(host: str) -> str:
     """The name of a Host header ("127.0.0.1:7860" -> "127.0.0.1", "[::1]:80" -> "::1"), "" if unreadable."""
-    from urllib.parse import urlsplit
-
     try:
         return (urlsplit(f"//{host}").hostname or "").rstrip(".")
     except ValueError:
@@ -327,7 +326,6 @@ def _cross_site(headers: dict[str, str]) -> bool:
     origin = headers.get("origin")
     if origin is None:
         return False  # not from a page: a program, or an old browser's same-origin GET
-    from urllib.parse import urlsplit
 
     return origin == "null" or urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
 

@@ -198,7 +198,7 @@ def reader_zone(request: Any) -> tzinfo | None:
 
 def local_time(t: float, zone: tzinfo | None = None, now: float | None = None) -> str:
     """A moment in the reader's time zone: "30 Nov 14:03" this year, "30 Nov 2025 14:03" in another."""
-    when = datetime.fromtimestamp(t, zone) if zone else datetime.fromtimestamp(t)
+    when = datetime.fromtimestamp(t, zone)  # None: the server's local time
     this_year = (datetime.fromtimestamp(now if now is not None else time.time(), when.tzinfo)).year
     year = "" if when.year == this_year else f" {when.year}"
     return f"{when.day} {_MONTHS[when.month - 1]}{year} {when:%H:%M}"
