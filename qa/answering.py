@@ -46,9 +46,11 @@ def _opening() -> str:
 
 
 _OPENS = _opening()
+# A document's own reference marks may follow the stop ("France.[3] The city"): they stay with its sentence.
+_MARKS_AFTER = r"(?:\[\d{1,3}(?:\s*[,\u2013-]\s*\d{1,3})*\])*"
 # A full stop, ! or ? (also Arabic ؟ and Devanagari ।) then space and a capital; or a Chinese/Japanese 。！？,
 # which needs no space after it.
-_SENTENCE_END = (r"(?<=[.!?؟।])[\"'”’)\]»]*\s+(?=[\"'“‘(\[«¿¡]?[" + _OPENS + r"])"
+_SENTENCE_END = (r"(?<=[.!?؟।])[\"'”’)\]»]*" + _MARKS_AFTER + r"\s+(?=[\"'“‘(\[«¿¡]?[" + _OPENS + r"])"
                  r"|(?<=[。！？])[」』”’）)]*\s*")
 _BOUNDARY = re.compile(_SENTENCE_END + r"|\n+")  # every line break ends a sentence (generated text: qa/verify.py)
 # Line breaks. Text wrapped at 72-80 columns (plain text, Markdown, the source lines of HTML) breaks lines
@@ -57,7 +59,7 @@ _BOUNDARY = re.compile(_SENTENCE_END + r"|\n+")  # every line break ends a sente
 # Text read from a page layout (PDFs, scans) has its line breaks at block ends already (qa/reading/pdf.py).
 _ANY_BOUNDARY = re.compile(_SENTENCE_END + r"|[ \t\r\f\v]*\n\s*")
 _BLOCK_START = re.compile(r"(?:[-*+•·▪◦‣>|#]|`{3}|\d{1,3}[.)](?:\s|$)|[A-Za-z][.)]\s)")
-_TERMINAL = re.compile(r"[.!?؟।。！？][\"'”’)\]»」』）]*$")
+_TERMINAL = re.compile(r"[.!?؟।。！？][\"'”’)\]»」』）]*" + _MARKS_AFTER + "$")
 _UPPER_START = re.compile(r"[\"'“‘(\[«¿¡]?[" + _OPENS + "]")
 _HEADING = re.compile(r"#{1,6}\s")  # a Markdown heading names a section; it answers nothing
 SHORT_LINE = 40  # characters: a line this short that does not end a sentence ends a block (a heading, a row)

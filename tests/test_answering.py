@@ -144,6 +144,31 @@ def test_et_al_does_not_end_a_sentence() -> None:
                                        "It is 45 percent by mass."]
 
 
+def test_a_reference_mark_after_the_full_stop_still_ends_the_sentence(tmp_path) -> None:
+    """Text copied from Wikipedia: "France.[3] The city ..." is two sentences, and the population question is
+    answered with the one that holds it, not the whole paragraph."""
+    text = ("Paris is the capital and largest city of France.[3] The city has an estimated population of "
+            "2,102,650 residents as of January 2023.[4][5] Since the 17th century, Paris has been a major centre "
+            "of finance, diplomacy, commerce and science.[6, 7] Its river is the Seine.")
+    sents = split_sentences(Passage(source="s", start=0, end=len(text), text=text, score=1.0))
+    assert [s.text for s in sents] == [
+        "Paris is the capital and largest city of France.[3]",
+        "The city has an estimated population of 2,102,650 residents as of January 2023.[4][5]",
+        "Since the 17th century, Paris has been a major centre of finance, diplomacy, commerce and science.[6, 7]",
+        "Its river is the Seine."]
+
+    from qa import Assistant
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "paris.txt").write_text("Paris\n\n" + text + "\n", encoding="utf-8")
+    a = Assistant(index_dir=tmp_path / "index")
+    a.ingest(tmp_path / "docs")
+    ans = a.ask("What is the population of Paris?")
+    assert ans.answered and ans.answer.startswith(
+        "The city has an estimated population of 2,102,650 residents as of January 2023 [1]."), ans.answer
+    assert "17th century" not in ans.citations[0].text and ans.citations[0].text.endswith("2023.[4][5]")
+
+
 def test_a_sentence_leaning_on_the_one_before_joins_only_after_it() -> None:
     """ "Additionally, he emphasized ..." after another sentence would read as if "he" were someone in it."""
     from qa.answering import ExtractiveComposer, Ranked
