@@ -47,9 +47,8 @@ def measure(dataset: str, limit: int | None, rounds: int = 3) -> dict[str, float
         splitter = make_splitter(s.chunk_size, s.chunk_overlap, token_counter(a.embedder))
         chunks = [c.text for d in docs for c in split(d, splitter)]
         bare(a.embedder, chunks)  # warm-up: the first pass over all the chunks allocates
-        # Warm-up of ours: the first ingest imports the store's and BM25's modules, and the first long
-        # paragraph LlamaIndex's sentence splitter (nltk, which pulls in scipy and scikit-learn): about 2 s
-        # of start-up, like the model's load, which neither side's figure includes.
+        # Warm-up of ours: the first ingest imports the store's and BM25's modules: start-up, like the
+        # model's load, which neither side's figure includes.
         Assistant(index_dir=tmp / "warm-up").ingest_texts([docs[0], max(docs, key=lambda d: len(d.text))])
         bares, ours = [], []
         for r in range(rounds):

@@ -199,20 +199,28 @@ def _line_break_ends_sentence(text: str, start: int, end: int) -> bool:
     return not (line.endswith((",", "-", "(", "/", "&")) or last[0] in STOPWORDS)
 
 
-def split_sentences(passage: Passage, rank: int = 0) -> list[Sentence]:
-    """Sentences of a passage with exact document offsets (abbreviations do not end a sentence; a line
-    break inside a wrapped paragraph does not either)."""
-    text = passage.text
-    laid_out = passage.source.lower().endswith(LAID_OUT)
+def sentence_cuts(text: str, laid_out: bool = False) -> list[int]:
+    """Where the sentences of a text start, then its end: 0, ..., len(text). Each sentence runs up to the
+    next cut, with the spaces after it. `laid_out`: the text's line breaks are block ends (PDFs, scans)."""
     cuts = [0]
     for m in _ANY_BOUNDARY.finditer(text):
         if "\n" in m.group():
             if laid_out or _line_break_ends_sentence(text, m.start(), m.end()):
                 cuts.append(m.end())
             continue
-        if not _abbreviation(text[:m.start()]) and not _ordinal_date(text, m.start(), m.end()):
+        # The last 64 characters: any word longer than that is no abbreviation (and a long text's whole
+        # beginning, searched at every stop, made splitting quadratic).
+        if not _abbreviation(text[max(0, m.start() - 64):m.start()]) and not _ordinal_date(text, m.start(), m.end()):
             cuts.append(m.end())
     cuts.append(len(text))
+    return cuts
+
+
+def split_sentences(passage: Passage, rank: int = 0) -> list[Sentence]:
+    """Sentences of a passage with exact document offsets (abbreviations do not end a sentence; a line
+    break inside a wrapped paragraph does not either)."""
+    text = passage.text
+    cuts = sentence_cuts(text, passage.source.lower().endswith(LAID_OUT))
     out = []
     for a, b in zip(cuts, cuts[1:]):
         piece = text[a:b]

@@ -98,8 +98,9 @@ def evaluate(assistant: Any, folder: Path, k: int = 10, limit: int | None = None
     bench = load_benchmark(folder)
     s = assistant.settings
     from .embedding import embedder_id
+    from .reading.formats import SPLITTER
 
-    key = hashlib.sha256(json.dumps([bench.digest, embedder_id(s), s.chunk_size, s.chunk_overlap]).encode())
+    key = hashlib.sha256(json.dumps([bench.digest, embedder_id(s), s.chunk_size, s.chunk_overlap, SPLITTER]).encode())
     cache = (cache_root or Path(".eval-cache")) / f"{folder.name}-{key.hexdigest()[:12]}"
     a = Assistant(s.model_copy(update={"index_dir": cache, "chroma_url": None}))
     started = time.perf_counter()

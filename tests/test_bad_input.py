@@ -178,7 +178,7 @@ def test_memory_stays_bounded_and_strict_fails(messy, say, tmp_path: Path) -> No
     # make the 50 MB file a 99 MB str), Chroma's index of ~69k chunks (~105 MB) and the write of the text
     # record (~50 MB): +306 to +346 MB in 9 runs (2 cores, load 1.2-6). It was +406 to +734 MB (CI) while
     # Chroma read the text's pieces back at every write (store.PIECE_SYNC), nltk imported scikit-learn,
-    # SciPy and pandas with the first long text (reading.formats._import_nltk) and 15 glibc heaps kept
+    # SciPy and pandas with the first long text (chunks now end at qa's own sentences) and 15 glibc heaps kept
     # what threads had freed (ingest.bound_heaps). Writing the text as one Chroma record had cost
     # +1,005 MB; splitting the whole file at once, GBs.
     assert peak - baseline < 450e6

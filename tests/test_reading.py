@@ -224,23 +224,26 @@ def test_a_docx_that_unpacks_to_too_much_text_is_refused_unread(tmp_path: Path) 
     assert load(tmp_path / "fine.docx").text.startswith("a\n")
 
 
-def test_sentences_are_split_without_importing_scikit_learn_scipy_or_pandas() -> None:
-    """nltk (the splitter's sentences) imports them for what qa never uses (115 MB and 1.5 s of an ingest);
-    without them the chunks are the same as with them."""
+def test_chunks_end_at_the_sentences_answers_quote_without_importing_nltk() -> None:
+    """LlamaIndex's default sentences (nltk's Punkt) imported nltk, scikit-learn, SciPy and pandas (115 MB,
+    1.5 s of an ingest) and ran Chinese sentences together; chunks now end where qa's sentences do."""
     import json
     import subprocess
     import sys
 
+    zh = "北京是中华人民共和国的首都。" * 30 + "上海是中国最大的城市。" * 30
     code = ("import json, sys; from qa.embedding import load_embedder, token_counter; "
-            "from qa.reading.formats import load, make_splitter, split; from pathlib import Path; "
+            "from qa.reading.formats import load, make_splitter, split, SourceText; from pathlib import Path; "
             "s = make_splitter(120, 20, token_counter(load_embedder('all-MiniLM-L6-v2', backend='onnx', precision='int8'))); "
             "c = [(x.start, x.end) for x in split(load(Path(sys.argv[1])), s)]; "
-            "print(json.dumps([c, sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules)]))")
-    runs = {}
-    for first in ("", "import nltk; "):  # as qa imports it; the whole package, as before
-        out = subprocess.run([sys.executable, "-c", first + code, str(SEED_FILE)], capture_output=True,
-                             text=True, cwd=SEED_FILE.parent.parent, timeout=120)
-        assert out.returncode == 0, out.stderr
-        runs[first] = json.loads(out.stdout)
-    (chunks, imported), (before, _) = runs[""], runs["import nltk; "]
-    assert imported == [] and len(chunks) > 3 and chunks == before
+            "z = [x.text for x in split(SourceText(path='zh.txt', text=sys.argv[2], digest='d'), s)]; "
+            "print(json.dumps([c, z, sorted(m for m in ('nltk', 'sklearn', 'scipy', 'pandas') if m in sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", code, str(SEED_FILE), zh], capture_output=True, text=True,
+                         cwd=SEED_FILE.parent.parent, timeout=120)
+    assert out.returncode == 0, out.stderr
+    chunks, zh_chunks, imported = json.loads(out.stdout)
+    text = SEED_FILE.read_text(encoding="utf-8")
+    assert imported == [] and len(chunks) > 3
+    assert all(text[e - 1] in ".!?\"'”’)\n" or e == len(text) for _, e in chunks[:-1]), \
+        [text[e - 20:e] for _, e in chunks]
+    assert len(zh_chunks) > 1 and all(c.endswith("。") for c in zh_chunks)

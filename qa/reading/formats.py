@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import importlib.abc
 import os
 import re
 import stat
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,16 +310,26 @@ def load(path: Path, digest: str | None = None, progress: Callable[[float], None
     return SourceText(path=str(path), text=text, digest=digest, pages=page_starts, layout=layout)
 
 
-def make_splitter(chunk_size: int, chunk_overlap: int, tokenizer: Callable[[str], list[Any]]) -> Any:
-    """A sentence-aware LlamaIndex splitter that counts tokens with the embedding model's tokenizer."""
-    from llama_index.core.node_parser import SentenceSplitter
-    from llama_index.core.node_parser.text.utils import split_by_sentence_tokenizer
+# Part of the evaluation cache's key (qa/evaluation.py): its chunks are made again by a new splitter. An index
+# keeps the chunks it has; a changed file is chunked by the splitter of the day.
+SPLITTER = "qa-sentences-1"
 
-    punkt = split_by_sentence_tokenizer()  # LlamaIndex's default: nltk's Punkt, which imports nltk on first use
+
+def make_splitter(chunk_size: int, chunk_overlap: int, tokenizer: Callable[[str], list[Any]]) -> Any:
+    """A sentence-aware LlamaIndex splitter that counts tokens with the embedding model's tokenizer.
+
+    Its sentences are the ones answers quote (`qa.answering.sentence_cuts`: abbreviations, reference marks,
+    wrapped lines, other scripts' stops) rather than LlamaIndex's default, nltk's English Punkt model, whose
+    import cost an ingest 1.5 s and 115 MB (it pulls in scikit-learn, SciPy and pandas) and which ran
+    Chinese and Japanese sentences together.
+    """
+    from llama_index.core.node_parser import SentenceSplitter
+
+    from ..answering import sentence_cuts
 
     def sentences(text: str) -> list[str]:
-        _import_nltk()  # only a text longer than a chunk is split into sentences
-        return punkt(text)
+        cuts = sentence_cuts(text)
+        return [text[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
 
     return SentenceSplitter(
         chunk_size=chunk_size,
@@ -332,37 +339,6 @@ def make_splitter(chunk_size: int, chunk_overlap: int, tokenizer: Callable[[str]
         include_metadata=False,
         include_prev_next_rel=False,
     )
-
-
-# The splitter finds sentences with nltk's Punkt tokenizer, and `import nltk` imports scikit-learn, SciPy
-# and pandas for classifiers and statistics qa never uses: 115 MB of memory and 1.5 s, paid by the first
-# text longer than a chunk. nltk imports each of them in a try block and goes on without it.
-_NOT_FOR_NLTK = ("sklearn", "scipy", "pandas")
-
-
-class _Unimportable(importlib.abc.MetaPathFinder):
-    """Makes some top-level packages unimportable, in one thread only (others may import them meanwhile)."""
-
-    def __init__(self, names: set[str]) -> None:
-        self.names = names
-        self.thread = threading.get_ident()
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if threading.get_ident() == self.thread and name.partition(".")[0] in self.names:
-            raise ModuleNotFoundError(f"{name} is not imported with nltk (qa.reading.formats)", name=name)
-        return None
-
-
-def _import_nltk() -> None:
-    """Import nltk without the packages of _NOT_FOR_NLTK that this process has not imported already."""
-    if "nltk" in sys.modules:
-        return
-    finder = _Unimportable({n for n in _NOT_FOR_NLTK if n not in sys.modules})
-    sys.meta_path.insert(0, finder)
-    try:
-        import nltk  # noqa: F401
-    finally:
-        sys.meta_path.remove(finder)
 
 
 WINDOW_CHARS = 1 << 16  # text handed to the splitter at a time: memory stays flat for any file size
