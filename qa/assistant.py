@@ -46,6 +46,15 @@ def question_problem(question: str) -> str | None:
     if len(q) > MAX_QUESTION_CHARS:
         return QUESTION_TOO_LONG.format(length=len(q), limit=MAX_QUESTION_CHARS)
     return None if _WORDS.search(q) else EMPTY_QUESTION
+
+
+def _check_top_k(top_k: object) -> None:
+    lo, hi = bounds("top_k")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not lo <= top_k <= hi):
+        raise ConfigError(f"top_k={top_k!r}: give a whole number of passages from {lo} to {hi} "
+                          "(or None for QA_TOP_K).")
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -317,11 +326,13 @@ class Assistant:
         `history` holds the earlier questions of a conversation, oldest first (a string is one question), so
         follow-ups are understood.
         `sources` (paths, folders or globs, see `qa.library`) limits the answer to those documents.
+        Its arguments are checked here, when it is called, not when the first answer is read.
         """
-        lo, hi = bounds("top_k")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not lo <= top_k <= hi):
-            raise ConfigError(f"top_k={top_k!r}: give a whole number of passages from {lo} to {hi} "
-                              "(or None for QA_TOP_K).")
+        _check_top_k(top_k)
+        return self._answers(question, top_k, history, sources)
+
+    def _answers(self, question: str, top_k: int | None, history: Sequence[str] | str,
+                 sources: Sequence[str] | str | None) -> Iterator[Answer]:
         started = time.perf_counter()
         # Lone surrogates (undecodable bytes from a terminal, broken JSON escapes) cannot be tokenized,
         # printed or stored: they become U+FFFD, in the question and in earlier turns alike.

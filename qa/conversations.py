@@ -105,11 +105,12 @@ class Conversation:
         question it cannot take (empty, too long), and one whose answer failed with an error the reader saw."""
         from .assistant import question_problem
 
+        # Its arguments are checked before the question is stored: a call refused at once leaves no turn behind.
+        answers = self.assistant.stream(question, history=self.history(), **kw)
         if question_problem(question) is not None:
-            return self.assistant.stream(question, history=self.history(), **kw)
-        history = self.history()
+            return answers
         n = self.store.begin_turn(self.id, self.user, question, kw.get("sources"))
-        return _Answering(self, n, self.assistant.stream(question, history=history, **kw))
+        return _Answering(self, n, answers)
 
     def ask(self, question: str, **kw: Any) -> Answer:
         """Answer a question in this conversation and store the turn."""

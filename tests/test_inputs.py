@@ -17,6 +17,26 @@ def test_ask_refuses_a_top_k_outside_1_to_50(tmp_path: Path, top_k: object) -> N
         Assistant(index_dir=tmp_path / "index").ask("Who denied the arms transfers?", top_k=top_k)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("top_k", [0, 51, 2.5, "5"])
+def test_stream_checks_top_k_when_called_as_ask_does(tmp_path: Path, top_k: object) -> None:
+    """A generator would check it only when its first answer is read, far from the call that was wrong."""
+    a = Assistant(index_dir=tmp_path / "index")
+    question = "Who denied the arms transfers?"
+    with pytest.raises(ConfigError) as asked:
+        a.ask(question, top_k=top_k)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as streamed:
+        a.stream(question, top_k=top_k)  # type: ignore[arg-type]  # nothing read from it
+    assert str(streamed.value) == str(asked.value)
+    # A conversation refuses it before storing the question; a chat engine before adding it to its history.
+    with pytest.raises(ConfigError, match="from 1 to 50"):
+        a.conversation().stream(question, top_k=top_k)
+    assert a.conversations() == []
+    chat = a.as_chat_engine(top_k=top_k)
+    with pytest.raises(ConfigError, match="from 1 to 50"):
+        chat.stream_chat(question)
+    assert chat.chat_history == []
+
+
 def test_an_empty_setting_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QA_INDEX_DIR", "")  # not the current folder
     monkeypatch.setenv("QA_CHROMA_URL", "")
