@@ -16,6 +16,7 @@ from .errors import (
     IndexMissingError,
     IndexVersionError,
     IngestError,
+    InvalidArgumentError,
     QAError,
 )
 from .types import Answer, Box, Citation, Document, FileResult, IngestReport, Passage, RemoveReport, Status
@@ -55,6 +56,7 @@ __all__ = [
     "IndexBusyError",
     "IndexMissingError",
     "IngestError",
+    "InvalidArgumentError",
     "Passage",
     "QAError",
     "Settings",

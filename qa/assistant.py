@@ -6,14 +6,21 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .chat import answered_as, condense
-from .errors import ConfigError, ConversationStoreError, IndexBusyError, IndexMissingError, QAError
+from .errors import (
+    ConfigError,
+    ConversationStoreError,
+    IndexBusyError,
+    IndexMissingError,
+    InvalidArgumentError,
+    QAError,
+)
 from .ingest import Ingestor, Progress
 from .library import strings
 from .llm import describe_backend
@@ -48,11 +55,34 @@ def question_problem(question: str) -> str | None:
     return None if _WORDS.search(q) else EMPTY_QUESTION
 
 
+def check_question(question: object) -> str:
+    """The question, if it is a string; else InvalidArgumentError naming what it is."""
+    if isinstance(question, str):
+        return question
+    hint = ": decode it first, e.g. question.decode(\"utf-8\")" if isinstance(question, bytes | bytearray) else ""
+    raise InvalidArgumentError(f"The question is of type {type(question).__name__}; a question is a string "
+                               f"(str){hint}.")
+
+
 def _check_top_k(top_k: object) -> None:
     lo, hi = bounds("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not lo <= top_k <= hi):
-        raise ConfigError(f"top_k={top_k!r}: give a whole number of passages from {lo} to {hi} "
-                          "(or None for QA_TOP_K).")
+        raise InvalidArgumentError(f"top_k={top_k!r}: give a whole number of passages from {lo} to {hi} "
+                                   "(or None for QA_TOP_K).")
+
+
+def _strings(value: object, what: str, kinds: tuple[type, ...] = (str,)) -> list[str]:
+    """`history` or `sources` as a list of strings: one string is one item (not one per character), None none;
+    anything else than strings is InvalidArgumentError saying what the argument holds."""
+    if value is None:
+        return []
+    if isinstance(value, kinds) or not isinstance(value, Iterable) or isinstance(value, bytes | bytearray):
+        value = [value]
+    items = list(value)
+    for item in items:
+        if not isinstance(item, kinds):
+            raise InvalidArgumentError(f"{what}, not {type(item).__name__}.")
+    return [str(item) for item in items]
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -328,17 +358,19 @@ class Assistant:
         `sources` (paths, folders or globs, see `qa.library`) limits the answer to those documents.
         Its arguments are checked here, when it is called, not when the first answer is read.
         """
+        check_question(question)
         _check_top_k(top_k)
-        return self._answers(question, top_k, history, sources)
+        history = _strings(history, "history holds the earlier questions as strings (str)")
+        patterns = _strings(sources, "sources names documents as strings or paths (a path, folder or glob each)",
+                            (str, os.PathLike))
+        return self._answers(question, top_k, history, patterns)
 
-    def _answers(self, question: str, top_k: int | None, history: Sequence[str] | str,
-                 sources: Sequence[str] | str | None) -> Iterator[Answer]:
+    def _answers(self, question: str, top_k: int | None, history: list[str], patterns: list[str]) -> Iterator[Answer]:
         started = time.perf_counter()
         # Lone surrogates (undecodable bytes from a terminal, broken JSON escapes) cannot be tokenized,
         # printed or stored: they become U+FFFD, in the question and in earlier turns alike.
         question = _valid(question)
-        # A string is one earlier question, as for `sources`: not one "question" per character.
-        history = [_valid(h) for h in ([history] if isinstance(history, str) else history)]
+        history = [_valid(h) for h in history]
         q = " ".join(question.split())
         if (text := question_problem(q)) is not None:
             yield Answer(question=question, answer=text, answered=False, backend=self.backend)
@@ -346,7 +378,6 @@ class Assistant:
         # Earlier questions refused as too long would flood the retrieval query and the model's prompt.
         history = [h for h in history if len(" ".join(h.split())) <= MAX_QUESTION_CHARS]
         query = condense(q, history)
-        patterns = strings(() if sources is None else sources)
         scope = self._scope(patterns) if patterns else None
         if scope is not None and not scope:
             yield Answer(question=question, answer=NO_DOCUMENT_MATCHES.format(patterns=", ".join(patterns)),

@@ -11,6 +11,10 @@ class ConfigError(QAError):
     """A setting has a value that cannot work."""
 
 
+class InvalidArgumentError(ConfigError, ValueError):
+    """An argument of a call cannot work (a question that is not a string, top_k out of range); a ValueError too."""
+
+
 class IndexMissingError(QAError):
     """There is no index to answer from."""
 
