@@ -27,6 +27,7 @@ from .conversation_store import (
     store_problem,
 )
 from .errors import ConversationNotFoundError, ConversationStoreError, QAError
+from .library import strings
 from .types import Answer, Citation
 
 if TYPE_CHECKING:
@@ -109,7 +110,8 @@ class Conversation:
         answers = self.assistant.stream(question, history=self.history(), **kw)
         if question_problem(question) is not None:
             return answers
-        n = self.store.begin_turn(self.id, self.user, question, kw.get("sources"))
+        scope = kw.get("sources")
+        n = self.store.begin_turn(self.id, self.user, question, None if scope is None else strings(scope))
         return _Answering(self, n, answers)
 
     def ask(self, question: str, **kw: Any) -> Answer:
