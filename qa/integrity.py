@@ -34,12 +34,9 @@ _HNSW_HEADER = struct.Struct("<I6QiI3QdQ")
 
 def qa_version() -> str:
     """The installed qa's version, recorded in every index it writes."""
-    from importlib.metadata import PackageNotFoundError, version
+    import qa
 
-    try:
-        return version("qa")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return qa.__version__
 
 
 def _connect(db: Path) -> sqlite3.Connection:

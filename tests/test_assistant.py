@@ -17,6 +17,23 @@ def test_every_qa_error_and_returned_type_is_importable_from_qa() -> None:
     assert {"Conversation", "ConversationInfo", "Turn"} <= set(qa.__all__)
 
 
+def test_version_is_the_installed_distributions_or_a_source_trees_pyproject() -> None:
+    import importlib.metadata
+    import subprocess
+    import sys
+    import tomllib
+
+    from .conftest import ROOT
+
+    assert qa.__version__ == importlib.metadata.version("qa")
+    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    # -S: no site-packages, so no installed qa to ask (`import qa` itself needs none of qa's dependencies).
+    r = subprocess.run([sys.executable, "-S", "-c", "import qa; print(qa.__version__, qa.__file__)"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [expected, str(ROOT / "qa" / "__init__.py")]
+
+
 def test_an_unknown_conversation_is_caught_by_its_public_class(tmp_path) -> None:
     a = qa.Assistant(index_dir=tmp_path / "index")
     with pytest.raises(qa.ConversationNotFoundError, match="No conversation 'nope'"):
