@@ -170,3 +170,46 @@ def test_forget_one_source_given_as_a_string(seeded) -> None:
     source = seeded.documents()[0].source
     report = seeded.forget(source)  # was: a set of its characters, none of them a source: nothing removed, silently
     assert report.removed == (source,) and seeded.documents() == ()
+
+
+def test_an_answer_shows_short_in_a_notebook_and_stays_plain_data(seeded) -> None:
+    """Its repr held every citation's passage and every related passage (~6 KB); Jupyter shows Markdown."""
+    import dataclasses
+    from pathlib import Path
+
+    from markdown_it import MarkdownIt
+
+    ans = seeded.ask("Who denied the arms transfers?")
+    assert ans.citations and ans.related
+    shown = repr(ans)
+    assert len(shown) < 400 and "\n" not in shown, shown
+    assert shown.startswith("Answer(question='Who denied the arms transfers?', answer=") and "answered=True" in shown
+    assert f"citations={len(ans.citations)} from {Path(ans.citations[0].source).name}" in shown
+    c = ans.citations[0]
+    assert len(repr(c)) < 300 and c.passage not in repr(c) and repr(c.text) in repr(c)
+    # Still plain data: fields, asdict, equality and the JSON are those of the dataclass.
+    as_dict = dataclasses.asdict(ans)
+    assert as_dict["citations"][0]["passage"] == c.passage and len(as_dict["related"]) == len(ans.related)
+    assert ans == dataclasses.replace(ans) and ans != dataclasses.replace(ans, answered=False)
+    assert ans.to_dict()["citations"][0]["text"] == c.text
+    html = MarkdownIt().render(ans._repr_markdown_())
+    assert "Who denied the arms transfers?" in html and ans.answer in html  # the [1] marker as it is
+    assert f"<blockquote>\n<p>{c.text}</p>\n</blockquote>" in html and Path(c.source).name in html
+
+
+def test_markdown_of_an_answer_shows_document_text_never_renders_it() -> None:
+    text = "<img src=x onerror=alert(1)> *not emphasis* [a](javascript:alert(1))\n# not a heading"
+    ans = qa.Answer(question="<b>q</b>?", answer=f"{text} [1].", answered=True,
+                    citations=(qa.Citation(1, "/docs/<x>.txt", 0, len(text), text, 0.5),))
+    html = __import__("markdown_it").MarkdownIt().render(ans._repr_markdown_())
+    assert "<img" not in html and "<b>" not in html and "<a " not in html and "<h1>" not in html and "<em>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt; *not emphasis* [a](javascript:alert(1))" in html
+    assert "# not a heading" in html and "&lt;x&gt;.txt" in html
+
+
+def test_an_ingest_report_of_a_big_folder_shows_its_summary() -> None:
+    files = tuple(qa.FileResult(f"/docs/file{i}.txt", "added", 3) for i in range(300))
+    failed = tuple(qa.FileResult(f"/docs/bad{i}.pdf", "failed", reason="unreadable") for i in range(5))
+    report = qa.IngestReport(files + failed, chunks_total=900, seconds=12.0)
+    assert repr(report) == ("IngestReport(300 added, 0 updated, 0 unchanged, 0 removed, 5 failed; 900 chunks embedded, "
+                            "900 in index; 12.0s; failed: bad0.pdf, bad1.pdf, bad2.pdf and 2 more)")
