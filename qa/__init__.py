@@ -18,6 +18,7 @@ from .errors import (
     IngestError,
     InvalidArgumentError,
     QAError,
+    TooManyOpenFilesError,
 )
 from .types import Answer, Box, Citation, Document, FileResult, IngestReport, Passage, RemoveReport, Status
 
@@ -92,4 +93,5 @@ __all__ = [
     "Box",
     "Document",
     "RemoveReport",
+    "TooManyOpenFilesError",
 ]

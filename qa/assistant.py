@@ -188,12 +188,16 @@ class Assistant:
                         store = Store(client, s.collection, embedder_id(s), None if s.embed_url else EMBED_DIM,
                                       create)
                         integrity.opened(store, s.chroma_url or s.index_dir)
-                    except Exception as e:
+                    except BaseException as e:  # BaseException: Chroma panics (pyo3) when it runs out of files
+                        # Explained before the client lets its files go: the open-file count says what happened.
+                        error = self._storage_error(e)
                         if store is not None:
                             store.close()
                         elif client is not None:
                             close_client(client)
-                        raise self._storage_error(e) from None
+                        if error is e:
+                            raise
+                        raise error from None
                     self._store_file = None if s.chroma_url else sqlite_id(s.index_dir)
                     self._store = store
         return self._store
@@ -271,7 +275,9 @@ class Assistant:
             # The lease also stops writers that do not share this folder: other hosts and replicas
             # of a Chroma server, whose repair of "interrupted" work would delete each other's chunks.
             store = self.store(create=True)
-            store.acquire_writer(f"collection {s.collection!r} at {s.chroma_url or lock_dir}", local=not s.chroma_url)
+            with self._explained():
+                store.acquire_writer(f"collection {s.collection!r} at {s.chroma_url or lock_dir}",
+                                     local=not s.chroma_url)
             try:
                 yield store
             except BaseException:
@@ -383,10 +389,8 @@ class Assistant:
             yield Answer(question=question, answer=NO_DOCUMENT_MATCHES.format(patterns=", ".join(patterns)),
                          answered=False, backend=self.backend, seconds=time.perf_counter() - started)
             return
-        try:
+        with self._explained():
             passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k, sources=scope))
-        except Exception as e:
-            raise self._storage_error(e) from None
         composer = self.composer()
         not_found = NOT_FOUND if scope is None else _not_found_in(scope)
         if getattr(composer, "generative", False):
@@ -488,32 +492,45 @@ class Assistant:
         return self.conversation_store().list(user or "", search)
 
     # --- durability: checks, rebuild, disk full, backup and restore (qa/integrity.py, qa/backup.py) ---
-    def _storage_error(self, e: Exception) -> Exception:
-        """A Chroma/SQLite error as the one-line IndexDamagedError; anything else unchanged."""
-        from . import integrity
+    def _storage_error(self, e: BaseException) -> BaseException:
+        """A Chroma/SQLite error as the one-line IndexDamagedError (TooManyOpenFilesError, DiskFullError... when it
+        is not damage); anything else unchanged."""
+        from . import integrity, openfiles
 
-        if not integrity.is_storage_error(e):
+        if not (isinstance(e, Exception) and integrity.is_storage_error(e) or openfiles.says_so(e)):
             return e
         s = self.settings
         return integrity.explain(None if s.chroma_url else Path(s.index_dir), e)
 
     @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Raise a Chroma/SQLite error as what it means (see _storage_error); anything else as it is."""
+        try:
+            yield
+        except BaseException as e:  # BaseException: Chroma panics (pyo3) when it runs out of files
+            error = self._storage_error(e)
+            if error is e:
+                raise
+            raise error from None
+
+    @contextmanager
     def _guarded(self, targets: Sequence[Path]) -> Iterator[None]:
         """Turn running out of disk space into DiskFullError (what was committed stays), Chroma errors
-        into IndexDamagedError."""
+        into IndexDamagedError (or TooManyOpenFilesError)."""
         from . import diskspace, integrity
 
         s = self.settings
         before = diskspace.folder_bytes(Path(s.index_dir)) if not s.chroma_url else 0
-        try:
-            yield
-        except Exception as e:
-            if diskspace.is_disk_full(e) or (not s.chroma_url and integrity.is_storage_error(e)
-                                             and diskspace.nearly_full(Path(s.index_dir))):
-                # Chroma's client keeps state of the failed write: the next use opens the store afresh.
-                self._forget_index()
-                raise diskspace.disk_full(Path(s.index_dir), targets, before) from None
-            raise self._storage_error(e) from None
+        with self._explained():
+            try:
+                yield
+            except Exception as e:
+                if diskspace.is_disk_full(e) or (not s.chroma_url and integrity.is_storage_error(e)
+                                                 and diskspace.nearly_full(Path(s.index_dir))):
+                    # Chroma's client keeps state of the failed write: the next use opens the store afresh.
+                    self._forget_index()
+                    raise diskspace.disk_full(Path(s.index_dir), targets, before) from None
+                raise
 
     def check(self) -> list[Check]:
         """Run every index health check (`qa status --check`); reads only, never writes."""

@@ -460,6 +460,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     except QAError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # out of files where qa could not tell the index from its other files (an import)
+        from .openfiles import says_so, too_many
+
+        if not says_so(e):
+            raise
+        print(f"error: {too_many(None)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

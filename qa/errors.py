@@ -53,3 +53,7 @@ class IndexVersionError(IndexDamagedError):
 
 class DiskFullError(QAError):
     """An ingest ran out of disk space; what was committed before is intact."""
+
+
+class TooManyOpenFilesError(QAError):
+    """The process is at its open-file limit (ulimit -n), so Chroma could not open the index; it is not damaged."""
