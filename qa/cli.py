@@ -486,6 +486,9 @@ def run() -> None:
     import os
 
     args = _parser().parse_args()  # bad arguments exit here with the usage
+    from .openfiles import raise_limit
+
+    raise_limit()  # a soft limit of a few hundred files stops Chroma in a process that has more open (see openfiles)
     if args.command == "ingest":
         from .ingest import bound_heaps
 

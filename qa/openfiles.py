@@ -19,6 +19,7 @@ from .errors import TooManyOpenFilesError
 # connections and journal, four files per vector segment), and the ones it opened are still open when it fails.
 MARGIN = 32
 ENOUGH = 4096  # the limit the message suggests (at least); qa itself keeps a few dozen files open
+AT_MOST = 1 << 16  # the soft limit the qa command raises itself to (children inherit it; more is never needed)
 # EMFILE as Python, Rust (Chroma's panics: "Os { code: 24, ... }") and the C library word it.
 _SAYS_SO = re.compile(r"too many open files|os error 24\b|\bcode: 24\b", re.IGNORECASE)
 
@@ -85,3 +86,20 @@ def too_many(where: Path | str | None) -> TooManyOpenFilesError:
     return TooManyOpenFilesError(f"Too many open files: this process is at its open-file limit ({figures}ulimit -n), "
                                  f"so qa could not open {what}. The index is not damaged and nothing was changed; "
                                  f"{fix}.")
+
+
+def raise_limit() -> None:
+    """Raise the soft open-file limit to the hard one (at most AT_MOST), as Go programs and the JVM do at start:
+    a low soft limit protects programs that wait on files with select(), which stops at descriptor 1024; qa and
+    its libraries wait with epoll and poll."""
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = AT_MOST if hard == resource.RLIM_INFINITY else min(hard, AT_MOST)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # a system that allows less than it says (macOS: kern.maxfilesperproc)
+            pass

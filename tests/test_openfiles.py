@@ -84,3 +84,19 @@ def test_the_qa_command_at_the_open_file_limit_says_so_in_one_line(seeded: Assis
         _says_the_limit_not_damage(errors[0].removeprefix("error: "))
         assert "is damaged" not in r.stdout and "rebuild" not in r.stdout  # status --check's lines
     assert untouched(index) == before
+
+
+def test_the_qa_command_raises_its_soft_limit_to_the_hard_one(seeded: Assistant) -> None:
+    """As Go programs and the JVM do: a soft limit of 200 with a hard one of 4096 no longer stops it."""
+    import resource
+
+    index = Path(seeded.settings.index_dir)
+    seeded.close()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 400:
+        pytest.skip(f"the hard limit is {hard}: no room above a soft limit of 200")
+    hard = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    for command in (["ask", QUESTION], ["status", "--check"], ["ingest", "--quiet", str(SEEDS)]):
+        r = at_the_limit(index, 200, hard, 2, *command)
+        assert r.returncode == 0 and "error" not in r.stderr, r.stdout + r.stderr
+    assert "[1]" in at_the_limit(index, 200, hard, 2, "ask", QUESTION).stdout
