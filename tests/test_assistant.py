@@ -213,3 +213,29 @@ def test_an_ingest_report_of_a_big_folder_shows_its_summary() -> None:
     report = qa.IngestReport(files + failed, chunks_total=900, seconds=12.0)
     assert repr(report) == ("IngestReport(300 added, 0 updated, 0 unchanged, 0 removed, 5 failed; 900 chunks embedded, "
                             "900 in index; 12.0s; failed: bad0.pdf, bad1.pdf, bad2.pdf and 2 more)")
+
+
+def test_an_error_shows_a_python_user_the_call_for_the_command_it_names(seeded, tmp_path) -> None:
+    """The messages say what to run as `qa` commands; a traceback (and Jupyter) also shows the Python call."""
+    import subprocess
+    import sys
+    import traceback
+    from pathlib import Path
+
+    from .conftest import ROOT
+    from .test_integrity import QUESTION, damage_sqlite_header
+
+    with pytest.raises(qa.IndexMissingError) as missing:
+        qa.Assistant(index_dir=tmp_path / "none").ask(QUESTION)
+    assert str(missing.value).endswith("Run: qa ingest seeds/")  # as the CLI, the HTTP API and the UI show it
+    assert missing.value.__notes__ == ["In Python (a = qa.Assistant(...)): `qa ingest seeds/` is `a.ingest('seeds/')`"]
+    index = Path(seeded.settings.index_dir)
+    seeded.close()
+    damage_sqlite_header(index)
+    with pytest.raises(qa.IndexDamagedError) as damaged:
+        qa.Assistant(index_dir=index).ask(QUESTION)
+    shown = "".join(traceback.format_exception(damaged.value))
+    assert "Run: qa ingest --rebuild" in shown and "`qa ingest --rebuild` is `a.rebuild()`" in shown
+    r = subprocess.run([sys.executable, "-m", "qa", "--index-dir", str(index), "ask", QUESTION], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "In Python" not in r.stderr, r.stderr
