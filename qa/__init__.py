@@ -16,7 +16,9 @@ from .errors import (
     IndexMissingError,
     IndexVersionError,
     IngestError,
+    InvalidArgumentError,
     QAError,
+    TooManyOpenFilesError,
 )
 from .types import Answer, Box, Citation, Document, FileResult, IngestReport, Passage, RemoveReport, Status
 
@@ -31,13 +33,37 @@ _LAZY = {"Assistant": ".assistant", "Settings": ".settings", "Conversation": ".c
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
+    if name == "__version__":  # looked up on first use: finding the installed distribution takes ~0.1 s
+        value: Any = _version()
+    elif name in _LAZY:
+        from importlib import import_module
 
-    value = getattr(import_module(_LAZY[name], __name__), name)
+        value = getattr(import_module(_LAZY[name], __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def _version() -> str:
+    """qa's version: the installed distribution's, else (a source tree that is not installed) its pyproject.toml's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("qa")
+    except PackageNotFoundError:
+        pass
+    import tomllib
+    from pathlib import Path
+
+    try:
+        project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+        if project.get("name") == "qa":
+            return str(project["version"])
+    except (OSError, ValueError, KeyError, TypeError):  # no pyproject beside it, or not one of qa's
+        pass
+    return "0+unknown"
 
 __all__ = [
     "Answer",
@@ -55,6 +81,7 @@ __all__ = [
     "IndexBusyError",
     "IndexMissingError",
     "IngestError",
+    "InvalidArgumentError",
     "Passage",
     "QAError",
     "Settings",
@@ -66,4 +93,5 @@ __all__ = [
     "Box",
     "Document",
     "RemoveReport",
+    "TooManyOpenFilesError",
 ]

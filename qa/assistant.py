@@ -6,14 +6,21 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .chat import answered_as, condense
-from .errors import ConfigError, ConversationStoreError, IndexBusyError, IndexMissingError, QAError
+from .errors import (
+    ConfigError,
+    ConversationStoreError,
+    IndexBusyError,
+    IndexMissingError,
+    InvalidArgumentError,
+    QAError,
+)
 from .ingest import Ingestor, Progress
 from .library import strings
 from .llm import describe_backend
@@ -46,6 +53,38 @@ def question_problem(question: str) -> str | None:
     if len(q) > MAX_QUESTION_CHARS:
         return QUESTION_TOO_LONG.format(length=len(q), limit=MAX_QUESTION_CHARS)
     return None if _WORDS.search(q) else EMPTY_QUESTION
+
+
+def check_question(question: object) -> str:
+    """The question, if it is a string; else InvalidArgumentError naming what it is."""
+    if isinstance(question, str):
+        return question
+    hint = ": decode it first, e.g. question.decode(\"utf-8\")" if isinstance(question, bytes | bytearray) else ""
+    raise InvalidArgumentError(f"The question is of type {type(question).__name__}; a question is a string "
+                               f"(str){hint}.")
+
+
+def _check_top_k(top_k: object) -> None:
+    lo, hi = bounds("top_k")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not lo <= top_k <= hi):
+        raise InvalidArgumentError(f"top_k={top_k!r}: give a whole number of passages from {lo} to {hi} "
+                                   "(or None for QA_TOP_K).")
+
+
+def _strings(value: object, what: str, kinds: tuple[type, ...] = (str,)) -> list[str]:
+    """`history` or `sources` as a list of strings: one string is one item (not one per character), None none;
+    anything else than strings is InvalidArgumentError saying what the argument holds."""
+    if value is None:
+        return []
+    if isinstance(value, kinds) or not isinstance(value, Iterable) or isinstance(value, bytes | bytearray):
+        value = [value]
+    items = list(value)
+    for item in items:
+        if not isinstance(item, kinds):
+            raise InvalidArgumentError(f"{what}, not {type(item).__name__}.")
+    return [str(item) for item in items]
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -149,12 +188,16 @@ class Assistant:
                         store = Store(client, s.collection, embedder_id(s), None if s.embed_url else EMBED_DIM,
                                       create)
                         integrity.opened(store, s.chroma_url or s.index_dir)
-                    except Exception as e:
+                    except BaseException as e:  # BaseException: Chroma panics (pyo3) when it runs out of files
+                        # Explained before the client lets its files go: the open-file count says what happened.
+                        error = self._storage_error(e)
                         if store is not None:
                             store.close()
                         elif client is not None:
                             close_client(client)
-                        raise self._storage_error(e) from None
+                        if error is e:
+                            raise
+                        raise error from None
                     self._store_file = None if s.chroma_url else sqlite_id(s.index_dir)
                     self._store = store
         return self._store
@@ -232,7 +275,9 @@ class Assistant:
             # The lease also stops writers that do not share this folder: other hosts and replicas
             # of a Chroma server, whose repair of "interrupted" work would delete each other's chunks.
             store = self.store(create=True)
-            store.acquire_writer(f"collection {s.collection!r} at {s.chroma_url or lock_dir}", local=not s.chroma_url)
+            with self._explained():
+                store.acquire_writer(f"collection {s.collection!r} at {s.chroma_url or lock_dir}",
+                                     local=not s.chroma_url)
             try:
                 yield store
             except BaseException:
@@ -317,17 +362,21 @@ class Assistant:
         `history` holds the earlier questions of a conversation, oldest first (a string is one question), so
         follow-ups are understood.
         `sources` (paths, folders or globs, see `qa.library`) limits the answer to those documents.
+        Its arguments are checked here, when it is called, not when the first answer is read.
         """
-        lo, hi = bounds("top_k")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not lo <= top_k <= hi):
-            raise ConfigError(f"top_k={top_k!r}: give a whole number of passages from {lo} to {hi} "
-                              "(or None for QA_TOP_K).")
+        check_question(question)
+        _check_top_k(top_k)
+        history = _strings(history, "history holds the earlier questions as strings (str)")
+        patterns = _strings(sources, "sources names documents as strings or paths (a path, folder or glob each)",
+                            (str, os.PathLike))
+        return self._answers(question, top_k, history, patterns)
+
+    def _answers(self, question: str, top_k: int | None, history: list[str], patterns: list[str]) -> Iterator[Answer]:
         started = time.perf_counter()
         # Lone surrogates (undecodable bytes from a terminal, broken JSON escapes) cannot be tokenized,
         # printed or stored: they become U+FFFD, in the question and in earlier turns alike.
         question = _valid(question)
-        # A string is one earlier question, as for `sources`: not one "question" per character.
-        history = [_valid(h) for h in ([history] if isinstance(history, str) else history)]
+        history = [_valid(h) for h in history]
         q = " ".join(question.split())
         if (text := question_problem(q)) is not None:
             yield Answer(question=question, answer=text, answered=False, backend=self.backend)
@@ -335,16 +384,13 @@ class Assistant:
         # Earlier questions refused as too long would flood the retrieval query and the model's prompt.
         history = [h for h in history if len(" ".join(h.split())) <= MAX_QUESTION_CHARS]
         query = condense(q, history)
-        patterns = strings(() if sources is None else sources)
         scope = self._scope(patterns) if patterns else None
         if scope is not None and not scope:
             yield Answer(question=question, answer=NO_DOCUMENT_MATCHES.format(patterns=", ".join(patterns)),
                          answered=False, backend=self.backend, seconds=time.perf_counter() - started)
             return
-        try:
+        with self._explained():
             passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k, sources=scope))
-        except Exception as e:
-            raise self._storage_error(e) from None
         composer = self.composer()
         not_found = NOT_FOUND if scope is None else _not_found_in(scope)
         if getattr(composer, "generative", False):
@@ -446,32 +492,45 @@ class Assistant:
         return self.conversation_store().list(user or "", search)
 
     # --- durability: checks, rebuild, disk full, backup and restore (qa/integrity.py, qa/backup.py) ---
-    def _storage_error(self, e: Exception) -> Exception:
-        """A Chroma/SQLite error as the one-line IndexDamagedError; anything else unchanged."""
-        from . import integrity
+    def _storage_error(self, e: BaseException) -> BaseException:
+        """A Chroma/SQLite error as the one-line IndexDamagedError (TooManyOpenFilesError, DiskFullError... when it
+        is not damage); anything else unchanged."""
+        from . import integrity, openfiles
 
-        if not integrity.is_storage_error(e):
+        if not (isinstance(e, Exception) and integrity.is_storage_error(e) or openfiles.says_so(e)):
             return e
         s = self.settings
         return integrity.explain(None if s.chroma_url else Path(s.index_dir), e)
 
     @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Raise a Chroma/SQLite error as what it means (see _storage_error); anything else as it is."""
+        try:
+            yield
+        except BaseException as e:  # BaseException: Chroma panics (pyo3) when it runs out of files
+            error = self._storage_error(e)
+            if error is e:
+                raise
+            raise error from None
+
+    @contextmanager
     def _guarded(self, targets: Sequence[Path]) -> Iterator[None]:
         """Turn running out of disk space into DiskFullError (what was committed stays), Chroma errors
-        into IndexDamagedError."""
+        into IndexDamagedError (or TooManyOpenFilesError)."""
         from . import diskspace, integrity
 
         s = self.settings
         before = diskspace.folder_bytes(Path(s.index_dir)) if not s.chroma_url else 0
-        try:
-            yield
-        except Exception as e:
-            if diskspace.is_disk_full(e) or (not s.chroma_url and integrity.is_storage_error(e)
-                                             and diskspace.nearly_full(Path(s.index_dir))):
-                # Chroma's client keeps state of the failed write: the next use opens the store afresh.
-                self._forget_index()
-                raise diskspace.disk_full(Path(s.index_dir), targets, before) from None
-            raise self._storage_error(e) from None
+        with self._explained():
+            try:
+                yield
+            except Exception as e:
+                if diskspace.is_disk_full(e) or (not s.chroma_url and integrity.is_storage_error(e)
+                                                 and diskspace.nearly_full(Path(s.index_dir))):
+                    # Chroma's client keeps state of the failed write: the next use opens the store afresh.
+                    self._forget_index()
+                    raise diskspace.disk_full(Path(s.index_dir), targets, before) from None
+                raise
 
     def check(self) -> list[Check]:
         """Run every index health check (`qa status --check`); reads only, never writes."""

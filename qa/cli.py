@@ -34,8 +34,22 @@ def _folder(value: str) -> str:
     return value
 
 
+class _Version(argparse.Action):
+    """`qa --version`: the version is looked up only when asked for (it takes ~0.1 s), not for every command."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print qa's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from . import __version__
+
+        print(f"qa {__version__}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qa", description="Answers from your documents, with cited passages.")
+    p.add_argument("--version", action=_Version)
     p.add_argument("--index-dir", type=_folder, help="index folder (QA_INDEX_DIR, default ./index)")
     p.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (QA_CHROMA_URL)")
     sub = p.add_subparsers(dest="command")  # none: a short help naming the next step
@@ -446,6 +460,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     except QAError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # out of files where qa could not tell the index from its other files (an import)
+        from .openfiles import says_so, too_many
+
+        if not says_so(e):
+            raise
+        print(f"error: {too_many(None)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -465,6 +486,9 @@ def run() -> None:
     import os
 
     args = _parser().parse_args()  # bad arguments exit here with the usage
+    from .openfiles import raise_limit
+
+    raise_limit()  # a soft limit of a few hundred files stops Chroma in a process that has more open (see openfiles)
     if args.command == "ingest":
         from .ingest import bound_heaps
 

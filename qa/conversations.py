@@ -27,6 +27,7 @@ from .conversation_store import (
     store_problem,
 )
 from .errors import ConversationNotFoundError, ConversationStoreError, QAError
+from .library import strings
 from .types import Answer, Citation
 
 if TYPE_CHECKING:
@@ -105,11 +106,13 @@ class Conversation:
         question it cannot take (empty, too long), and one whose answer failed with an error the reader saw."""
         from .assistant import question_problem
 
+        # Its arguments are checked before the question is stored: a call refused at once leaves no turn behind.
+        answers = self.assistant.stream(question, history=self.history(), **kw)
         if question_problem(question) is not None:
-            return self.assistant.stream(question, history=self.history(), **kw)
-        history = self.history()
-        n = self.store.begin_turn(self.id, self.user, question, kw.get("sources"))
-        return _Answering(self, n, self.assistant.stream(question, history=history, **kw))
+            return answers
+        scope = kw.get("sources")
+        n = self.store.begin_turn(self.id, self.user, question, None if scope is None else strings(scope))
+        return _Answering(self, n, answers)
 
     def ask(self, question: str, **kw: Any) -> Answer:
         """Answer a question in this conversation and store the turn."""

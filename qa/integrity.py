@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import openfiles
 from .diskspace import is_disk_full, nearly_full
 from .errors import DiskFullError, EmbeddingMismatchError, IndexDamagedError, IndexVersionError, QAError
 from .reading.formats import file_digest
@@ -34,12 +35,9 @@ _HNSW_HEADER = struct.Struct("<I6QiI3QdQ")
 
 def qa_version() -> str:
     """The installed qa's version, recorded in every index it writes."""
-    from importlib.metadata import PackageNotFoundError, version
+    import qa
 
-    try:
-        return version("qa")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return qa.__version__
 
 
 def _connect(db: Path) -> sqlite3.Connection:
@@ -288,6 +286,8 @@ def precheck(index_dir: Path, pages: bool = False) -> None:
     for c in checks:
         result = c(index_dir)
         if not result.ok:
+            if openfiles.near_limit():  # the check could not open the files, which says nothing of them
+                raise openfiles.too_many(index_dir)
             raise damaged(index_dir, result.detail)
 
 
@@ -310,6 +310,8 @@ def opened(store: Any, where: Path | str) -> None:
 
 def explain(index_dir: Path | None, error: BaseException) -> QAError:
     """The one line for an error Chroma raised while reading or writing the index."""
+    if openfiles.reached(error):  # before the checks below, which would fail to open the files as Chroma did
+        return openfiles.too_many(index_dir or "the server")
     if index_dir is not None and (index_dir / "chroma.sqlite3").exists():
         for c in (check_sqlite_header, check_sqlite_pages, check_segment_files):
             result = c(index_dir)
@@ -348,6 +350,22 @@ def is_storage_error(e: BaseException) -> bool:
 def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cache_dir: Path,
             uploads: Path) -> list[Check]:
     """Every check, in order; a check that cannot run because an earlier one failed is reported as such."""
+    try:
+        results = _run_all(index_dir, embedded, open_store, cache_dir, uploads)
+    except BaseException as e:  # a Chroma error (or panic) between the checks, while the process is out of files
+        if not (isinstance(e, Exception) and is_storage_error(e) or openfiles.says_so(e)) or not openfiles.reached(e):
+            raise
+        why = str(openfiles.too_many(index_dir))
+        return [Check("open files", False, why, fix=why)]
+    if any(not r.ok and not r.fix for r in results) and openfiles.near_limit():
+        # The checks could not open the files: that says nothing of the index, and a rebuild is not the fix.
+        why = str(openfiles.too_many(index_dir))
+        return [*(r for r in results if r.ok), Check("open files", False, why, fix=why)]
+    return results
+
+
+def _run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cache_dir: Path,
+             uploads: Path) -> list[Check]:
     results: list[Check] = []
     if embedded:
         if not (index_dir / "chroma.sqlite3").exists():
@@ -367,6 +385,10 @@ def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cach
     except Exception as e:  # noqa: BLE001 - reported as the result of the check
         return [*results, _not_damage(e, index_dir, embedded)
                 or Check("collections", False, f"Chroma cannot open them: {type(e).__name__}: {e}")]
+    except BaseException as e:  # Chroma panics (pyo3) when it runs out of files
+        if not openfiles.says_so(e):
+            raise
+        return [*results, _not_damage(e, index_dir, embedded) or Check("collections", False, str(e))]
     results.append(Check("embedding model", True, f"{store.embed_model}, as recorded in the index"))
     got = store.files.get(ids=["\x00state"], include=["metadatas"])
     results.append(check_version(got["metadatas"][0] if got["ids"] else {}, str(index_dir)))
@@ -382,9 +404,10 @@ def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cach
     return results
 
 
-def _not_damage(e: Exception, index_dir: Path, embedded: bool) -> Check | None:
-    """The failed check for a Chroma error that is not damage (a full disk, a read-only folder), else None."""
-    if not (is_disk_full(e) or _read_only(e)):
+def _not_damage(e: BaseException, index_dir: Path, embedded: bool) -> Check | None:
+    """The failed check for a Chroma error that is not damage (a full disk, a read-only folder, too many open
+    files), else None."""
+    if not (is_disk_full(e) or _read_only(e) or openfiles.says_so(e)):
         return None
     why = str(explain(index_dir if embedded else None, e))
     return Check("collections", False, why, fix=why)

@@ -70,10 +70,10 @@ def to_document(source: str, meta: Mapping[str, Any]) -> Document:
     )
 
 
-def strings(value: str | Iterable[str]) -> list[str]:
-    """Names or patterns given as one string or several: a string is one (not one per character, as a str is
-    an iterable of them and no type checker says otherwise)."""
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+def strings(value: str | os.PathLike[str] | Iterable[str]) -> list[str]:
+    """Names or patterns given as one string (or path) or several: a string is one (not one per character, as a
+    str is an iterable of them and no type checker says otherwise)."""
+    return [str(value)] if isinstance(value, str | os.PathLike) else [str(v) for v in value]
 
 
 def matches(pattern: str, source: str) -> bool:

@@ -100,6 +100,15 @@ def _scoped(fn: Callable[..., Any], sources: Sequence[str] | None) -> dict[str, 
     return {"sources": list(sources)}
 
 
+def _checked(query: str | QueryBundle) -> str | QueryBundle:
+    """The query, if its question is a string: else qa's InvalidArgumentError, before LlamaIndex's own checks
+    (a pydantic error about its events, or an AttributeError)."""
+    from .assistant import check_question
+
+    check_question(query.query_str if isinstance(query, QueryBundle) else query)
+    return query
+
+
 def _deltas(answers: Iterator[Answer], final: list[Answer]) -> Iterator[str]:
     """The new text of each growing answer; the last answer is left in `final`."""
     shown = ""
@@ -134,6 +143,14 @@ class QAQueryEngine(BaseQueryEngine):
 
     def _get_prompt_modules(self) -> PromptMixinType:
         return {}  # qa's prompts live in qa/prompts.py, not in LlamaIndex prompt templates
+
+    def query(self, str_or_query_bundle: str | QueryBundle) -> Any:
+        """LlamaIndex's `query`, refusing a question that is not a string as `ask()` does."""
+        return super().query(_checked(str_or_query_bundle))
+
+    async def aquery(self, str_or_query_bundle: str | QueryBundle) -> Any:
+        """LlamaIndex's `aquery`, refusing a question that is not a string as `ask()` does."""
+        return await super().aquery(_checked(str_or_query_bundle))
 
     def retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         """The passages a query would be answered from (LlamaIndex evaluators call this)."""
@@ -177,6 +194,14 @@ class QARetriever(BaseRetriever):
         self.assistant = assistant
         self.top_k = top_k
         self.sources = _patterns(sources)
+
+    def retrieve(self, str_or_query_bundle: str | QueryBundle) -> list[NodeWithScore]:
+        """LlamaIndex's `retrieve`, refusing a query that is not a string as `ask()` does."""
+        return super().retrieve(_checked(str_or_query_bundle))
+
+    async def aretrieve(self, str_or_query_bundle: str | QueryBundle) -> list[NodeWithScore]:
+        """LlamaIndex's `aretrieve`, refusing a query that is not a string as `ask()` does."""
+        return await super().aretrieve(_checked(str_or_query_bundle))
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         retriever = self.assistant.retriever()

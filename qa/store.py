@@ -131,6 +131,10 @@ def prepare_index_dir(index_dir: Path) -> None:
         probe.touch()
         probe.unlink()
     except OSError as e:
+        from .openfiles import says_so, too_many
+
+        if says_so(e):  # no file left to open: the folder may well be writable
+            raise too_many(index_dir) from None
         if (index_dir / "chroma.sqlite3").exists():
             raise read_only(index_dir, str(e.strerror)) from None
         raise ConfigError(

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 from typing import Any
+
+# Every ASCII punctuation mark, which CommonMark lets a backslash make literal.
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def _short(text: str, limit: int) -> str:
+    """The text on one line, cut to `limit` characters with an ellipsis: for reprs."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def _literal(text: str) -> str:
+    """Text as Markdown that shows it as it is: a document's `<script>`, `*` or `#` is printed, never rendered."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def _name(source: str) -> str:
+    return PurePath(source).name or source
 
 
 @dataclass(frozen=True)
@@ -20,7 +40,7 @@ class Box:
     y1: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Citation:
     """One numbered source of an answer: an exact span of a document's extracted text."""
 
@@ -39,6 +59,12 @@ class Citation:
     boxes: tuple[Box, ...] = ()  # PDFs and images: where the span's words are drawn (one box per line)
     answer_span: tuple[int, int] | None = None  # document offsets of the answer words, when known with confidence
 
+    def __repr__(self) -> str:
+        # Short, for notebooks and logs: the passage and the word boxes are left out (hundreds of characters each).
+        extra = (f", page={self.page}" if self.page is not None else "") + ("" if self.verified else ", verified=False")
+        return (f"Citation(id={self.id}, source={self.source!r}, start={self.start}, end={self.end}, "
+                f"text={_short(self.text, 80)!r}, score={self.score:.2f}{extra})")
+
 
 @dataclass(frozen=True)
 class Passage:
@@ -52,7 +78,7 @@ class Passage:
     location: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Answer:
     """The reply to one question, with the citations its markers point at."""
 
@@ -66,6 +92,23 @@ class Answer:
     # Of the sentences the backend wrote (generative: including dropped ones), how many a passage supports.
     verified_sentences: int = 0
     total_sentences: int = 0
+
+    def __repr__(self) -> str:
+        # Short, for notebooks and logs: the full repr held every citation's passage and every related passage (~6 KB).
+        sources = list(dict.fromkeys(_name(c.source) for c in self.citations))
+        cited = f"{len(self.citations)} from {', '.join(sources)}" if sources else "0"
+        return (f"Answer(question={_short(self.question, 80)!r}, answer={_short(self.answer, 120)!r}, "
+                f"answered={self.answered}, citations={cited})")
+
+    def _repr_markdown_(self) -> str:
+        """How Jupyter shows an answer: the question, the answer, then each citation's source and exact text."""
+        lines = [f"**{_literal(' '.join(self.question.split()))}**", "", _literal(self.answer)]
+        for c in self.citations:
+            where = ", ".join([_name(c.source), *([c.location] if c.location else []),
+                               f"chars {c.start}-{c.end}", *([] if c.verified else ["not verified"])])
+            lines += ["", f"**\\[{c.id}\\]** {_literal(where)}", ""]
+            lines += [f"> {_literal(line)}" if line.strip() else ">" for line in c.text.split("\n")]
+        return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape printed by `qa ask --json`."""
@@ -94,7 +137,7 @@ class FileResult:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class IngestReport:
     """Summary of one ingest run."""
 
@@ -110,6 +153,12 @@ class IngestReport:
     def chunks_embedded(self) -> int:
         """Chunks embedded in this run (0 when nothing changed)."""
         return sum(f.chunks for f in self.files if f.status in ("added", "updated"))
+
+    def __repr__(self) -> str:
+        # Short: an ingest of a folder holds one FileResult per file.
+        failed = [_name(f.path) for f in self.files if f.status == "failed"]
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        return f"IngestReport({self.summary()}{'; failed: ' + ', '.join(failed[:3]) + more if failed else ''})"
 
     def summary(self) -> str:
         """The one-line summary the CLI prints."""

@@ -17,6 +17,23 @@ def test_every_qa_error_and_returned_type_is_importable_from_qa() -> None:
     assert {"Conversation", "ConversationInfo", "Turn"} <= set(qa.__all__)
 
 
+def test_version_is_the_installed_distributions_or_a_source_trees_pyproject() -> None:
+    import importlib.metadata
+    import subprocess
+    import sys
+    import tomllib
+
+    from .conftest import ROOT
+
+    assert qa.__version__ == importlib.metadata.version("qa")
+    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    # -S: no site-packages, so no installed qa to ask (`import qa` itself needs none of qa's dependencies).
+    r = subprocess.run([sys.executable, "-S", "-c", "import qa; print(qa.__version__, qa.__file__)"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [expected, str(ROOT / "qa" / "__init__.py")]
+
+
 def test_an_unknown_conversation_is_caught_by_its_public_class(tmp_path) -> None:
     a = qa.Assistant(index_dir=tmp_path / "index")
     with pytest.raises(qa.ConversationNotFoundError, match="No conversation 'nope'"):
@@ -153,3 +170,72 @@ def test_forget_one_source_given_as_a_string(seeded) -> None:
     source = seeded.documents()[0].source
     report = seeded.forget(source)  # was: a set of its characters, none of them a source: nothing removed, silently
     assert report.removed == (source,) and seeded.documents() == ()
+
+
+def test_an_answer_shows_short_in_a_notebook_and_stays_plain_data(seeded) -> None:
+    """Its repr held every citation's passage and every related passage (~6 KB); Jupyter shows Markdown."""
+    import dataclasses
+    from pathlib import Path
+
+    from markdown_it import MarkdownIt
+
+    ans = seeded.ask("Who denied the arms transfers?")
+    assert ans.citations and ans.related
+    shown = repr(ans)
+    assert len(shown) < 400 and "\n" not in shown, shown
+    assert shown.startswith("Answer(question='Who denied the arms transfers?', answer=") and "answered=True" in shown
+    assert f"citations={len(ans.citations)} from {Path(ans.citations[0].source).name}" in shown
+    c = ans.citations[0]
+    assert len(repr(c)) < 300 and c.passage not in repr(c) and repr(c.text) in repr(c)
+    # Still plain data: fields, asdict, equality and the JSON are those of the dataclass.
+    as_dict = dataclasses.asdict(ans)
+    assert as_dict["citations"][0]["passage"] == c.passage and len(as_dict["related"]) == len(ans.related)
+    assert ans == dataclasses.replace(ans) and ans != dataclasses.replace(ans, answered=False)
+    assert ans.to_dict()["citations"][0]["text"] == c.text
+    html = MarkdownIt().render(ans._repr_markdown_())
+    assert "Who denied the arms transfers?" in html and ans.answer in html  # the [1] marker as it is
+    assert f"<blockquote>\n<p>{c.text}</p>\n</blockquote>" in html and Path(c.source).name in html
+
+
+def test_markdown_of_an_answer_shows_document_text_never_renders_it() -> None:
+    text = "<img src=x onerror=alert(1)> *not emphasis* [a](javascript:alert(1))\n# not a heading"
+    ans = qa.Answer(question="<b>q</b>?", answer=f"{text} [1].", answered=True,
+                    citations=(qa.Citation(1, "/docs/<x>.txt", 0, len(text), text, 0.5),))
+    html = __import__("markdown_it").MarkdownIt().render(ans._repr_markdown_())
+    assert "<img" not in html and "<b>" not in html and "<a " not in html and "<h1>" not in html and "<em>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt; *not emphasis* [a](javascript:alert(1))" in html
+    assert "# not a heading" in html and "&lt;x&gt;.txt" in html
+
+
+def test_an_ingest_report_of_a_big_folder_shows_its_summary() -> None:
+    files = tuple(qa.FileResult(f"/docs/file{i}.txt", "added", 3) for i in range(300))
+    failed = tuple(qa.FileResult(f"/docs/bad{i}.pdf", "failed", reason="unreadable") for i in range(5))
+    report = qa.IngestReport(files + failed, chunks_total=900, seconds=12.0)
+    assert repr(report) == ("IngestReport(300 added, 0 updated, 0 unchanged, 0 removed, 5 failed; 900 chunks embedded, "
+                            "900 in index; 12.0s; failed: bad0.pdf, bad1.pdf, bad2.pdf and 2 more)")
+
+
+def test_an_error_shows_a_python_user_the_call_for_the_command_it_names(seeded, tmp_path) -> None:
+    """The messages say what to run as `qa` commands; a traceback (and Jupyter) also shows the Python call."""
+    import subprocess
+    import sys
+    import traceback
+    from pathlib import Path
+
+    from .conftest import ROOT
+    from .test_integrity import QUESTION, damage_sqlite_header
+
+    with pytest.raises(qa.IndexMissingError) as missing:
+        qa.Assistant(index_dir=tmp_path / "none").ask(QUESTION)
+    assert str(missing.value).endswith("Run: qa ingest seeds/")  # as the CLI, the HTTP API and the UI show it
+    assert missing.value.__notes__ == ["In Python (a = qa.Assistant(...)): `qa ingest seeds/` is `a.ingest('seeds/')`"]
+    index = Path(seeded.settings.index_dir)
+    seeded.close()
+    damage_sqlite_header(index)
+    with pytest.raises(qa.IndexDamagedError) as damaged:
+        qa.Assistant(index_dir=index).ask(QUESTION)
+    shown = "".join(traceback.format_exception(damaged.value))
+    assert "Run: qa ingest --rebuild" in shown and "`qa ingest --rebuild` is `a.rebuild()`" in shown
+    r = subprocess.run([sys.executable, "-m", "qa", "--index-dir", str(index), "ask", QUESTION], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "In Python" not in r.stderr, r.stderr

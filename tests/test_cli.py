@@ -83,6 +83,13 @@ def test_bad_file_is_reported_and_good_ones_indexed(tmp_path: Path) -> None:
     assert qa("ingest", "--strict", str(docs)).returncode == 1
 
 
+def test_version_prints_the_version_and_nothing_else() -> None:
+    from importlib.metadata import version
+
+    r = qa("--version")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"qa {version('qa')}\n", "")
+
+
 def test_help_is_fast_to_import() -> None:
     r = qa("--help")
     assert r.returncode == 0 and "ingest" in r.stdout and "serve" in r.stdout

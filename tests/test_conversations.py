@@ -15,7 +15,7 @@ from qa.conversations import MIGRATIONS, ConversationStore, new_id, quoted_citat
 from qa.errors import ConversationNotFoundError, ConversationStoreError
 from qa.types import Answer, Citation
 
-from .conftest import ROOT
+from .conftest import ROOT, SEED_FILE
 
 
 def _qa(*args: str, index: Path) -> subprocess.CompletedProcess[str]:
@@ -368,3 +368,11 @@ def test_renaming_a_conversation_is_a_change(seeded: Assistant) -> None:
     a.rename("Korea analyst")
     assert a.info.updated > before and a.info.updated > b.info.updated
     assert [c.id for c in seeded.conversations()] == [a.id, b.id]  # latest change first
+
+
+def test_a_turn_asked_of_one_document_by_name_keeps_that_name_as_its_scope(seeded: Assistant) -> None:
+    """One string is one source, as for ask(): it was stored one "source" per character."""
+    conv = seeded.conversation()
+    assert conv.ask("Who denied the arms transfers?", sources=SEED_FILE.name).answered
+    conv.ask("Who denied the arms transfers?", sources=SEED_FILE)  # a path, too
+    assert [t.scope for t in conv.turns] == [(SEED_FILE.name,), (str(SEED_FILE),)]

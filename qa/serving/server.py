@@ -47,6 +47,7 @@ from ..errors import (
     IndexDamagedError,
     IndexMissingError,
     QAError,
+    TooManyOpenFilesError,
 )
 from ..settings import bounds
 from .writer import Job, QueueFullError, Writer, metered, prepare
@@ -104,6 +105,8 @@ def status_of(e: QAError) -> int:
         return 503
     if isinstance(e, DiskFullError):
         return 507
+    if isinstance(e, TooManyOpenFilesError):  # the server's own limit, not the request's fault
+        return 503
     if isinstance(e, ConversationNotFoundError):
         return 404
     if isinstance(e, (QueueFullError, IndexBusyError)):
