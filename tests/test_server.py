@@ -83,6 +83,44 @@ def test_status_and_documents(served: tuple[str, Path, Path]) -> None:
     assert {"/v1/ask", "/v1/status", "/v1/documents", "/v1/jobs/{job_id}", "/v1/chat/completions"} <= set(paths)
 
 
+
+@pytest.mark.slow
+def test_api_docs_render_offline(served: tuple[str, Path, Path], browser: Any) -> None:
+    """/docs loaded Swagger UI's script and styles from a CDN (and its icon from FastAPI's site): offline, as qa
+    runs, the page stayed blank. qa serve serves them itself; the page renders with every other host blocked."""
+    import re
+    from urllib.parse import urlsplit
+
+    url, *_ = served
+    html = api(url, "GET", "/docs", key=None).text
+    assert re.findall(r"https?:|//[\w.-]+\.\w", html) == [], html  # no external host named
+    links = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert len(links) == 3 and all(link.startswith("/docs/assets/") for link in links)
+    for link in links:
+        r = api(url, "GET", link, key=None)
+        assert r.status_code == 200 and len(r.content) > 1000 and "x-frame-options" in r.headers
+
+    ctx = browser.new_context()
+    asked_elsewhere: list[str] = []
+
+    def loopback_only(route: Any) -> None:
+        if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost", "::1"):
+            route.continue_()
+        else:
+            asked_elsewhere.append(route.request.url)
+            route.abort()
+
+    ctx.route("**/*", loopback_only)
+    try:
+        page = ctx.new_page()
+        page.goto(url + "/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        shown = page.locator(".opblock-summary-path").all_inner_texts()
+        assert {"/v1/ask", "/v1/status", "/v1/documents", "/v1/chat/completions"} <= {p.strip() for p in shown}
+        assert asked_elsewhere == []
+    finally:
+        ctx.close()
+
 @pytest.mark.slow
 def test_key_is_required_and_unknown_routes_are_json(served: tuple[str, Path, Path]) -> None:
     url, log, _ = served

@@ -688,6 +688,7 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
 
     from .api_chats import API_USER
     from .api_chats import router as chats_router
+    from .api_docs import add_docs
     from .openai_api import router as openai_router
     from .ui_mount import LazyUI
     from .users import check, parse_users
@@ -730,7 +731,8 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
         writer.close()  # refuse new uploads; an ingest cut short is repaired by the next one
 
     app = FastAPI(title="qa", summary="Answers from your documents, every sentence cited.", version="1",
-                  redoc_url=None, lifespan=lifespan)
+                  docs_url=None, redoc_url=None, lifespan=lifespan)
+    add_docs(app)  # /docs with Swagger UI's files served from here: FastAPI's loads them from a CDN
     app.state.engine = Engine(assistant, writer)
     app.state.api_key = api_key.encode() if api_key else None
     app.state.api_user = API_USER if users else ""  # whose conversations the API sees (qa/serving/api_chats.py)
