@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -133,7 +133,7 @@ def for_http(message: str) -> str:
     return message
 
 
-def http_answers(answers: Iterator[Answer]) -> Iterator[Answer]:
+def http_answers(answers: Iterator[Answer]) -> Generator[Answer, None, None]:
     """Answers as an HTTP client should read them: an answer that is a message of qa's, not the documents'
     words ("No indexed document matches nope.txt... See what is indexed with: qa docs"), names the route."""
     from dataclasses import replace
@@ -567,7 +567,7 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
         return JSONResponse({**final.to_dict(), **extra})
     first = next(answers)  # errors before the first answer still get their status code
 
-    def events() -> Iterator[str]:
+    def events() -> Generator[str, None, None]:
         last = first
         try:
             yield _sse("partial", {**first.to_dict(), **extra})
@@ -576,10 +576,25 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
         except QAError as err:
             yield _sse("error", error_body(status_of(err), for_http(str(err))))
             return
+        finally:  # also when the client left: a conversation's answer goes on in the background from here
+            answers.close()
         yield _sse("answer", {**last.to_dict(), **extra})
 
-    return StreamingResponse(events(), media_type="text/event-stream",
+    return StreamingResponse(closing(events()), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def closing(events: Generator[str, None, None]) -> AsyncIterator[str]:
+    """A response's event stream, computed in worker threads, closed as soon as the response ends. Starlette
+    leaves a stream its client left as it is, held by a reference cycle until the garbage collector's next
+    round: until then an answer in a conversation stood still instead of being finished in the background."""
+    from starlette.concurrency import iterate_in_threadpool
+
+    try:
+        async for event in iterate_in_threadpool(events):
+            yield event
+    finally:
+        events.close()
 
 
 # --- /v1/documents -----------------------------------------------------------------------------------
