@@ -213,3 +213,26 @@ def test_an_answer_its_client_leaves_goes_on_at_once(seeded: Any) -> None:
         finally:
             gc.enable()
         assert [t.state for t in turns] == ["done"] and turns[0].answer.answered
+
+
+def test_answers_finished_after_their_client_left_wait_their_turn(seeded: Any) -> None:
+    """An answer in a conversation whose client left was finished in a background thread outside the one
+    CPU-bound answer at a time of `qa serve` (qa.serving.writer.metered): two such and a live question ran
+    the model at once."""
+    import httpx
+
+    question = "Where will Putin travel after North Korea?"
+    counted = _Counted(seeded.composer(), steps=5, delay=0.4)
+    seeded._composer = counted
+    with _serving_in_process(seeded) as url:
+        leavers = [threading.Thread(target=_leave_after_the_first_part, args=(url, question)) for _ in range(2)]
+        for t in leavers:
+            t.start()
+        time.sleep(0.5)  # both asked; the live question comes while they are answered
+        live = httpx.post(url + "/v1/ask", json={"question": question}, timeout=120)
+        assert live.status_code == 200 and live.json()["answered"]
+        for t in leavers:
+            t.join(60)
+        turns = _stored_turns(seeded.settings.index_dir, 2, timeout=60)
+        assert [t.state for t in turns] == ["done", "done"] and all(t.answer.answered for t in turns)
+    assert counted.peak == 1

@@ -557,11 +557,14 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
     if body.conversation_id is not None:
         from .api_chats import conversation_answers
 
-        answers, extra = conversation_answers(a, request, body.conversation_id, body.question, top_k=body.top_k,
+        # Metered inside the conversation: an answer its client leaves is finished in the background, in turn too.
+        answers, extra = conversation_answers(a, request, body.conversation_id, body.question,
+                                              pace=partial(metered, assistant=a, writer=e.writer), top_k=body.top_k,
                                               sources=body.sources)
     else:
-        answers = a.stream(body.question, top_k=body.top_k, history=body.history[-MAX_HISTORY:], sources=body.sources)
-    answers = http_answers(metered(answers, a, e.writer))
+        answers = metered(a.stream(body.question, top_k=body.top_k, history=body.history[-MAX_HISTORY:],
+                                   sources=body.sources), a, e.writer)
+    answers = http_answers(answers)
     if not body.stream:
         *_, final = answers
         return JSONResponse({**final.to_dict(), **extra})
