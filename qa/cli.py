@@ -465,10 +465,10 @@ def run() -> None:
     import os
 
     args = _parser().parse_args()  # bad arguments exit here with the usage
-    if args.command == "ingest":
+    if args.command in ("ingest", "serve"):  # `qa serve` ingests uploads and watched folders too
         from .ingest import bound_heaps
 
-        bound_heaps()  # before Chroma and ONNX Runtime start their threads
+        bound_heaps()  # before Chroma, ONNX Runtime and the server start their threads
     one_shot = args.command in ONE_SHOT
     if one_shot:
         # A one-shot command makes little garbage; the cycle collector would only slow its imports (0.3 s).
