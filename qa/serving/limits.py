@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["CLIENT", "LOGIN_MESSAGE", "LOGIN_PATHS", "MAX_FAILURES", "WINDOW_SECONDS", "LoginLimiter", "TooManyAttempts",
-           "client_address", "keys", "ui_login"]
+__all__ = ["CLIENT", "LOGIN_MESSAGE", "LOGIN_PATHS", "MAX_FAILURES", "WINDOW_SECONDS", "LoginLimiter", "RememberClient",
+           "TooManyAttempts", "client_address", "keys", "ui_login"]
 
 MAX_FAILURES = 10  # wrong guesses a client address (or a user name) may make ...
 WINDOW_SECONDS = 60.0  # ... within this many seconds
