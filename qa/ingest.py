@@ -49,8 +49,8 @@ def bound_heaps(heaps: int = HEAPS) -> None:
     glibc gives every thread that allocates a heap of its own, up to 8 a core, and keeps what is freed in
     each: Chroma's Rust threads, ONNX Runtime's and the encode threads held 15 of them, 140 MB, while the
     messy-folder test's 50 MB file was written. Two heaps took 90 MB off that ingest's peak (650 to 562 MB)
-    at the same speed. `qa serve`, which ingests uploads and watched folders, held 20 heaps after a 6 MB upload
-    and five questions, 950 MB; with two, 682 MB (its threads: uvicorn's, Chroma's, ONNX Runtime's, the
+    at the same speed. `qa serve`, which ingests uploads and watched folders, held 19-20 heaps after a 6 MB upload
+    and five questions, 950-997 MB; with two, 682-719 MB (its threads: uvicorn's, Chroma's, ONNX Runtime's, the
     writer). A MALLOC_ARENA_MAX set by the user is kept.
     """
     try:
