@@ -593,6 +593,7 @@ class Assistant:
                     shutil.copy2(f, uploads / f.name)
             targets.append(uploads)
         self._keep_conversations(moved, index)
+        _keep_ui_secret(moved, index)
         report = self.ingest(*targets, progress=progress) if targets else IngestReport()
         return RebuildReport(str(moved), report, tuple(missing), "catalogue" if catalogue is not None else "paths")
 
@@ -793,6 +794,23 @@ class Assistant:
 
 _GUARDS: dict[str, threading.Lock] = {}
 _GUARDS_LOCK = threading.Lock()
+
+
+def _keep_ui_secret(moved: Path, index: Path) -> None:
+    """The key the chat UI encrypts each browser's saved settings with (`qa.serving.ui.browser_secret`), kept
+    beside the index: a rebuild takes it along, or every reader's settings were lost at their next visit.
+    Written as the UI writes it, readable by qa's user only from the start."""
+    try:
+        key = (moved / "ui-secret").read_bytes()
+    except OSError:  # none (the UI never ran here), or unreadable: the UI makes a new one
+        return
+    index.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(index / "ui-secret", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
 
 
 def _write_guard(index_dir: Path) -> threading.Lock:

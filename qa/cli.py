@@ -489,10 +489,10 @@ def run() -> None:
     from .openfiles import raise_limit
 
     raise_limit()  # a soft limit of a few hundred files stops Chroma in a process that has more open (see openfiles)
-    if args.command == "ingest":
+    if args.command in ("ingest", "serve"):  # `qa serve` ingests uploads and watched folders too
         from .ingest import bound_heaps
 
-        bound_heaps()  # before Chroma and ONNX Runtime start their threads
+        bound_heaps()  # before Chroma, ONNX Runtime and the server start their threads
     one_shot = args.command in ONE_SHOT
     if one_shot:
         # A one-shot command makes little garbage; the cycle collector would only slow its imports (0.3 s).

@@ -8,7 +8,7 @@ from __future__ import annotations
 import atexit
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,13 @@ if TYPE_CHECKING:
 __all__ = ["ANSWERING", "DONE", "HISTORY_TURNS", "INTERRUPTED", "MIGRATIONS", "STATE_NOTE", "Conversation",
            "ConversationInfo", "ConversationStore", "Turn", "missing", "new_id", "quoted_citations", "store_problem",
            "to_markdown"]
+
+
+Pace = Callable[[Iterator[Answer]], Iterator[Answer]]  # an answer stream computed under a process's limits
+
+
+def _unpaced(answers: Iterator[Answer]) -> Iterator[Answer]:
+    return answers
 
 
 class Conversation:
@@ -99,20 +106,23 @@ class Conversation:
         """The earlier questions a follow-up is answered with."""
         return self.store.questions(self.id)
 
-    def stream(self, question: str, **kw: Any) -> Iterator[Answer]:
+    def stream(self, question: str, pace: Pace | None = None, **kw: Any) -> Iterator[Answer]:
         """Like `Assistant.stream`, with this conversation as history. The question is stored at once (its turn
         "answering"), the answer when it is complete. A reader that stops early (a page reloaded, a client gone)
         leaves the rest of the answer to a background thread, which stores it all the same. Not stored: a
-        question it cannot take (empty, too long), and one whose answer failed with an error the reader saw."""
+        question it cannot take (empty, too long), and one whose answer failed with an error the reader saw.
+        `pace` wraps the answer's computation, in the reader's thread and in that background thread alike
+        (`qa serve` computes one answer at a time: `qa.serving.writer.metered`)."""
         from .assistant import question_problem
 
+        pace = pace or _unpaced
         # Its arguments are checked before the question is stored: a call refused at once leaves no turn behind.
         answers = self.assistant.stream(question, history=self.history(), **kw)
         if question_problem(question) is not None:
-            return answers
+            return pace(answers)
         scope = kw.get("sources")
         n = self.store.begin_turn(self.id, self.user, question, None if scope is None else strings(scope))
-        return _Answering(self, n, answers)
+        return _Answering(self, n, pace(answers))
 
     def ask(self, question: str, **kw: Any) -> Answer:
         """Answer a question in this conversation and store the turn."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +124,115 @@ def test_a_login_over_http_basic_acts_as_that_login(served: tuple[str, Path]) ->
     wrong = api(url, "GET", "/v1/conversations", key=None, headers=basic("alice", "nope"))
     assert wrong.status_code == 401 and "Wrong user or password" in wrong.json()["error"]["message"]
     assert api(url, "GET", "/v1/status", key=None).status_code == 401  # neither key nor login
+
+
+class _Counted:
+    """The extractive composer made slow: each of `steps` cited sentences takes `delay` s, during which it
+    counts as running; `peak` is the most that ever ran at once."""
+
+    generative = False
+
+    def __init__(self, inner: Any, steps: int, delay: float) -> None:
+        self.inner, self.steps, self.delay = inner, steps, delay
+        self.running = self.peak = 0
+        self.lock = threading.Lock()
+
+    def stream(self, question: str, passages: list[Any]) -> Iterator[Any]:
+        first = next(iter(self.inner.stream(question, passages)))
+        for _ in range(self.steps):
+            with self.lock:
+                self.running += 1
+                self.peak = max(self.peak, self.running)
+            time.sleep(self.delay)
+            with self.lock:
+                self.running -= 1
+            yield first
+
+
+@contextmanager
+def _serving_in_process(assistant: Any) -> Iterator[str]:
+    """`create_app(assistant)` served by uvicorn in a thread of this process (as `qa serve` runs it): its URL.
+    In-process, so that a test can watch the engine's parts while clients come and go."""
+    import uvicorn
+
+    from qa.serving.server import create_app
+
+    from .conftest import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(assistant, lazy_ui=True, host="127.0.0.1"), host="127.0.0.1",
+                                           port=port, log_level="warning", http="h11"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _leave_after_the_first_part(url: str, question: str) -> None:
+    """Ask in a new conversation with `stream`, read the first part of the answer, and go away."""
+    import httpx
+
+    with httpx.stream("POST", url + "/v1/ask", timeout=60,
+                      json={"question": question, "conversation_id": "new", "stream": True}) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("event: partial"):
+                return
+
+
+def _stored_turns(index: Path, count: int, timeout: float) -> list[Any]:
+    """The stored turns of every conversation, once `count` of them are complete (or after `timeout` s)."""
+    store = ConversationStore(index / "conversations.sqlite3")
+    deadline = time.monotonic() + timeout
+    while True:
+        turns = [t for c in store.list("") for t, _ in store.turns(c.id)]
+        if (len(turns) == count and all(t.state == "done" for t in turns)) or time.monotonic() > deadline:
+            return turns
+        time.sleep(0.2)
+
+
+def test_an_answer_its_client_leaves_goes_on_at_once(seeded: Any) -> None:
+    """A client that left a streamed answer in a conversation left it standing still, the question stored as
+    "answering": Starlette drops the stream without closing it, and it was closed (and the answer handed to
+    the background) only whenever the garbage collector next ran: on an idle server, minutes later. Here the
+    collector is off, so that the answer goes on without it or not at all."""
+    import gc
+
+    seeded._composer = _Counted(seeded.composer(), steps=3, delay=0.3)
+    with _serving_in_process(seeded) as url:
+        gc.disable()
+        try:
+            _leave_after_the_first_part(url, "Where will Putin travel after North Korea?")
+            turns = _stored_turns(seeded.settings.index_dir, 1, timeout=20)
+        finally:
+            gc.enable()
+        assert [t.state for t in turns] == ["done"] and turns[0].answer.answered
+
+
+def test_answers_finished_after_their_client_left_wait_their_turn(seeded: Any) -> None:
+    """An answer in a conversation whose client left was finished in a background thread outside the one
+    CPU-bound answer at a time of `qa serve` (qa.serving.writer.metered): two such and a live question ran
+    the model at once."""
+    import httpx
+
+    question = "Where will Putin travel after North Korea?"
+    counted = _Counted(seeded.composer(), steps=5, delay=0.4)
+    seeded._composer = counted
+    with _serving_in_process(seeded) as url:
+        leavers = [threading.Thread(target=_leave_after_the_first_part, args=(url, question)) for _ in range(2)]
+        for t in leavers:
+            t.start()
+        time.sleep(0.5)  # both asked; the live question comes while they are answered
+        live = httpx.post(url + "/v1/ask", json={"question": question}, timeout=120)
+        assert live.status_code == 200 and live.json()["answered"]
+        for t in leavers:
+            t.join(60)
+        turns = _stored_turns(seeded.settings.index_dir, 2, timeout=60)
+        assert [t.state for t in turns] == ["done", "done"] and all(t.answer.answered for t in turns)
+    assert counted.peak == 1

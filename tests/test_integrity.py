@@ -110,6 +110,21 @@ def test_damage_is_one_line_nothing_is_written_and_rebuild_answers_like_clean(se
     assert [t.question for t in rebuilt.conversation(kept.id).turns] == [QUESTION]  # taken along (was left behind)
 
 
+@pytest.mark.slow
+def test_rebuild_keeps_the_key_of_the_readers_ui_settings(seeded: Assistant) -> None:
+    """`qa ingest --rebuild` left the chat UI's key (`ui-secret`) in the moved-aside folder: the next `qa serve`
+    drew a new one, and every browser's saved settings, scope and open conversation were lost."""
+    from qa.serving.ui import browser_secret
+
+    index = Path(seeded.settings.index_dir)
+    key = browser_secret(index)  # as `qa serve` makes it
+    assert key
+    r = run_qa("ingest", "--rebuild", index=index)
+    assert r.returncode == 0, r.stderr
+    assert (index / "ui-secret").stat().st_mode & 0o777 == 0o600
+    assert browser_secret(index) == key
+
+
 def run_qa(*args: str, index: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "qa", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "QA_INDEX_DIR": str(index)}, timeout=600)

@@ -455,3 +455,81 @@ def test_a_ui_request_body_is_refused_over_its_limit_before_the_login_is_checked
         # Under the limit, the login is what refuses it.
         r = c.post("/gradio_api/queue/join", json={"data": ["x" * 1000], "fn_index": 0, "session_hash": "s"})
         assert r.status_code == 401, r.text
+
+
+# --- 7. guessing a login or the API key ----------------------------------------------------------------------
+@pytest.mark.slow
+def test_wrong_guesses_at_logins_and_the_key_are_limited(seeded_index: Path, tmp_path: Path) -> None:
+    """The UI login and the API key took unlimited wrong guesses. After 10 in a minute from one address (or at
+    one user name) the next is refused with 429 and Retry-After, unchecked; others sign in as before, and a
+    successful login clears the count."""
+    import base64
+
+    import httpx
+
+    from qa.serving.limits import MAX_FAILURES
+
+    from .conftest import start_serve, stop_serve
+
+    index = tmp_path / "index"
+    shutil.copytree(seeded_index, index)
+    key = "qa-test-key-limits"
+    proc, url = start_serve(index, tmp_path / "serve.log", "--auth", "alice:pw-alice,bob:pw-bob",
+                            env={"QA_API_KEY": key})
+
+    def client(address: str) -> httpx.Client:  # each its own loopback address, as other machines would be
+        return httpx.Client(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=address))
+
+    def ui_login(c: httpx.Client, user: str, password: str) -> httpx.Response:
+        return c.post("/login", files={"username": (None, user), "password": (None, password)})
+
+    def basic(user: str, password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    try:
+        with client("127.0.0.2") as guesser, client("127.0.0.3") as other, client("127.0.0.4") as third:
+            # The API key: ten wrong keys, then 429 even for the right one, from that address only.
+            for i in range(MAX_FAILURES):
+                assert guesser.get("/v1/status", headers={"Authorization": f"Bearer wrong-{i}"}).status_code == 401
+            r = guesser.get("/v1/status", headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60, r.text
+            assert r.json()["error"]["type"] == "too_many_attempts" and "try again in" in r.json()["error"]["message"]
+            assert guesser.post("/v1/ask", json={"question": "x"}).status_code == 401  # no key sent: not a guess
+            assert other.get("/v1/status", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+            assert ui_login(guesser, "bob", "pw-bob").status_code == 429  # the address is blocked for the UI too
+
+            # The UI login: ten wrong passwords for alice from one address, then alice is refused from any
+            # address (429, her password not even checked) while bob signs in at once.
+            for i in range(MAX_FAILURES):
+                assert ui_login(other, "alice", f"guess-{i}").status_code == 400
+            assert ui_login(other, "alice", "pw-alice").status_code == 429
+            r = ui_login(third, "alice", "pw-alice")
+            assert r.status_code == 429 and "retry-after" in r.headers and "this user" in r.text
+            assert third.get("/v1/status", headers=basic("alice", "pw-alice")).status_code == 429  # and over the API
+            r = ui_login(third, "bob", "pw-bob")
+            assert r.status_code == 200 and r.json() == {"success": True}
+            assert third.get("/v1/status", headers=basic("bob", "pw-bob")).status_code == 200
+
+            # A successful login clears the count: nine wrong, one right, nine wrong again: never 429.
+            for _ in range(2):
+                for i in range(MAX_FAILURES - 1):
+                    assert third.get("/v1/status", headers=basic("bob", f"guess-{i}")).status_code == 401
+                assert ui_login(third, "bob", "pw-bob").status_code == 200
+    finally:
+        stop_serve(proc)
+
+
+def test_the_login_limit_forgets_failures_after_its_window() -> None:
+    from qa.serving.limits import LoginLimiter, TooManyAttempts, keys
+
+    now = [0.0]
+    limiter = LoginLimiter(max_failures=3, window=60, clock=lambda: now[0])
+    for t in (0, 10, 20):
+        now[0] = t
+        limiter.failed(keys("10.0.0.1", "ann"))
+    with pytest.raises(TooManyAttempts) as e:
+        limiter.check(keys("10.0.0.9", "ann"))  # the name, from any address
+    assert e.value.retry_after == 40 and e.value.by_user
+    limiter.check(keys("10.0.0.9", "bob"))
+    now[0] = 60.5  # the first failure has left the window: one more guess may be made
+    limiter.check(keys("10.0.0.1", "ann"))

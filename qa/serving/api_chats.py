@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..conversations import Pace
 from ..errors import ConversationNotFoundError, ConversationStoreError
 from .server import ApiError, EngineDep, for_http
 
@@ -104,15 +105,16 @@ def delete_conversation(id: str, request: Request, e: EngineDep) -> JSONResponse
 
 
 def conversation_answers(assistant: Any, request: Request, conversation_id: str, question: str,
-                         **kw: Any) -> tuple[Iterator[Any], dict[str, Any]]:
-    """`/v1/ask` in a conversation ("new" starts one): the answers, and what to add to the answer's JSON."""
+                         pace: Pace | None = None, **kw: Any) -> tuple[Iterator[Any], dict[str, Any]]:
+    """`/v1/ask` in a conversation ("new" starts one): the answers, computed under `pace` (also those finished
+    after the client left, see `Conversation.stream`), and what to add to the answer's JSON."""
     conv = _conversation(assistant, None if conversation_id == NEW else conversation_id, api_user(request))
     extra: dict[str, Any] = {"conversation_id": conv.id}
 
     def answers() -> Iterator[Any]:
         final, stream = None, None
         try:
-            stream = conv.stream(question, **kw)  # the question is stored now, its answer when complete
+            stream = conv.stream(question, pace, **kw)  # the question is stored now, its answer when complete
             for final in stream:
                 yield final
         except ConversationStoreError as err:  # answered, but not saved: say so with the answer

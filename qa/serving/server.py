@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -50,6 +50,7 @@ from ..errors import (
     TooManyOpenFilesError,
 )
 from ..settings import bounds
+from .limits import TooManyAttempts, client_address, keys
 from .writer import Job, QueueFullError, Writer, metered, prepare
 
 if TYPE_CHECKING:
@@ -79,10 +80,11 @@ class ApiError(Exception):
     """An error a route returns as `{"error": {"message", "type", "param", "code"}}` with `status`."""
 
     def __init__(self, status: int, message: str, type: str | None = None, code: str | None = None,
-                 param: str | None = None) -> None:
+                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type = status, message, type or ERROR_TYPES.get(status, "error")
         self.code, self.param = code, param
+        self.headers = {"WWW-Authenticate": "Bearer"} if status == 401 else headers
 
 
 def error_body(status: int, message: str, type: str | None = None, code: str | None = None,
@@ -134,7 +136,7 @@ def for_http(message: str) -> str:
     return message
 
 
-def http_answers(answers: Iterator[Answer]) -> Iterator[Answer]:
+def http_answers(answers: Iterator[Answer]) -> Generator[Answer, None, None]:
     """Answers as an HTTP client should read them: an answer that is a message of qa's, not the documents'
     words ("No indexed document matches nope.txt... See what is indexed with: qa docs"), names the route."""
     from dataclasses import replace
@@ -176,8 +178,7 @@ def invalid_response(request: Request, e: RequestValidationError, status: int = 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
-        return error_response(e.status, e.message, e.type,
-                              {"WWW-Authenticate": "Bearer"} if e.status == 401 else None, e.code, e.param)
+        return error_response(e.status, e.message, e.type, e.headers, e.code, e.param)
 
     @app.exception_handler(QAError)
     async def _qa_error(request: Request, e: QAError) -> JSONResponse:
@@ -244,20 +245,22 @@ class BodyLimit:
 
 
 class KeyGate:
-    """ASGI middleware: with an API key set, a /v1 request without it is refused with 401 before its body
-    is read. FastAPI reads and parses a body before a route's dependencies run, so `api_auth` alone would
-    read a 400 MB upload, or answer 400 to malformed JSON, before saying the key is missing."""
+    """ASGI middleware: a /v1 request without the API key (when one is set), or with a wrong key or login, is
+    refused with 401 (429 after too many wrong guesses, see `admit`) before its body is read. FastAPI reads
+    and parses a body before a route's dependencies run, so `api_auth` alone would read a 400 MB upload, or
+    answer 400 to malformed JSON, before saying the key is missing."""
 
     def __init__(self, app: Any, state: Any) -> None:
         self.app, self.state = app, state  # the app's state: `api_key` is read there, as `api_auth` reads it
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        key: bytes | None = self.state.api_key
-        if key is None or scope["type"] != "http" or not scope["path"].startswith("/v1/") or _page_image(scope):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or _page_image(scope):
             return await self.app(scope, receive, send)
         authorization = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"authorization"), "")
-        if refused := refusal(authorization, key, self.state.users):
-            return await error_response(401, refused, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        try:
+            admit(authorization, client_address(scope), self.state)
+        except ApiError as e:
+            return await error_response(e.status, e.message, e.type, e.headers, e.code)(scope, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -421,23 +424,45 @@ def key_ok(authorization: str, key: bytes) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key)
 
 
-def refusal(authorization: str, key: bytes | None, users: dict[str, str]) -> str | None:
-    """Why a request with this `Authorization` header is refused (401), or None: it needs `Bearer <key>` when
-    there is an API key, or a UI login as HTTP Basic auth; a Basic header that names no login is refused even
-    without a key."""
-    who = login(authorization, users)
-    if who == "":
-        return BAD_LOGIN
-    if key is not None and who is None and not key_ok(authorization, key):
-        return UNAUTHORIZED
-    return None
+def basic_user(authorization: str) -> str | None:
+    """The user name an `Authorization: Basic ...` header gives, right password or not; None if it gives none."""
+    import base64
+    import binascii
+
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(given.strip(), validate=True).decode("utf-8").partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def admit(authorization: str, address: str, state: Any) -> None:
+    """Raise ApiError 401 for a request whose `Authorization` header does not let it in: it needs `Bearer <key>`
+    when there is an API key, or a UI login as HTTP Basic auth; a Basic header that names no login is refused
+    even without a key. A wrong key or login counts against the client's address (and the Basic user name):
+    after too many, 429 with Retry-After, the header not even checked (`qa.serving.limits`)."""
+    key: bytes | None = state.api_key
+    if not authorization:
+        if key is not None:
+            raise ApiError(401, UNAUTHORIZED)
+        return
+    try:
+        with state.login_limiter.attempt(keys(address, basic_user(authorization))) as outcome:
+            who = login(authorization, state.users)
+            if who == "" or (who is None and key is not None and not key_ok(authorization, key)):
+                outcome.append(False)
+                raise ApiError(401, BAD_LOGIN if who == "" else UNAUTHORIZED)
+            if who or key is not None:  # a key or login checked: a success (any header passes an open API)
+                outcome.append(True)
+    except TooManyAttempts as e:
+        raise ApiError(429, str(e), "too_many_attempts", headers={"Retry-After": str(e.retry_after)}) from None
 
 
 def api_auth(request: Request) -> None:
-    """Refuse a request `refusal` refuses (also checked by `KeyGate`, before the body is read)."""
-    if refused := refusal(request.headers.get("authorization", ""), request.app.state.api_key,
-                          request.app.state.users):
-        raise ApiError(401, refused)
+    """Refuse a request `admit` refuses (also checked by `KeyGate`, before the body is read)."""
+    admit(request.headers.get("authorization", ""), client_address(request.scope), request.app.state)
 
 
 # --- request and response models: mirrors of qa.types, whose to_dict() builds every answer's JSON ----
@@ -535,17 +560,20 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
     if body.conversation_id is not None:
         from .api_chats import conversation_answers
 
-        answers, extra = conversation_answers(a, request, body.conversation_id, body.question, top_k=body.top_k,
+        # Metered inside the conversation: an answer its client leaves is finished in the background, in turn too.
+        answers, extra = conversation_answers(a, request, body.conversation_id, body.question,
+                                              pace=partial(metered, assistant=a, writer=e.writer), top_k=body.top_k,
                                               sources=body.sources)
     else:
-        answers = a.stream(body.question, top_k=body.top_k, history=body.history[-MAX_HISTORY:], sources=body.sources)
-    answers = http_answers(metered(answers, a, e.writer))
+        answers = metered(a.stream(body.question, top_k=body.top_k, history=body.history[-MAX_HISTORY:],
+                                   sources=body.sources), a, e.writer)
+    answers = http_answers(answers)
     if not body.stream:
         *_, final = answers
         return JSONResponse({**final.to_dict(), **extra})
     first = next(answers)  # errors before the first answer still get their status code
 
-    def events() -> Iterator[str]:
+    def events() -> Generator[str, None, None]:
         last = first
         try:
             yield _sse("partial", {**first.to_dict(), **extra})
@@ -554,10 +582,25 @@ def ask(body: AskRequest, e: EngineDep, request: Request) -> Any:
         except QAError as err:
             yield _sse("error", error_body(status_of(err), for_http(str(err))))
             return
+        finally:  # also when the client left: a conversation's answer goes on in the background from here
+            answers.close()
         yield _sse("answer", {**last.to_dict(), **extra})
 
-    return StreamingResponse(events(), media_type="text/event-stream",
+    return StreamingResponse(closing(events()), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def closing(events: Generator[str, None, None]) -> AsyncIterator[str]:
+    """A response's event stream, computed in worker threads, closed as soon as the response ends. Starlette
+    leaves a stream its client left as it is, held by a reference cycle until the garbage collector's next
+    round: until then an answer in a conversation stood still instead of being finished in the background."""
+    from starlette.concurrency import iterate_in_threadpool
+
+    try:
+        async for event in iterate_in_threadpool(events):
+            yield event
+    finally:
+        events.close()
 
 
 # --- /v1/documents -----------------------------------------------------------------------------------
@@ -691,9 +734,11 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
 
     from .api_chats import API_USER
     from .api_chats import router as chats_router
+    from .api_docs import add_docs
+    from .limits import LOGIN_MESSAGE, LoginLimiter, RememberClient, ui_login
     from .openai_api import router as openai_router
     from .ui_mount import LazyUI
-    from .users import check, parse_users
+    from .users import parse_users
 
     if api_key is None and assistant.settings.api_key is not None:
         api_key = assistant.settings.api_key.get_secret_value()
@@ -715,8 +760,8 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
         # upload, and qa indexed it. Marked launched, the check applies.
         blocks.has_launched = True
         return gr.mount_gradio_app(
-            parent, blocks, path="/", auth=(lambda u, p: check(users, u, p)) if users else None,
-            auth_message="qa: sign in to ask about the documents.", css=CSS, head=HEAD, theme=_theme(),
+            parent, blocks, path="/", auth=ui_login(users, app.state.login_limiter) if users else None,
+            auth_message=LOGIN_MESSAGE, css=CSS, head=HEAD, theme=_theme(),
             max_file_size=_browser_limit(assistant.settings.max_file_mb), footer_links=[], run_history=False,
             show_error=False, ssr_mode=False, enable_monitoring=False, mcp_server=False)
 
@@ -733,15 +778,18 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
         writer.close()  # refuse new uploads; an ingest cut short is repaired by the next one
 
     app = FastAPI(title="qa", summary="Answers from your documents, every sentence cited.", version="1",
-                  redoc_url=None, lifespan=lifespan)
+                  docs_url=None, redoc_url=None, lifespan=lifespan)
+    add_docs(app)  # /docs with Swagger UI's files served from here: FastAPI's loads them from a CDN
     app.state.engine = Engine(assistant, writer)
     app.state.api_key = api_key.encode() if api_key else None
     app.state.api_user = API_USER if users else ""  # whose conversations the API sees (qa/serving/api_chats.py)
     app.state.users = users  # a login's own user and password (HTTP Basic) acts as that login over the API
+    app.state.login_limiter = LoginLimiter()  # wrong guesses at the UI's logins and the API key (qa/serving/limits.py)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
     app.add_middleware(KeyGate, state=app.state)  # outside BodyLimit: no key, no word on the body's size
+    app.add_middleware(RememberClient)  # the UI's login check counts wrong guesses per client address
     routes = route_patterns([*ROUTERS, openai_router, chats_router, pages_router], "/v1")
     app.add_middleware(HeadAsGet, routes=routes)  # outside KeyGate: the key gate and the routes see the GET
     from .ui import _LOOPBACK

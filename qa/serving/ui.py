@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, tzinfo
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -327,10 +328,12 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
             # Stored in the open conversation (a new one if none), whose questions make the history.
             eng = engine(mode)
             prepare(eng, writer.parts_lock)
-            answers, chat_id = chats.answers(eng, q, [t for t, _ in turns], chat_id, request, top_k=int(top_k),
+            # Metered inside: an answer the page leaves is finished by the server in the background, in turn too.
+            answers, chat_id = chats.answers(eng, q, [t for t, _ in turns], chat_id, request,
+                                             partial(metered, assistant=eng, writer=writer), top_k=int(top_k),
                                              sources=scope or None)
             yield chat, render_panel(earlier, busy=True), turns, "", "", chat_id  # the conversation it is stored in
-            for ans in metered(answers, eng, writer):
+            for ans in answers:
                 chat[-1] = {"role": "assistant", "content": render_answer(ans, n)}
                 section = render_sources(ans, n, page_url)
                 yield chat, render_panel([*earlier, section], busy=True), turns, "", "", chat_id

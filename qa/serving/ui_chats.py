@@ -13,7 +13,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
-from ..conversations import ANSWERING, INTERRUPTED, STATE_NOTE, Turn
+from ..conversations import ANSWERING, INTERRUPTED, STATE_NOTE, Pace, Turn
 from ..errors import ConversationNotFoundError, ConversationStoreError
 from ..types import Answer
 from .ui import _card, esc, highlight, local_time, reader_zone, render_answer, render_panel, render_sources, source_id
@@ -112,32 +112,33 @@ class Chats:
                 "but not saved.</div>")
 
     def answers(self, engine: Any, question: str, history: Sequence[str], chat_id: str | None, request: Any,
-                **kw: Any) -> tuple[Iterator[Answer], str | None]:
-        """The answer stream of a question, stored in conversation `chat_id` (a new one if None); the id."""
+                pace: Pace, **kw: Any) -> tuple[Iterator[Answer], str | None]:
+        """The answer stream of a question, stored in conversation `chat_id` (a new one if None); the id. The
+        answer is computed under `pace`, also when the page goes away and the server finishes it alone."""
         from ..assistant import question_problem
 
         if question_problem(question) is not None:  # refused (too long): answered, not stored, nothing opened
-            return engine.stream(question, history=history, **kw), chat_id
+            return pace(engine.stream(question, history=history, **kw)), chat_id
         if not self.available():
-            return engine.stream(question, history=history, **kw), None
+            return pace(engine.stream(question, history=history, **kw)), None
         user = self.user(request)
         try:
             # The question is stored as it is asked (conv.stream), so a reload finds it while it is answered.
             try:
                 conv = engine.conversation(chat_id, user) if chat_id else engine.conversation(None, user)
-                answers = conv.stream(question, **kw)
+                answers = conv.stream(question, pace, **kw)
             except ConversationNotFoundError:  # deleted meanwhile (another tab): start a new one, and say so
                 import gradio as gr
 
                 gr.Warning("This conversation was deleted (in another window); this question starts a new one.")
                 conv = engine.conversation(None, user)
-                answers = conv.stream(question, **kw)
+                answers = conv.stream(question, pace, **kw)
         except ConversationStoreError as e:
             self.problem = str(e)
-            return engine.stream(question, history=history, **kw), None
-        return self._saving(conv, answers, question, history, kw), conv.id
+            return pace(engine.stream(question, history=history, **kw)), None
+        return self._saving(conv, answers, question, history, pace, kw), conv.id
 
-    def _saving(self, conv: Any, answers: Iterator[Answer], question: str, history: Sequence[str],
+    def _saving(self, conv: Any, answers: Iterator[Answer], question: str, history: Sequence[str], pace: Pace,
                 kw: dict[str, Any]) -> Iterator[Answer]:
         final = None
         try:
@@ -146,7 +147,7 @@ class Chats:
         except ConversationStoreError as e:  # the store broke: answer anyway, say that it was not saved
             self.problem = str(e)
             if final is None:
-                yield from conv.assistant.stream(question, history=history, **kw)
+                yield from pace(conv.assistant.stream(question, history=history, **kw))
         finally:  # a page that went away (reloaded, closed): the engine finishes and stores the answer itself
             close = getattr(answers, "close", None)
             if close is not None:
