@@ -2,20 +2,22 @@
 
 CSS = """
 /* Secondary text at 4.5:1 or more (WCAG AA): the theme's subdued grey (#9ca3af) was 2.4:1 on the cards. */
-.gradio-container { max-width: 1280px !important; margin: 0 auto; --qa-subdued: #4b5563; }
-.dark .gradio-container { --qa-subdued: #d1d5db; }
+.gradio-container { max-width: 1280px !important; margin: 0 auto; --qa-subdued: #4b5563;
+  --qa-accent: var(--color-accent); }
+/* The theme's accent (indigo-600, qa.serving.ui._theme) is 2.8:1 on the dark page: a lighter indigo there. */
+.dark .gradio-container { --qa-subdued: #d1d5db; --qa-accent: #a5b4fc; }
 footer { display: none !important; }
 #qa-title h1 { font-size: 1.35rem; margin: 0; }
-#qa-title p { margin: 0; color: var(--body-text-color-subdued); font-size: .9rem; }
+#qa-title p { margin: 0; color: var(--qa-subdued); font-size: .9rem; }
 .qa-status { font-size: .85rem; color: var(--qa-subdued); line-height: 1.5; }
 .qa-status b { color: var(--body-text-color); font-weight: 600; }
 .qa-status .qa-path { display: block; font-size: .78rem; color: var(--qa-subdued);
   overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .qa-answer, .qa-question { white-space: pre-wrap; line-height: 1.55; }
 a.qa-cite { font-size: .75em; font-weight: 700; vertical-align: super; line-height: 0; padding: 0 .15em;
-  text-decoration: none !important; color: var(--color-accent) !important; cursor: pointer; border-radius: 3px; }
+  text-decoration: none !important; color: var(--qa-accent) !important; cursor: pointer; border-radius: 3px; }
 a.qa-cite:hover { background: var(--color-accent-soft); }
-a.qa-cite:focus-visible { background: var(--color-accent-soft); outline: 2px solid var(--color-accent); outline-offset: 1px; }
+a.qa-cite:focus-visible { background: var(--color-accent-soft); outline: 2px solid var(--qa-accent); outline-offset: 1px; }
 a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text-decoration: underline dotted !important; }
 .qa-flag { font-size: .72rem; font-weight: 600; color: #92400e; background: #fef3c7; border-radius: 9px; padding: 0 .45em; }
 .qa-notfound { color: #92400e; }
@@ -39,7 +41,7 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
   transition: box-shadow .3s, border-color .3s; }
 .qa-src header { display: flex; gap: .5rem; align-items: baseline; font-size: .82rem; margin-bottom: .3rem;
   flex-wrap: wrap; }
-.qa-src .qa-n { font-weight: 700; color: var(--color-accent); }
+.qa-src .qa-n { font-weight: 700; color: var(--qa-accent); }
 .qa-src .qa-file { font-weight: 600; word-break: break-all; }
 .qa-src .qa-loc, .qa-src .qa-score { color: var(--qa-subdued); }
 .qa-src .qa-score { margin-left: auto; }
@@ -47,6 +49,7 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
   color: var(--qa-subdued); overflow-wrap: anywhere; }
 .qa-passage mark { background: #fef08a; color: #111; padding: 0 .1em; border-radius: 2px;
   box-shadow: inset 0 -2px 0 #ca8a04; }  /* an underline too: the yellow alone is 1.1:1 against the card */
+.qa-passage mark b { color: inherit; }  /* the theme's bold is light in dark mode: 1.05:1 on the yellow */
 .qa-page { display: block; margin: .1rem 0 .45rem; cursor: zoom-in; }
 .qa-page img { display: block; max-width: 100%; height: auto; background: #fff; border-radius: 4px;
   border: 1px solid var(--border-color-primary); margin-bottom: .25rem; }
