@@ -14,7 +14,9 @@ from .test_ui_library import _three_documents
 
 # Serious or critical violations inside Gradio's own components, which qa cannot reasonably fix: (axe rule, a CSS
 # selector the element matches). Any other one fails the test, so a new one in qa's markup, CSS or labels is seen.
-GRADIO: dict[tuple[str, str], str] = {}
+GRADIO = {
+    ("nested-interactive", ".toast-header"): "a toast's header is a role=button that holds the toast's close button",
+}
 QUESTION = "Where will Putin travel after North Korea?"
 
 
@@ -71,6 +73,28 @@ def test_axe_finds_no_serious_violation_of_qas_own(library: str, browser: Any, w
         page.wait_for_selector("#qa-chat-confirm", state="visible")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"a11y-{width}-{scheme}.png"), full_page=True)
+        assert violations(page) == []
+    finally:
+        ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_over_related_passages_and_a_warning(library: str, browser: Any, scheme: str) -> None:
+    """The sources panel scrolls the long related passages of a "not found", and could not be scrolled without a
+    mouse: nothing in it took the focus."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme=scheme)
+    page = ctx.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(library)
+        page.wait_for_selector("#qa-question textarea")
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+        _ask(page, "Which treaties did Putin sign in Pyongyang and what did they promise?")
+        assert page.locator("#qa-chat .qa-notfound").count() == 1
+        assert page.evaluate("(e) => e.scrollHeight > e.clientHeight", page.locator(".qa-sources").element_handle())
+        page.locator("#qa-doc-reindex").click()  # nothing ticked: a warning
+        page.locator(".toast-body").first.wait_for()
         assert violations(page) == []
     finally:
         ctx.close()

@@ -145,7 +145,9 @@ def render_sources(ans: Answer, turn: int, page_url: Callable[..., str] | None =
 def render_panel(sections: Sequence[str], busy: bool = False) -> str:
     """The sources panel: every turn's section; CSS shows the last one, a marker click shows its own."""
     state = "qa-busy" if busy else "qa-done"
-    return f'<div class="qa-sources {state}">{"".join(sections) or EMPTY_PANEL}</div>'
+    # Focusable and named: it scrolls (related passages are long), and a keyboard scrolls only what has focus.
+    return (f'<div class="qa-sources {state}" tabindex="0" role="region" aria-label="Sources">'
+            f'{"".join(sections) or EMPTY_PANEL}</div>')
 
 
 def render_status(status: Status | None, error: str = "") -> str:
