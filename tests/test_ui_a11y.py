@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from .conftest import ARTIFACTS, start_serve, stop_serve
-from .test_ui import _ask
+from .test_ui import _ask, _open
 from .test_ui_library import _three_documents
 
 # Serious or critical violations inside Gradio's own components, which qa cannot reasonably fix: (axe rule, a CSS
@@ -27,6 +27,15 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc, url = start_serve(index, index.parent / "serve.log")
     yield url + "/"
     stop_serve(proc)
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
 
 
 def violations(page: Any) -> list[str]:
@@ -98,3 +107,14 @@ def test_axe_over_related_passages_and_a_warning(library: str, browser: Any, sch
         assert violations(page) == []
     finally:
         ctx.close()
+
+
+@pytest.mark.slow
+def test_fields_without_a_visible_label_are_named_for_what_they_hold(library: str, page: Any) -> None:
+    """The question box, the searches and the title field were all announced as "Textbox"."""
+    _open(page, library)
+    for name in ("Question", "Search conversations", "Title of the conversation", "Filter documents"):
+        assert page.get_by_role("textbox", name=name, exact=True).count() == 1, name
+    assert page.get_by_role("textbox", name="Textbox").count() == 0
+    # The hidden text a screen reader reads out before the conversations said "Radio".
+    assert page.locator("#qa-chat-list [data-testid=block-info]").text_content() == "Saved conversations"

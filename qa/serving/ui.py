@@ -424,7 +424,7 @@ def build_app(assistant: Assistant, writer: Writer | None = None,
                     placeholder=EMPTY_CHAT if index_is_empty(assistant) else ASK_CHAT,
                 )
                 with gr.Row(equal_height=True):
-                    box = gr.Textbox(show_label=False, placeholder="Ask a question…",
+                    box = gr.Textbox(label="Question", show_label=False, placeholder="Ask a question…",
                                      lines=1, max_lines=4, scale=5, min_width=160, elem_id="qa-question",
                                      autofocus=True, submit_btn=False)
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="qa-ask")

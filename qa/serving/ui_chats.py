@@ -297,14 +297,16 @@ def build_panel(chats: Chats) -> dict[str, Any]:
     with gr.Accordion("Conversations", open=True, elem_id="qa-chats"):
         c["banner"] = gr.HTML(chats.banner(), elem_id="qa-chats-banner", js_on_load=None)
         with gr.Row(equal_height=True):
-            c["search"] = gr.Textbox(show_label=False, placeholder="Search conversations…", lines=1, max_lines=1,
-                                     scale=4, min_width=120, elem_id="qa-chat-search", submit_btn=False)
+            c["search"] = gr.Textbox(label="Search conversations", show_label=False,
+                                     placeholder="Search conversations…", lines=1, max_lines=1, scale=4,
+                                     min_width=120, elem_id="qa-chat-search", submit_btn=False)
             c["new"] = gr.Button("New", size="sm", scale=1, min_width=60, elem_id="qa-chat-new")
-        c["list"] = gr.Radio(choices=[], value=None, show_label=False, container=False, min_width=120,
-                             elem_id="qa-chat-list")
+        c["list"] = gr.Radio(choices=[], value=None, label="Saved conversations", show_label=False, container=False,
+                             min_width=120, elem_id="qa-chat-list")
         with gr.Row(equal_height=True):
-            c["title"] = gr.Textbox(show_label=False, placeholder="Title", lines=1, max_lines=1, scale=3,
-                                    min_width=100, elem_id="qa-chat-title", submit_btn=False)
+            c["title"] = gr.Textbox(label="Title of the conversation", show_label=False, placeholder="Title",
+                                    lines=1, max_lines=1, scale=3, min_width=100, elem_id="qa-chat-title",
+                                    submit_btn=False)
             c["rename"] = gr.Button("Rename", size="sm", scale=1, min_width=60, elem_id="qa-chat-rename")
             c["delete"] = gr.Button("Delete", size="sm", scale=1, min_width=60, variant="stop",
                                     elem_id="qa-chat-delete")

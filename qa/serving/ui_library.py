@@ -175,10 +175,10 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
         selected = gr.State([])
         scope = gr.Dropdown(choices=[], value=[], multiselect=True, label="Ask only: (empty: all documents)",
                             elem_id="qa-scope", allow_custom_value=False)
-        query = gr.Textbox(show_label=False, placeholder="Filter documents by name, title or type…",
-                           elem_id="qa-doc-filter", max_lines=1)
+        query = gr.Textbox(label="Filter documents", show_label=False,
+                           placeholder="Filter documents by name, title or type…", elem_id="qa-doc-filter", max_lines=1)
         count = gr.Markdown("", elem_id="qa-doc-count")
-        items = gr.CheckboxGroup(choices=[], value=[], show_label=False, elem_id="qa-doc-list")
+        items = gr.CheckboxGroup(choices=[], value=[], label="Documents", show_label=False, elem_id="qa-doc-list")
         with gr.Row():
             only = gr.Button("Ask only these", size="sm", elem_id="qa-doc-only")
             again = gr.Button("Re-index", size="sm", elem_id="qa-doc-reindex")
