@@ -118,3 +118,16 @@ def test_fields_without_a_visible_label_are_named_for_what_they_hold(library: st
     assert page.get_by_role("textbox", name="Textbox").count() == 0
     # The hidden text a screen reader reads out before the conversations said "Radio".
     assert page.locator("#qa-chat-list [data-testid=block-info]").text_content() == "Saved conversations"
+
+
+@pytest.mark.slow
+def test_citation_markers_are_named_sources(library: str, page: Any) -> None:
+    """render_answer names a marker "Source 1", but Gradio's sanitizer drops aria-label: it was read as "[1]"."""
+    _open(page, library)
+    _ask(page, QUESTION)
+    chat = page.locator("#qa-chat")
+    assert chat.get_by_role("link", name="Source 1", exact=True).count() == 1
+    assert chat.get_by_role("link", name="[1]").count() == 0
+    page.reload()  # the conversation as stored, rendered again
+    page.wait_for_selector(".qa-sources.qa-done #qa-turn-1")
+    assert chat.get_by_role("link", name="Source 1", exact=True).count() == 1

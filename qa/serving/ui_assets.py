@@ -91,6 +91,12 @@ HEAD = """
     const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
     if (zone) document.cookie = `qa_tz=${encodeURIComponent(zone)}; path=/; max-age=31536000; SameSite=Lax`;
   } catch (e) { /* no Intl: the server's time zone */ }
+  // Gradio's sanitizer drops aria-* attributes from the chat's HTML, so a marker was announced as "[1]": its
+  // name is given here, whenever the chat renders (a streamed answer is rendered anew at each sentence).
+  const name = () => document.querySelectorAll('#qa-chat a.qa-cite:not([aria-label])').forEach((a) => {
+    a.setAttribute('aria-label', `Source ${a.textContent.replace(/[^0-9]/g, '')}`);
+  });
+  new MutationObserver(name).observe(document.documentElement, {childList: true, subtree: true});
   const target = (a) => document.getElementById((a.getAttribute('href') || '').slice(1));
   const cite = (ev) => ev.target instanceof Element ? ev.target.closest('a.qa-cite') : null;
   document.addEventListener('click', (ev) => {
