@@ -93,10 +93,19 @@ HEAD = """
   } catch (e) { /* no Intl: the server's time zone */ }
   // Gradio's sanitizer drops aria-* attributes from the chat's HTML, so a marker was announced as "[1]": its
   // name is given here, whenever the chat renders (a streamed answer is rendered anew at each sentence).
-  const name = () => document.querySelectorAll('#qa-chat a.qa-cite:not([aria-label])').forEach((a) => {
-    a.setAttribute('aria-label', `Source ${a.textContent.replace(/[^0-9]/g, '')}`);
-  });
-  new MutationObserver(name).observe(document.documentElement, {childList: true, subtree: true});
+  // The chat's one icon button (qa shows no share or copy button) deletes the conversation after asking
+  // (qa.serving.ui_chats.wire), but Gradio labels it "Clear".
+  const TRASH = 'Delete conversation';
+  const name = () => {
+    document.querySelectorAll('#qa-chat a.qa-cite:not([aria-label])').forEach((a) => {
+      a.setAttribute('aria-label', `Source ${a.textContent.replace(/[^0-9]/g, '')}`);
+    });
+    document.querySelectorAll(`#qa-chat .top-panel button:not([aria-label="${TRASH}"])`).forEach((b) => {
+      b.setAttribute('aria-label', TRASH); b.setAttribute('title', TRASH);
+    });
+  };
+  new MutationObserver(name).observe(document.documentElement,
+                                     {childList: true, subtree: true, attributeFilter: ['aria-label']});
   const target = (a) => document.getElementById((a.getAttribute('href') || '').slice(1));
   const cite = (ev) => ev.target instanceof Element ? ev.target.closest('a.qa-cite') : null;
   document.addEventListener('click', (ev) => {
