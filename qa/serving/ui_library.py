@@ -198,7 +198,10 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
     state_out = [docs, selected, items, count, scope, status]
     query.change(filtered, [docs, query, selected], [items, count], queue=False, api_name=False,
                  trigger_mode="always_last")
-    items.input(picked, [items, docs, query, selected], selected, queue=False, api_name=False)
+    # Every tick is recorded, each after the one before: by default Gradio drops an event triggered while the last one
+    # of its kind is still running, so of two ticks a few milliseconds apart the second was lost (shown, not selected).
+    items.input(picked, [items, docs, query, selected], selected, queue=False, api_name=False,
+                trigger_mode="always_last")
     only.click(ask_only, selected, scope, queue=False, api_name=False)
     drop.click(confirm, selected, [confirmation, question], queue=False, api_name=False)
     no.click(lambda: gr.update(visible=False), None, confirmation, queue=False, api_name=False)
