@@ -131,3 +131,33 @@ def test_citation_markers_are_named_sources(library: str, page: Any) -> None:
     page.reload()  # the conversation as stored, rendered again
     page.wait_for_selector(".qa-sources.qa-done #qa-turn-1")
     assert chat.get_by_role("link", name="Source 1", exact=True).count() == 1
+
+
+def _focused(page: Any) -> str:
+    """What has the keyboard's focus: its accessible name (or id) and the id of the element it is in."""
+    return page.evaluate("""() => { const e = document.activeElement;
+        return `${e.getAttribute('aria-label') || e.id || e.tagName} in #${e.closest('[id]')?.id}`; }""")
+
+
+@pytest.mark.slow
+def test_the_keyboard_alone_asks_opens_a_citation_and_comes_back(library: str, page: Any) -> None:
+    """Enter on a marker scrolled to its passage but left the focus on the marker (the page's click handler
+    prevents the link's own jump): Tab went on through the answer, and a screen reader did not read the passage."""
+    _open(page, library)
+    assert _focused(page) == "TEXTAREA in #qa-question"  # the question box has the focus from the start
+    page.keyboard.type(QUESTION)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".qa-sources.qa-done #qa-turn-1")
+    for _ in range(6):  # back from the question box to the answer's first marker
+        page.keyboard.press("Shift+Tab")
+        if _focused(page) == "Source 1 in #qa-chat":
+            break
+    assert _focused(page) == "Source 1 in #qa-chat"
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.activeElement?.id === 'qa-src-1-1'")
+    assert "Vietnam" in page.evaluate("document.activeElement.innerText")  # what a screen reader reads next
+    page.keyboard.press("Escape")
+    assert _focused(page) == "Source 1 in #qa-chat"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.activeElement?.id === 'qa-src-1-2'")

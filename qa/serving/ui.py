@@ -116,7 +116,7 @@ def _card(n: int | None, item: Citation | Passage, body: str, elem_id: str, extr
     if isinstance(item, Citation) and not item.verified:
         loc += '<span class="qa-flag">not verified</span>'
     num = f'<span class="qa-n">[{n}]</span>' if n is not None else ""
-    return (f'<article class="qa-src{extra}" id="{elem_id}"><header>{num}'
+    return (f'<article class="qa-src{extra}" id="{elem_id}" tabindex="-1"><header>{num}'
             f'<bdi class="qa-file" title="{esc(item.source)}">{esc(Path(item.source).name)}</bdi>{loc}'
             f'{_score(item)}</header>'
             f'{figure}<p class="qa-passage" dir="auto">{body}</p></article>')

@@ -58,6 +58,8 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
 .dark .qa-turn-notfound h3 { color: #fbbf24; }
 .qa-src.qa-hover { border-color: var(--color-accent); }
 .qa-src.qa-target { border-color: var(--color-accent); box-shadow: 0 0 0 3px var(--color-accent-soft); }
+.qa-src:focus { outline: none; }
+.qa-src:focus-visible { outline: 2px solid var(--qa-accent); outline-offset: 2px; }
 .qa-files { list-style: none; padding: 0; margin: .25rem 0; font-size: .85rem; }
 .qa-files li { padding: .15rem 0; overflow-wrap: anywhere; }
 .qa-badge { display: inline-block; min-width: 5.5em; text-align: center; border-radius: 9px; font-size: .75rem;
@@ -75,7 +77,8 @@ a.qa-cite.qa-stale { color: #92400e !important; text-decoration: line-through !i
 """
 
 # Markers in answers are links to "#qa-src-<turn>-<n>"; the panel hides all turns but the last, so a
-# click shows the marker's own turn, scrolls its passage into view and outlines it. Hover outlines too.
+# click (or Enter) shows the marker's own turn, scrolls its passage into view, outlines it and gives it the focus;
+# Escape there goes back to the marker. Hover and keyboard focus on a marker outline its passage too.
 HEAD = """
 <style>
 /* Here, not in CSS: Gradio scopes media queries in custom CSS to its inner container. */
@@ -120,13 +123,24 @@ HEAD = """
     document.querySelectorAll('.qa-src.qa-target').forEach((e) => e.classList.remove('qa-target'));
     el.classList.add('qa-target');
     el.scrollIntoView({behavior: 'smooth', block: 'nearest'});
+    // The focus goes to the passage, as following the link would have taken it (prevented above): Enter on a
+    // marker left the keyboard and a screen reader on the marker. Escape takes it back (below).
+    el.focus({preventScroll: true});
   }, true);
-  document.addEventListener('mouseover', (ev) => {
-    const a = cite(ev); const el = a && target(a); if (el) el.classList.add('qa-hover');
+  document.addEventListener('keydown', (ev) => {
+    const card = ev.key === 'Escape' && ev.target instanceof Element ? ev.target.closest('.qa-src[id]') : null;
+    const back = card && document.querySelector(`#qa-chat a.qa-cite[href="#${card.id}"]`);
+    if (back) { ev.preventDefault(); back.focus(); }
   });
-  document.addEventListener('mouseout', (ev) => {
-    const a = cite(ev); const el = a && target(a); if (el) el.classList.remove('qa-hover');
-  });
+  // A marker outlines its passage while the pointer is on it or it has the keyboard's focus.
+  for (const [on, off] of [['mouseover', 'mouseout'], ['focusin', 'focusout']]) {
+    document.addEventListener(on, (ev) => {
+      const a = cite(ev); const el = a && target(a); if (el) el.classList.add('qa-hover');
+    });
+    document.addEventListener(off, (ev) => {
+      const a = cite(ev); const el = a && target(a); if (el) el.classList.remove('qa-hover');
+    });
+  }
 })();
 </script>
 """
