@@ -161,3 +161,23 @@ def test_the_keyboard_alone_asks_opens_a_citation_and_comes_back(library: str, p
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     page.wait_for_function("document.activeElement?.id === 'qa-src-1-2'")
+
+
+@pytest.mark.slow
+def test_enter_opens_a_conversation_of_the_list(library: str, page: Any) -> None:
+    """The conversations are radio buttons, which take Space or a click: Enter on one did nothing."""
+    _open(page, library)
+    first, second = "Who is Victor Cha?", "Who denied the arms transfers?"
+    _ask(page, first)
+    page.locator("#qa-chat-new").click()
+    page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+    _ask(page, second)
+    page.locator("#qa-chat-list label").filter(has_text=first).wait_for()
+    page.locator("#qa-chat-new").focus()
+    for _ in range(10):  # Tab along the list to the first conversation
+        page.keyboard.press("Tab")
+        if first in page.evaluate("document.activeElement.closest('label')?.innerText || ''"):
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('#qa-chat .qa-question')?.innerText === {first!r}")
+    assert page.evaluate("document.activeElement.checked")  # the focus stays on it, now the open one

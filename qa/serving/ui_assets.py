@@ -132,6 +132,14 @@ HEAD = """
     const back = card && document.querySelector(`#qa-chat a.qa-cite[href="#${card.id}"]`);
     if (back) { ev.preventDefault(); back.focus(); }
   });
+  // Enter opens the conversation whose entry in the list has the focus, as it follows a link (a radio button
+  // takes only Space or a click).
+  document.addEventListener('keydown', (ev) => {
+    const e = ev.target;
+    if (ev.key === 'Enter' && e instanceof HTMLInputElement && e.type === 'radio' && e.closest('#qa-chat-list')) {
+      ev.preventDefault(); e.click();
+    }
+  });
   // A marker outlines its passage while the pointer is on it or it has the keyboard's focus.
   for (const [on, off] of [['mouseover', 'mouseout'], ['focusin', 'focusout']]) {
     document.addEventListener(on, (ev) => {
