@@ -181,3 +181,43 @@ def test_enter_opens_a_conversation_of_the_list(library: str, page: Any) -> None
     page.keyboard.press("Enter")
     page.wait_for_function(f"document.querySelector('#qa-chat .qa-question')?.innerText === {first!r}")
     assert page.evaluate("document.activeElement.checked")  # the focus stays on it, now the open one
+
+
+@pytest.mark.slow
+def test_the_keyboard_alone_deletes_a_conversation_from_the_trash_button(library: str, page: Any) -> None:
+    """Enter on the chat's trash button lost the focus (Gradio empties the chat, the button with it): the question
+    "Delete …?" was 30 Tabs away from the top of the page, and Escape did not cancel it (nor the library's)."""
+    question = "Who is Matthew Miller?"
+    _open(page, library)
+    _ask(page, question)
+    page.locator("#qa-question textarea").focus()
+    for _ in range(8):
+        page.keyboard.press("Shift+Tab")
+        if _focused(page) == "Delete conversation in #qa-chat":
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.activeElement?.id === 'qa-chat-no'")  # Cancel, in the question
+    page.keyboard.press("Escape")
+    page.locator("#qa-chat-yes").wait_for(state="hidden")
+    page.wait_for_function("document.activeElement?.getAttribute('aria-label') === 'Delete conversation'")
+    assert page.locator("#qa-chat .qa-question").all_inner_texts() == [question]  # cancelled
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.activeElement?.id === 'qa-chat-no'")
+    page.keyboard.press("Shift+Tab")
+    assert _focused(page) == "qa-chat-yes in #qa-chat-yes"
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
+    page.locator("#qa-chat-list label").filter(has_text=question).wait_for(state="detached")
+    assert _focused(page) == "TEXTAREA in #qa-question"  # ready for the next question
+    # The library's Remove… asks too: Escape is Cancel there as well.
+    page.locator("#qa-doc-list input").first.focus()
+    page.keyboard.press("Space")
+    page.locator("#qa-doc-remove").focus()
+    page.keyboard.press("Enter")
+    page.locator("#qa-doc-yes").wait_for()
+    page.keyboard.press("Tab")
+    assert _focused(page) == "qa-doc-yes in #qa-doc-yes"
+    page.keyboard.press("Escape")
+    page.locator("#qa-doc-yes").wait_for(state="hidden")
+    assert _focused(page) == "qa-doc-remove in #qa-doc-remove"
+    assert page.locator("#qa-doc-list label").count() == 3

@@ -140,6 +140,29 @@ HEAD = """
       ev.preventDefault(); e.click();
     }
   });
+  // The questions asked in the page before deleting (qa-chat-confirm, qa-doc-confirm): Escape is Cancel, and the
+  // focus goes back to the button that asked, or to the question box once the conversation is deleted (the
+  // buttons of the question hide, and a hidden button's focus is lost).
+  let asker = null;  // the chat's trash button, its Delete or the library's Remove…
+  document.addEventListener('click', (ev) => {
+    const b = ev.target instanceof Element ? ev.target.closest('button') : null;
+    if (!b) return;
+    if (b.closest('#qa-chat .top-panel') || b.id === 'qa-chat-delete' || b.id === 'qa-doc-remove') asker = b;
+    let back = null;
+    if (b.id === 'qa-chat-yes') back = document.querySelector('#qa-question textarea');
+    else if (b.id === 'qa-chat-no') {  // the trash button was drawn anew: the one there now
+      back = asker?.isConnected && asker.id !== 'qa-doc-remove' ? asker
+        : document.querySelector('#qa-chat .top-panel button');
+    } else if (b.id === 'qa-doc-no' || b.id === 'qa-doc-yes') back = document.getElementById('qa-doc-remove');
+    back?.focus();
+  });
+  document.addEventListener('keydown', (ev) => {
+    const q = ev.key === 'Escape' && ev.target instanceof Element
+      ? ev.target.closest('#qa-chat-confirm, #qa-doc-confirm') : null;
+    if (!q) return;
+    ev.preventDefault();
+    document.getElementById(q.id === 'qa-chat-confirm' ? 'qa-chat-no' : 'qa-doc-no').click();
+  });
   // A marker outlines its passage while the pointer is on it or it has the keyboard's focus.
   for (const [on, off] of [['mouseover', 'mouseout'], ['focusin', 'focusout']]) {
     document.addEventListener(on, (ev) => {
