@@ -202,3 +202,31 @@ def test_two_ticks_milliseconds_apart_are_both_kept(tmp_path: Path, page: Any) -
         assert set(page.locator("#qa-turn-1 .qa-file").all_inner_texts()) == {"ferry.txt", "owls.md"}
     finally:
         _stop(proc)
+
+
+@pytest.mark.slow
+def test_ask_only_right_after_the_ticks_asks_them_all(tmp_path: Path, page: Any) -> None:  # noqa: F811
+    """The buttons acted on the ticks recorded so far: pressed while a tick's event still ran (two ticks, then
+    "Ask only these" at once, as a keyboard does it with Space, Tab, Enter), they left the last tick out."""
+    _, index = _three_documents(tmp_path)
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        _open(page, url)
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+        page.wait_for_timeout(500)
+        page.evaluate("""() => { const box = (name) => [...document.querySelectorAll('#qa-doc-list label')]
+                                   .find((l) => l.innerText.includes(name)).querySelector('input');
+                                 box('ferry.txt').click();
+                                 setTimeout(() => { box('owls.md').click();
+                                                    document.getElementById('qa-doc-only').click(); }, 0); }""")
+        page.wait_for_function("document.querySelectorAll('#qa-scope .token').length > 0")
+        page.wait_for_timeout(500)
+        assert sorted(t.strip() for t in page.locator("#qa-scope .token").all_inner_texts()) == ["ferry.txt", "owls.md"]
+        # Remove… right after a tick names it too.
+        page.evaluate("""() => { [...document.querySelectorAll('#qa-doc-list label')].find((l) => l.innerText
+                                   .includes('putin.txt')).querySelector('input').click();
+                                 document.getElementById('qa-doc-remove').click(); }""")
+        page.locator("#qa-doc-question").filter(has_text="putin.txt").wait_for()
+        assert "3 documents" in page.locator("#qa-doc-question").inner_text()
+    finally:
+        _stop(proc)
