@@ -172,7 +172,7 @@ def test_enter_opens_a_conversation_of_the_list(library: str, page: Any) -> None
     page.locator("#qa-chat-new").click()
     page.wait_for_function("document.querySelectorAll('#qa-chat .qa-question').length === 0")
     _ask(page, second)
-    page.locator("#qa-chat-list label").filter(has_text=first).wait_for()
+    page.locator("#qa-chat-list label").filter(has_text=second).wait_for()  # the list is drawn anew after an answer
     page.locator("#qa-chat-new").focus()
     for _ in range(10):  # Tab along the list to the first conversation
         page.keyboard.press("Tab")
@@ -180,7 +180,7 @@ def test_enter_opens_a_conversation_of_the_list(library: str, page: Any) -> None
             break
     page.keyboard.press("Enter")
     page.wait_for_function(f"document.querySelector('#qa-chat .qa-question')?.innerText === {first!r}")
-    assert page.evaluate("document.activeElement.checked")  # the focus stays on it, now the open one
+    page.wait_for_function("document.activeElement?.checked")  # the focus stays on it, now the open one
 
 
 @pytest.mark.slow
