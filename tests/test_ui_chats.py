@@ -474,7 +474,8 @@ def test_the_chats_trash_button_deletes_the_conversation_after_asking(server: tu
     _ask(page, question)
     listed = page.locator("#qa-chat-list label").filter(has_text=question)
     listed.wait_for()
-    trash = page.locator("#qa-chat button[aria-label='Clear']")
+    trash = page.get_by_role("button", name="Delete conversation", exact=True)  # it was named "Clear"
+    assert trash.get_attribute("title") == "Delete conversation"  # its tooltip too
     trash.click()
     page.locator("#qa-chat-question").filter(has_text=question).wait_for()  # asked first, in the page
     assert "cannot be undone" in page.locator("#qa-chat-question").inner_text()

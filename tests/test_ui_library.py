@@ -168,3 +168,65 @@ def test_the_ask_only_scope_comes_back_after_a_reload_less_removed_documents(tmp
         assert [t.strip() for t in scope()] == ["ferry.txt"]
     finally:
         _stop(proc)
+
+
+@pytest.mark.slow
+def test_two_ticks_milliseconds_apart_are_both_kept(tmp_path: Path, page: Any) -> None:  # noqa: F811
+    """Gradio drops an event triggered while the previous one of its kind still runs: of two quick ticks the second
+    stayed shown but was not selected, and "Ask only these" asked only the first document."""
+    _, index = _three_documents(tmp_path)
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        _open(page, url)
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+        page.wait_for_timeout(500)
+        page.evaluate("""() => { const box = (name) => [...document.querySelectorAll('#qa-doc-list label')]
+                                   .find((l) => l.innerText.includes(name)).querySelector('input');
+                                 box('ferry.txt').click(); setTimeout(() => box('owls.md').click(), 0); }""")
+        page.wait_for_timeout(1000)
+        # A filter redraws the list from what is selected: both ticks are still there when it is cleared.
+        query = page.locator("#qa-doc-filter textarea, #qa-doc-filter input").first
+        query.fill("putin")
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 1")
+        query.fill("")
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+        page.wait_for_timeout(500)
+        ticked = page.locator("#qa-doc-list label").filter(has=page.locator("input:checked"))
+        assert sorted(t.split(" · ")[0] for t in ticked.all_inner_texts()) == ["ferry.txt", "owls.md"]
+        page.locator("#qa-doc-only").click()
+        page.wait_for_function("document.querySelectorAll('#qa-scope .token').length > 0")
+        page.wait_for_timeout(500)
+        assert sorted(t.strip() for t in page.locator("#qa-scope .token").all_inner_texts()) == ["ferry.txt", "owls.md"]
+        answer = _ask(page, QUESTION)  # the scope sent with it holds both: their passages are the related ones
+        assert "qa-notfound" in answer.get_attribute("class")
+        assert set(page.locator("#qa-turn-1 .qa-file").all_inner_texts()) == {"ferry.txt", "owls.md"}
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.slow
+def test_ask_only_right_after_the_ticks_asks_them_all(tmp_path: Path, page: Any) -> None:  # noqa: F811
+    """The buttons acted on the ticks recorded so far: pressed while a tick's event still ran (two ticks, then
+    "Ask only these" at once, as a keyboard does it with Space, Tab, Enter), they left the last tick out."""
+    _, index = _three_documents(tmp_path)
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        _open(page, url)
+        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+        page.wait_for_timeout(500)
+        page.evaluate("""() => { const box = (name) => [...document.querySelectorAll('#qa-doc-list label')]
+                                   .find((l) => l.innerText.includes(name)).querySelector('input');
+                                 box('ferry.txt').click();
+                                 setTimeout(() => { box('owls.md').click();
+                                                    document.getElementById('qa-doc-only').click(); }, 0); }""")
+        page.wait_for_function("document.querySelectorAll('#qa-scope .token').length > 0")
+        page.wait_for_timeout(500)
+        assert sorted(t.strip() for t in page.locator("#qa-scope .token").all_inner_texts()) == ["ferry.txt", "owls.md"]
+        # Remove… right after a tick names it too.
+        page.evaluate("""() => { [...document.querySelectorAll('#qa-doc-list label')].find((l) => l.innerText
+                                   .includes('putin.txt')).querySelector('input').click();
+                                 document.getElementById('qa-doc-remove').click(); }""")
+        page.locator("#qa-doc-question").filter(has_text="putin.txt").wait_for()
+        assert "3 documents" in page.locator("#qa-doc-question").inner_text()
+    finally:
+        _stop(proc)

@@ -20,6 +20,13 @@ from .ui import _card, esc, highlight, local_time, reader_zone, render_answer, r
 from .uploads import safe_name
 
 NONE = "-"  # the saved id of "no conversation open": Gradio keeps the last truthy value in the browser
+# Run in the browser after the trash button: the question "Delete …?" into view, with the focus on its Cancel.
+TO_THE_QUESTION = """() => { let tries = 0; const go = () => {
+  const q = document.querySelector('#qa-chat-confirm');
+  if (q) { q.scrollIntoView({block: 'nearest'}); document.getElementById('qa-chat-no')?.focus(); }
+  else if (++tries < 50) setTimeout(go, 30);
+  else if (document.activeElement === document.body) document.querySelector('#qa-question textarea')?.focus();
+}; go(); }"""
 WATCH_SECONDS = 1.5  # how often a page looks whether an answer it did not ask for itself is written
 STALE_NOTE = {
     "changed": "The document has changed since this answer: the cited text is no longer at these offsets.",
@@ -298,14 +305,16 @@ def build_panel(chats: Chats) -> dict[str, Any]:
     with gr.Accordion("Conversations", open=True, elem_id="qa-chats"):
         c["banner"] = gr.HTML(chats.banner(), elem_id="qa-chats-banner", js_on_load=None)
         with gr.Row(equal_height=True):
-            c["search"] = gr.Textbox(show_label=False, placeholder="Search conversations…", lines=1, max_lines=1,
-                                     scale=4, min_width=120, elem_id="qa-chat-search", submit_btn=False)
+            c["search"] = gr.Textbox(label="Search conversations", show_label=False,
+                                     placeholder="Search conversations…", lines=1, max_lines=1, scale=4,
+                                     min_width=120, elem_id="qa-chat-search", submit_btn=False)
             c["new"] = gr.Button("New", size="sm", scale=1, min_width=60, elem_id="qa-chat-new")
-        c["list"] = gr.Radio(choices=[], value=None, show_label=False, container=False, min_width=120,
-                             elem_id="qa-chat-list")
+        c["list"] = gr.Radio(choices=[], value=None, label="Saved conversations", show_label=False, container=False,
+                             min_width=120, elem_id="qa-chat-list")
         with gr.Row(equal_height=True):
-            c["title"] = gr.Textbox(show_label=False, placeholder="Title", lines=1, max_lines=1, scale=3,
-                                    min_width=100, elem_id="qa-chat-title", submit_btn=False)
+            c["title"] = gr.Textbox(label="Title of the conversation", show_label=False, placeholder="Title",
+                                    lines=1, max_lines=1, scale=3, min_width=100, elem_id="qa-chat-title",
+                                    submit_btn=False)
             c["rename"] = gr.Button("Rename", size="sm", scale=1, min_width=60, elem_id="qa-chat-rename")
             c["delete"] = gr.Button("Delete", size="sm", scale=1, min_width=60, variant="stop",
                                     elem_id="qa-chat-delete")
@@ -360,7 +369,9 @@ def wire(chats: Chats, c: dict[str, Any], app: Any, chat: Any, sources: Any, tur
     chat.clear(trash, [chat_id, c["search"]], [*view, c["confirm"], c["question"]], api_name=False,
                show_progress="hidden").then(
         None, None, None, api_name=False,
-        js="() => document.querySelector('#qa-chat-confirm:not(.hidden)')?.scrollIntoView({block: 'nearest'})")
+        # Gradio emptied the chat, and with it the focused trash button: the focus goes to the question's Cancel (to
+        # the question box if nothing was saved to delete). The question is drawn a moment after this runs.
+        js=TO_THE_QUESTION)
     c["no"].click(lambda: gr.update(visible=False), None, c["confirm"], queue=False, api_name=False)
     c["yes"].click(chats.on_delete, [chat_id, c["search"]], view, api_name=False).then(
         lambda: gr.update(visible=False), None, c["confirm"], queue=False, api_name=False)

@@ -93,14 +93,15 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
             return []
 
     def listing(docs: list[Document], query: str, selected: list[str], same: frozenset[str] | None = None,
-                zone: tzinfo | None = None) -> tuple[Any, str]:
+                zone: tzinfo | None = None) -> tuple[Any, str, list[str]]:
+        """The list's update, its count line, and the sources it shows."""
         found = matching(docs, query)
         shown = found[:MAX_SHOWN]
-        visible = {d.source for d in shown}
+        visible = [d.source for d in shown]
         same = twins(docs) if same is None else same
         return (gr.update(choices=[(label(d, same, zone), d.source) for d in shown],
-                          value=[s for s in selected if s in visible]),
-                summary(len(found), len(docs), query))
+                          value=[s for s in selected if s in set(visible)]),
+                summary(len(found), len(docs), query), visible)
 
     # Each handler that lists documents takes the request: its browser's time zone dates them.
     def refresh(query: str, selected: list[str], scope: list[str] | None, request: Any = None) -> tuple[Any, ...]:
@@ -108,30 +109,35 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
         indexed = {d.source for d in docs}
         selected = [s for s in selected if s in indexed]
         same = twins(docs)  # names two documents share: the list shows their folders, the scope their paths
-        items, count = listing(docs, query, selected, same, reader_zone(request))
+        items, count, visible = listing(docs, query, selected, same, reader_zone(request))
         choices = [(d.source if name_of(d) in same else name_of(d), d.source) for d in docs]
         kept = [s for s in scope or [] if s in indexed]
-        return docs, selected, items, count, gr.update(choices=choices, value=kept), status_html()
+        return docs, selected, items, count, gr.update(choices=choices, value=kept), status_html(), visible
 
     def load(query: str, selected: list[str], saved: Any, request: Any = None) -> tuple[Any, ...]:
         # The "Ask only" scope of the last visit, less the documents no longer indexed.
         return refresh(query, selected, kept_scope(saved), request)
 
-    def filtered(docs: list[Document], query: str, selected: list[str], request: Any = None) -> tuple[Any, str]:
+    def filtered(docs: list[Document], query: str, selected: list[str],
+                 request: Any = None) -> tuple[Any, str, list[str]]:
         return listing(docs, query, selected, zone=reader_zone(request))
 
-    def picked(value: list[str], docs: list[Document], query: str, selected: list[str]) -> list[str]:
+    def picked(value: list[str], visible: list[str], selected: list[str]) -> list[str]:
         # Selections hidden by the filter stay selected; the visible part is what the list shows.
-        visible = {d.source for d in matching(docs, query)[:MAX_SHOWN]}
-        return [s for s in selected if s not in visible] + list(value or [])
+        hidden = [s for s in selected if s not in set(visible)]
+        return list(dict.fromkeys(hidden + list(value or [])))
 
-    def ask_only(selected: list[str]) -> Any:
+    # The buttons act on the ticks the list shows (`value`), not only on those recorded: a tick's event may still be
+    # running when the button is pressed (Space on a document, Tab, Enter on Remove…).
+    def ask_only(value: list[str], visible: list[str], selected: list[str]) -> Any:
+        selected = picked(value, visible, selected)
         if not selected:
             gr.Warning("Tick the documents to ask first.")
             return gr.skip()
         return gr.update(value=list(selected))
 
-    def confirm(selected: list[str]) -> tuple[Any, str]:
+    def confirm(value: list[str], visible: list[str], selected: list[str]) -> tuple[Any, str]:
+        selected = picked(value, visible, selected)
         if not selected:
             gr.Warning("Tick the documents to remove first.")
             return gr.update(visible=False), ""
@@ -142,7 +148,9 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
             f"<p>Remove {n} document{'s' * (n != 1)} from the index: <b>{names}</b>{more}? Uploaded copies are "
             "deleted; files in your folders stay.</p>")
 
-    def remove(selected: list[str], query: str, scope: list[str] | None, request: Any = None) -> tuple[Any, ...]:
+    def remove(value: list[str], visible: list[str], selected: list[str], query: str, scope: list[str] | None,
+               request: Any = None) -> tuple[Any, ...]:
+        selected = picked(value, visible, selected)
         try:
             report = assistant.forget(selected)
             message = f'<p class="qa-doc-done">{esc(report.summary())}</p>'
@@ -150,10 +158,12 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
             message = f'<p class="qa-doc-error">{esc(str(e))}</p>'
         return (gr.update(visible=False), message, *refresh(query, [], scope, request))
 
-    def reindex(selected: list[str], query: str, scope: list[str] | None, request: Any = None) -> tuple[Any, ...]:
+    def reindex(value: list[str], visible: list[str], selected: list[str], query: str, scope: list[str] | None,
+                request: Any = None) -> tuple[Any, ...]:
+        selected = picked(value, visible, selected)
         if not selected:
             gr.Warning("Tick the documents to re-index first.")
-            return (gr.skip(),) * 7
+            return (gr.skip(),) * 8
         present = [Path(s) for s in selected if Path(s).is_file()]
         results = [FileResult(s, "failed", reason="the file is no longer there; remove it or add it again")
                    for s in selected if not Path(s).is_file()]
@@ -173,12 +183,13 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
     with gr.Accordion("Library", open=True, elem_id="qa-library"):
         docs = gr.State([])
         selected = gr.State([])
+        shown = gr.State([])  # the sources the list shows (the filter's matches, at most MAX_SHOWN)
         scope = gr.Dropdown(choices=[], value=[], multiselect=True, label="Ask only: (empty: all documents)",
                             elem_id="qa-scope", allow_custom_value=False)
-        query = gr.Textbox(show_label=False, placeholder="Filter documents by name, title or type…",
-                           elem_id="qa-doc-filter", max_lines=1)
+        query = gr.Textbox(label="Filter documents", show_label=False,
+                           placeholder="Filter documents by name, title or type…", elem_id="qa-doc-filter", max_lines=1)
         count = gr.Markdown("", elem_id="qa-doc-count")
-        items = gr.CheckboxGroup(choices=[], value=[], show_label=False, elem_id="qa-doc-list")
+        items = gr.CheckboxGroup(choices=[], value=[], label="Documents", show_label=False, elem_id="qa-doc-list")
         with gr.Row():
             only = gr.Button("Ask only these", size="sm", elem_id="qa-doc-only")
             again = gr.Button("Re-index", size="sm", elem_id="qa-doc-reindex")
@@ -195,15 +206,18 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
     saved = gr.BrowserState([], storage_key="qa-scope")
     scope.change(lambda value: list(value or []), scope, saved, queue=False, api_name=False, show_progress="hidden")
 
-    state_out = [docs, selected, items, count, scope, status]
-    query.change(filtered, [docs, query, selected], [items, count], queue=False, api_name=False,
+    state_out = [docs, selected, items, count, scope, status, shown]
+    query.change(filtered, [docs, query, selected], [items, count, shown], queue=False, api_name=False,
                  trigger_mode="always_last")
-    items.input(picked, [items, docs, query, selected], selected, queue=False, api_name=False)
-    only.click(ask_only, selected, scope, queue=False, api_name=False)
-    drop.click(confirm, selected, [confirmation, question], queue=False, api_name=False)
+    # Every tick is recorded, each after the one before: by default Gradio drops an event triggered while the last one
+    # of its kind is still running, so of two ticks a few milliseconds apart the second was lost (shown, not selected).
+    ticked = [items, shown, selected]
+    items.input(picked, ticked, selected, queue=False, api_name=False, trigger_mode="always_last")
+    only.click(ask_only, ticked, scope, queue=False, api_name=False)
+    drop.click(confirm, ticked, [confirmation, question], queue=False, api_name=False)
     no.click(lambda: gr.update(visible=False), None, confirmation, queue=False, api_name=False)
-    yes.click(remove, [selected, query, scope], [confirmation, result, *state_out], concurrency_id="library",
+    yes.click(remove, [*ticked, query, scope], [confirmation, result, *state_out], concurrency_id="library",
               api_name=False)
-    again.click(reindex, [selected, query, scope], [result, *state_out], concurrency_id="library", api_name=False)
+    again.click(reindex, [*ticked, query, scope], [result, *state_out], concurrency_id="library", api_name=False)
     return LibraryPanel(scope=scope, refresh=refresh, inputs=[query, selected, scope], outputs=state_out, load=load,
                         load_inputs=[query, selected, saved])
