@@ -444,7 +444,8 @@ def test_a_ui_request_body_is_refused_over_its_limit_before_the_login_is_checked
     from someone with no login took 3 GB of the server's memory."""
     from fastapi.testclient import TestClient
 
-    from qa.serving.server import MAX_UI_BYTES, create_app
+    from qa.serving.guards import MAX_UI_BYTES
+    from qa.serving.server import create_app
 
     big = b'{"data": ["' + b"x" * MAX_UI_BYTES + b'"], "fn_index": 0, "session_hash": "s"}'
     chunked = (big[i:i + (1 << 20)] for i in range(0, len(big), 1 << 20))  # no Content-Length: counted as read

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..conversations import Pace
 from ..errors import ConversationNotFoundError, ConversationStoreError
-from .server import ApiError, EngineDep, for_http
+from .http_errors import ApiError, for_http
+from .server import EngineDep
 
 API_USER = "api"  # the API's user when the UI has logins
 NEW = "new"  # conversation_id that starts a conversation
@@ -28,7 +29,7 @@ router = APIRouter(tags=["conversations"])
 
 def api_user(request: Request) -> str:
     """The user the API acts as (see the module docstring)."""
-    from .server import login
+    from .guards import login
 
     who = login(request.headers.get("authorization", ""), getattr(request.app.state, "users", {}))
     return who or getattr(request.app.state, "api_user", "")

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, St
 
 from ..errors import QAError
 from ..types import Answer
-from .server import MAX_HISTORY, ApiError, EngineDep, error_body, for_http, http_answers, invalid_response, status_of
+from .http_errors import ApiError, error_body, for_http, http_answers, invalid_response, status_of
+from .server import MAX_HISTORY, EngineDep
 from .writer import metered
 
 MODEL = "qa"

@@ -4,12 +4,12 @@
 
 Routes live in `APIRouter`s, one per section below; each route gets the engine from the request
 (`engine(request)`: the assistant, the background writer) and raises `ApiError` (or a `QAError`,
-mapped by `status_of`) for the JSON error `{"error": {"message", "type", "param", "code"}}`. To add
+mapped by `status_of`: `http_errors.py`) for the JSON error `{"error": {"message", "type", "param", "code"}}`. To add
 routes, define a router (here or in a module of its own) and add it to `ROUTERS`: `create_app` includes
 each one under `/v1` with the `api_auth` dependency, before the JSON 404 for unknown `/v1` paths and the
 UI mount.
 (`KeyGate` refuses a /v1 request without the key before FastAPI reads its body; `api_auth` stays on
-every route all the same.)
+every route all the same: `guards.py`, with the other middlewares `create_app` wraps the app in.)
 """
 
 from __future__ import annotations
@@ -23,347 +23,44 @@ import os
 import re
 import sys
 import threading
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..assistant import MAX_QUESTION_CHARS
-from ..errors import (
-    BackendError,
-    ConfigError,
-    ConversationNotFoundError,
-    DiskFullError,
-    IndexBusyError,
-    IndexDamagedError,
-    IndexMissingError,
-    QAError,
-    TooManyOpenFilesError,
-)
+from ..errors import IndexMissingError, QAError
 from ..settings import bounds
-from .limits import TooManyAttempts, client_address, keys
-from .writer import Job, QueueFullError, Writer, metered, prepare
+from .guards import BodyLimit, BrowserGuard, HeadAsGet, KeyGate, api_auth
+from .http_errors import (
+    ApiError,
+    error_body,
+    error_response,
+    for_http,
+    http_answers,
+    install_error_handlers,
+    status_of,
+    stream_cut,
+)
+from .writer import Job, Writer, metered, prepare
 
 if TYPE_CHECKING:
     from ..assistant import Assistant
-    from ..types import Answer
 
-__all__ = ["ROUTERS", "ApiError", "EngineDep", "api_auth", "create_app", "engine", "error_body", "error_response",
-           "for_http", "http_answers", "invalid_response", "serve"]
+__all__ = ["ROUTERS", "Engine", "EngineDep", "create_app", "engine", "serve"]
 
 MAX_JSON_BYTES = 1_000_000  # a question is at most 2,000 characters; history and options fit easily
-# A request of the chat UI (Gradio) other than an upload: a question carries the chat shown so far (each answer's
-# HTML, some KB), so a long conversation's is a few MB. Gradio reads a body whole before it checks the login.
-MAX_UI_BYTES = 16_000_000
 MAX_HEADER_BYTES = 64 * 1024  # of a request's line and headers (nginx allows 32 KB, h11 16 KB by default)
 MAX_FILES = 20  # files per upload request
 MAX_HISTORY = 200  # earlier questions a question is asked with (the most recent, when a chat sends more)
 TOP_K = bounds("top_k")  # what a question may ask for, as QA_TOP_K allows
-RETRY_AFTER_SECONDS = 2  # the Retry-After of a 429 (the index is busy, the upload queue is full)
 WAIT_SECONDS = 3600.0  # how long `POST /v1/documents` waits for its job before answering 202 with the job
-ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-               413: "too_large", 422: "invalid", 429: "busy", 500: "server_error", 502: "backend_error",
-               503: "no_index", 507: "disk_full"}
-
-
-# --- errors: one JSON shape for every failure under /v1 ---------------------------------------------
-class ApiError(Exception):
-    """An error a route returns as `{"error": {"message", "type", "param", "code"}}` with `status`."""
-
-    def __init__(self, status: int, message: str, type: str | None = None, code: str | None = None,
-                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type = status, message, type or ERROR_TYPES.get(status, "error")
-        self.code, self.param = code, param
-        self.headers = {"WWW-Authenticate": "Bearer"} if status == 401 else headers
-
-
-def error_body(status: int, message: str, type: str | None = None, code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
-    """The JSON of every /v1 failure, shaped as OpenAI's errors (so its clients read it): `param` names the
-    field at fault and `code` says which error it is, each null when there is none to give."""
-    return {"error": {"message": message, "type": type or ERROR_TYPES.get(status, "error"), "param": param,
-                      "code": code}}
-
-
-def error_response(status: int, message: str, type: str | None = None, headers: dict[str, str] | None = None,
-                   code: str | None = None, param: str | None = None) -> JSONResponse:
-    """The JSON error response every /v1 failure has."""
-    return JSONResponse(error_body(status, message, type, code, param), status_code=status, headers=headers)
-
-
-def status_of(e: QAError) -> int:
-    """The HTTP status of an engine error."""
-    if isinstance(e, (IndexMissingError, IndexDamagedError)):  # no index to answer from, or not a safe one
-        return 503
-    if isinstance(e, DiskFullError):
-        return 507
-    if isinstance(e, TooManyOpenFilesError):  # the server's own limit, not the request's fault
-        return 503
-    if isinstance(e, ConversationNotFoundError):
-        return 404
-    if isinstance(e, (QueueFullError, IndexBusyError)):
-        return 429
-    if isinstance(e, BackendError):
-        return 502
-    if isinstance(e, ConfigError):
-        return 400
-    return 400
-
-
-# The engine's messages name the CLI command that helps; an HTTP client is told the route instead.
-_CLI_HINTS = (("List yours with: qa chats", "List yours with: GET /v1/conversations"),
-              ("See the indexed documents with: qa docs", "See the indexed documents with: GET /v1/documents"),
-              ("See what is indexed with: qa docs", "See what is indexed with: GET /v1/documents"),
-              ("(qa docs lists them)", "(GET /v1/documents lists them)"),
-              ("Run: qa ingest seeds/", "Add documents with: POST /v1/documents"),
-              ("wait for it to finish and run again", "wait for it to finish and try again"))
-
-
-def for_http(message: str) -> str:
-    """An engine message as an HTTP client should read it."""
-    for cli, http in _CLI_HINTS:
-        message = message.replace(cli, http)
-    return message
-
-
-def http_answers(answers: Iterator[Answer]) -> Generator[Answer, None, None]:
-    """Answers as an HTTP client should read them: an answer that is a message of qa's, not the documents'
-    words ("No indexed document matches nope.txt... See what is indexed with: qa docs"), names the route."""
-    from dataclasses import replace
-
-    for a in answers:
-        yield a if a.answered else replace(a, answer=for_http(a.answer))
-
-
-def _validation_message(e: RequestValidationError) -> str:
-    parts = []
-    for err in e.errors()[:3]:
-        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) + " (see /docs for the request format)"
-
-
-def _invalid_field(e: RequestValidationError) -> str | None:
-    """The field of the first error, as OpenAI's `param` names it: "messages.0.content", "top_k"."""
-    for err in e.errors():
-        loc = [str(x) for x in err.get("loc", ())]
-        if loc[:1] in (["body"], ["query"], ["path"], ["header"]):
-            loc = loc[1:]
-        return ".".join(loc) or None
-    return None
-
-
-def invalid_response(request: Request, e: RequestValidationError, status: int = 422) -> JSONResponse:
-    """The answer to a request whose fields are invalid: `status` (422 on qa's routes, 400 on OpenAI's), 400
-    for malformed JSON."""
-    if any(err.get("type") == "json_invalid" for err in e.errors()):
-        return error_response(400, "The request body is not valid JSON.")
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/json" and any(tuple(err.get("loc", ())) == ("body",) for err in e.errors()):
-        return error_response(status, f"The body was sent as {kind or 'no content type'}: send JSON with the "
-                                      "header 'Content-Type: application/json' (see /docs).")
-    return error_response(status, _validation_message(e), param=_invalid_field(e))
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, e: ApiError) -> JSONResponse:
-        return error_response(e.status, e.message, e.type, e.headers, e.code, e.param)
-
-    @app.exception_handler(QAError)
-    async def _qa_error(request: Request, e: QAError) -> JSONResponse:
-        message = for_http(str(e))
-        if isinstance(e, IndexMissingError) and "POST /v1/documents" not in message:
-            message += " (or add files: POST /v1/documents)"
-        status = status_of(e)
-        return error_response(status, message,
-                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        return invalid_response(request, e)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        return error_response(e.status_code, str(e.detail), headers=getattr(e, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, e: Exception) -> JSONResponse:
-        import traceback
-
-        if _stream_cut(e):  # the client's error (e.g. 404 for a stale session), inside a started stream
-            print(f"qa serve: {request.method} {request.url.path}: {e.__cause__} after the stream started",
-                  file=sys.stderr)
-        else:
-            print(f"qa serve: {request.method} {request.url.path} failed:", file=sys.stderr)
-            traceback.print_exception(e, file=sys.stderr)
-        return error_response(500, f"The server failed to handle this request ({type(e).__name__}: {e}); "
-                                   "its log has the details.")
-
-
-class BodyLimit:
-    """ASGI middleware: a request body over its limit is refused with 413 before it is read whole: an upload's
-    (/v1/documents, the UI's /gradio_api/upload), another /v1 request's, another UI request's. Gradio reads a
-    body whole before it checks the login: a 1 GB body to /gradio_api/queue/join took 3 GB, signed in or not."""
-
-    def __init__(self, app: Any, json_limit: int, upload_limit: int, ui_limit: int = MAX_UI_BYTES) -> None:
-        self.app, self.json_limit, self.upload_limit, self.ui_limit = app, json_limit, upload_limit, ui_limit
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = scope["path"].rstrip("/")
-        if path in ("/v1/documents", "/gradio_api/upload"):
-            limit = self.upload_limit
-        else:
-            limit = self.json_limit if path.startswith("/v1/") else self.ui_limit
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return await error_response(413, f"The request body is over the limit of {limit / 1e6:g} MB.")(
-                scope, receive, send)
-        seen = 0
-
-        async def counted() -> dict[str, Any]:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > limit:  # an HTTPException: FastAPI re-raises it while reading a body, others become 400
-                raise StarletteHTTPException(413, f"The request body is over the limit of {limit / 1e6:g} MB.")
-            return message
-
-        await self.app(scope, counted, send)
-
-
-class KeyGate:
-    """ASGI middleware: a /v1 request without the API key (when one is set), or with a wrong key or login, is
-    refused with 401 (429 after too many wrong guesses, see `admit`) before its body is read. FastAPI reads
-    and parses a body before a route's dependencies run, so `api_auth` alone would read a 400 MB upload, or
-    answer 400 to malformed JSON, before saying the key is missing."""
-
-    def __init__(self, app: Any, state: Any) -> None:
-        self.app, self.state = app, state  # the app's state: `api_key` is read there, as `api_auth` reads it
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or _page_image(scope):
-            return await self.app(scope, receive, send)
-        authorization = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"authorization"), "")
-        try:
-            admit(authorization, client_address(scope), self.state)
-        except ApiError as e:
-            return await error_response(e.status, e.message, e.type, e.headers, e.code)(scope, receive, send)
-        await self.app(scope, receive, send)
-
-
-class BrowserGuard:
-    """ASGI middleware against what a web page open in a user's browser could do to `qa serve`.
-
-    - A request from another site that changes something is refused (403): a form posting files to
-      /v1/documents needs no CORS preflight, so any page could add or replace documents in a server
-      without an API key. Browsers say where a request comes from in `Sec-Fetch-Site` (older ones in
-      `Origin`); programs (curl, SDKs) send neither and are let through.
-    - Served on a loopback address, only requests addressed to a loopback name are answered (403
-      otherwise): a site whose name an attacker re-points at 127.0.0.1 (DNS rebinding) would otherwise
-      read the API and the UI as its own origin.
-    - No page of another site may show qa's pages in a frame (clickjacking: the UI's own "Remove" and
-      "Delete" buttons clicked through a decoy page).
-    """
-
-    SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
-
-    def __init__(self, app: Any, hosts: frozenset[str] | None) -> None:
-        self.app, self.hosts = app, hosts  # the names a loopback server answers to; None: any (not loopback)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        if scope["type"] == "http":
-            send = partial(_unframed, send)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        host = headers.get("host")
-        if self.hosts is not None and host is not None and _hostname(host) not in self.hosts:
-            why = (f"This qa serve listens on a loopback address and answers only requests addressed to it "
-                   f"(localhost, 127.0.0.1, [::1]), not to {host!r}. To reach it from other machines, serve it "
-                   "on their network with --host (and --auth, --api-key).")
-        elif (scope["type"] == "websocket" or scope["method"] not in self.SAFE) and _cross_site(headers):
-            why = ("A request from another site's page is refused: it could change what qa holds without you "
-                   "knowing. Use the chat UI's own page, or a program (curl, an OpenAI client).")
-        else:
-            return await self.app(scope, receive, send)
-        if scope["type"] == "websocket":
-            return await send({"type": "websocket.close", "code": 1008})
-        if scope["path"].startswith("/v1/"):
-            return await error_response(403, why)(scope, receive, send)
-        from starlette.responses import PlainTextResponse
-
-        await PlainTextResponse(why, status_code=403)(scope, receive, send)
-
-
-async def _unframed(send: Any, message: dict[str, Any]) -> None:
-    """Send a response that only qa's own pages may show in a frame."""
-    if message["type"] == "http.response.start":
-        message["headers"] = [*message.get("headers", []), (b"x-frame-options", b"SAMEORIGIN"),
-                              (b"content-security-policy", b"frame-ancestors 'self'")]
-    await send(message)
-
-
-def _hostname(host: str) -> str:
-    """The name of a Host header ("127.0.0.1:7860" -> "127.0.0.1", "[::1]:80" -> "::1"), "" if unreadable."""
-    try:
-        return (urlsplit(f"//{host}").hostname or "").rstrip(".")
-    except ValueError:
-        return ""
-
-
-def _cross_site(headers: dict[str, str]) -> bool:
-    """Whether a browser sent this request from another site's page."""
-    site = headers.get("sec-fetch-site")
-    if site is not None:
-        return site not in ("same-origin", "none")  # "none": typed in the address bar, a bookmark
-    origin = headers.get("origin")
-    if origin is None:
-        return False  # not from a page: a program, or an old browser's same-origin GET
-
-    return origin == "null" or urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
-
-
-class HeadAsGet:
-    """ASGI middleware: HEAD on a GET route of /v1 is answered as that GET without its body, as HTTP has it
-    (health checkers and monitors probe with HEAD); FastAPI routes only the methods a route declares."""
-
-    def __init__(self, app: Any, routes: list[tuple[re.Pattern[str], set[str]]]) -> None:
-        self.app, self.routes = app, routes
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if (scope["type"] != "http" or scope["method"] != "HEAD" or not scope["path"].startswith("/v1/")
-                or not any("GET" in methods and pattern.fullmatch(scope["path"]) for pattern, methods in self.routes)):
-            return await self.app(scope, receive, send)
-
-        async def headers_only(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.body":  # the GET's status and headers (its length too), no body
-                if message.get("more_body", False):
-                    return
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-            await send(message)
-
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
-
-
-_PAGE_PATH = re.compile(r"/v1/documents/.+/pages/[^/]+\.png")
-
-
-def _page_image(scope: dict[str, Any]) -> bool:
-    """A GET of a page image: its route takes a signed URL (the UI's <img>) instead of the key, or the key."""
-    return scope["method"] == "GET" and _PAGE_PATH.fullmatch(scope["path"]) is not None
 
 
 def _browser_limit(max_file_mb: float) -> int:
@@ -393,76 +90,6 @@ def engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(engine)]  # a route's parameter `e: EngineDep` receives the engine
-
-
-UNAUTHORIZED = ("Missing or wrong API key: send the header 'Authorization: Bearer <QA_API_KEY>' (or, where the "
-                "UI has logins, a login's own user and password as HTTP Basic auth).")
-BAD_LOGIN = "Wrong user or password (HTTP Basic auth with one of the UI's logins)."
-
-
-def login(authorization: str, users: dict[str, str]) -> str | None:
-    """The UI login an `Authorization: Basic ...` header names with its right password; None if the header is
-    not Basic auth; "" if it is, but not a login of this server."""
-    import base64
-    import binascii
-
-    from .users import check
-
-    scheme, _, given = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user, _, password = base64.b64decode(given.strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return ""
-    return user if users and check(users, user, password) else ""
-
-
-def key_ok(authorization: str, key: bytes) -> bool:
-    """Whether an `Authorization` header carries `Bearer <key>` (compared in constant time)."""
-    scheme, _, given = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key)
-
-
-def basic_user(authorization: str) -> str | None:
-    """The user name an `Authorization: Basic ...` header gives, right password or not; None if it gives none."""
-    import base64
-    import binascii
-
-    scheme, _, given = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        return base64.b64decode(given.strip(), validate=True).decode("utf-8").partition(":")[0]
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-
-
-def admit(authorization: str, address: str, state: Any) -> None:
-    """Raise ApiError 401 for a request whose `Authorization` header does not let it in: it needs `Bearer <key>`
-    when there is an API key, or a UI login as HTTP Basic auth; a Basic header that names no login is refused
-    even without a key. A wrong key or login counts against the client's address (and the Basic user name):
-    after too many, 429 with Retry-After, the header not even checked (`qa.serving.limits`)."""
-    key: bytes | None = state.api_key
-    if not authorization:
-        if key is not None:
-            raise ApiError(401, UNAUTHORIZED)
-        return
-    try:
-        with state.login_limiter.attempt(keys(address, basic_user(authorization))) as outcome:
-            who = login(authorization, state.users)
-            if who == "" or (who is None and key is not None and not key_ok(authorization, key)):
-                outcome.append(False)
-                raise ApiError(401, BAD_LOGIN if who == "" else UNAUTHORIZED)
-            if who or key is not None:  # a key or login checked: a success (any header passes an open API)
-                outcome.append(True)
-    except TooManyAttempts as e:
-        raise ApiError(429, str(e), "too_many_attempts", headers={"Retry-After": str(e.retry_after)}) from None
-
-
-def api_auth(request: Request) -> None:
-    """Refuse a request `admit` refuses (also checked by `KeyGate`, before the body is read)."""
-    admit(request.headers.get("authorization", ""), client_address(request.scope), request.app.state)
 
 
 # --- request and response models: mirrors of qa.types, whose to_dict() builds every answer's JSON ----
@@ -730,7 +357,6 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     With `lazy_ui` the app answers before the UI is built: `/` shows a starting page until then
     (qa/serving/ui_mount.py); `qa serve` starts that way. `host` is the address it is served on: on a
     loopback one, requests addressed to another name are refused (see `BrowserGuard`)."""
-    import asyncio
 
     from .api_chats import API_USER
     from .api_chats import router as chats_router
@@ -785,7 +411,7 @@ def create_app(assistant: Assistant, api_key: str | None = None, auth: str | Non
     app.state.api_user = API_USER if users else ""  # whose conversations the API sees (qa/serving/api_chats.py)
     app.state.users = users  # a login's own user and password (HTTP Basic) acts as that login over the API
     app.state.login_limiter = LoginLimiter()  # wrong guesses at the UI's logins and the API key (qa/serving/limits.py)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES,
                        upload_limit=int(assistant.settings.max_file_mb * 1e6 * MAX_FILES) + 1_000_000)
     app.add_middleware(KeyGate, state=app.state)  # outside BodyLimit: no key, no word on the body's size
@@ -930,16 +556,6 @@ def resume_uploads(assistant: Assistant, writer: Writer) -> Job | None:
           flush=True)
     return job
 
-
-def _stream_cut(e: BaseException | None) -> bool:
-    """An open stream ended by the client or by shutdown, not a fault of the server: a browser tab's event
-    stream cancelled when `qa serve` stops (after it says it cancels it), or an error Gradio raises inside
-    a stream it already started (a tab from before a restart asking for its old session)."""
-    return isinstance(e, asyncio.CancelledError) or (
-        isinstance(e, RuntimeError) and "response already started" in str(e)
-        and isinstance(e.__cause__, StarletteHTTPException))
-
-
 def _quiet_stream_ends(record: logging.LogRecord) -> bool:
     """uvicorn's "Exception in ASGI application" with its traceback, for a cut stream: dropped."""
-    return not (record.exc_info and _stream_cut(record.exc_info[1]))
+    return not (record.exc_info and stream_cut(record.exc_info[1]))
