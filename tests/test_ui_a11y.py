@@ -58,19 +58,25 @@ def violations(page: Any) -> list[str]:
     return found
 
 
+def _library_page(browser: Any, library: str, width: int, height: int, scheme: str) -> tuple[Any, Any]:
+    """A new browser context at this size and colour scheme, and its page on the UI with the three documents listed."""
+    ctx = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+    page = ctx.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(library)
+    page.wait_for_selector("#qa-question textarea")
+    page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+    return ctx, page
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("width", "height", "scheme"), [(1280, 860, "light"), (390, 844, "light"),
                                                          (1280, 860, "dark")])
 def test_axe_finds_no_serious_violation_of_qas_own(library: str, browser: Any, width: int, height: int,
                                                    scheme: str) -> None:
     """Soft's indigo-500 and grey were under 4.5:1 (citation markers, the Ask button, labels, hints)."""
-    ctx = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
-    page = ctx.new_page()
-    page.set_default_timeout(60_000)
+    ctx, page = _library_page(browser, library, width, height, scheme)
     try:
-        page.goto(library)
-        page.wait_for_selector("#qa-question textarea")
-        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
         _ask(page, QUESTION)
         page.locator("#qa-chat-list label").first.wait_for()
         # Everything the page can show at once: the settings, both confirmations.
@@ -92,13 +98,8 @@ def test_axe_finds_no_serious_violation_of_qas_own(library: str, browser: Any, w
 def test_axe_over_related_passages_and_a_warning(library: str, browser: Any, scheme: str) -> None:
     """The sources panel scrolls the long related passages of a "not found", and could not be scrolled without a
     mouse: nothing in it took the focus."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme=scheme)
-    page = ctx.new_page()
-    page.set_default_timeout(60_000)
+    ctx, page = _library_page(browser, library, 1280, 860, scheme)
     try:
-        page.goto(library)
-        page.wait_for_selector("#qa-question textarea")
-        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
         _ask(page, "Which treaties did Putin sign in Pyongyang and what did they promise?")
         assert page.locator("#qa-chat .qa-notfound").count() == 1
         assert page.evaluate("(e) => e.scrollHeight > e.clientHeight", page.locator(".qa-sources").element_handle())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,19 +172,37 @@ def test_the_ask_only_scope_comes_back_after_a_reload_less_removed_documents(tmp
         _stop(proc)
 
 
+@contextlib.contextmanager
+def _three_listed(tmp_path: Path, view: Any) -> Iterator[None]:
+    """`qa serve` over three documents, open in `view` with the three listed, stopped afterwards."""
+    _, index = _three_documents(tmp_path)
+    proc, url = _start(index, tmp_path / "serve.log")
+    try:
+        _open(view, url)
+        view.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
+        view.wait_for_timeout(500)
+        yield
+    finally:
+        _stop(proc)
+
+
+def _tick_quickly(view: Any, first: str, second: str, ask_only: bool = False) -> None:
+    """Tick two documents' boxes milliseconds apart (and press "Ask only these" with the second), as fast hands
+    or keys do."""
+    view.evaluate("""([first, second, askOnly]) => {
+        const box = (name) => [...document.querySelectorAll('#qa-doc-list label')]
+            .find((l) => l.innerText.includes(name)).querySelector('input');
+        box(first).click();
+        setTimeout(() => { box(second).click(); if (askOnly) document.getElementById('qa-doc-only').click(); }, 0);
+    }""", [first, second, ask_only])
+
+
 @pytest.mark.slow
 def test_two_ticks_milliseconds_apart_are_both_kept(tmp_path: Path, page: Any) -> None:  # noqa: F811
     """Gradio drops an event triggered while the previous one of its kind still runs: of two quick ticks the second
     stayed shown but was not selected, and "Ask only these" asked only the first document."""
-    _, index = _three_documents(tmp_path)
-    proc, url = _start(index, tmp_path / "serve.log")
-    try:
-        _open(page, url)
-        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
-        page.wait_for_timeout(500)
-        page.evaluate("""() => { const box = (name) => [...document.querySelectorAll('#qa-doc-list label')]
-                                   .find((l) => l.innerText.includes(name)).querySelector('input');
-                                 box('ferry.txt').click(); setTimeout(() => box('owls.md').click(), 0); }""")
+    with _three_listed(tmp_path, page):
+        _tick_quickly(page, "ferry.txt", "owls.md")
         page.wait_for_timeout(1000)
         # A filter redraws the list from what is selected: both ticks are still there when it is cleared.
         query = page.locator("#qa-doc-filter textarea, #qa-doc-filter input").first
@@ -200,25 +220,14 @@ def test_two_ticks_milliseconds_apart_are_both_kept(tmp_path: Path, page: Any) -
         answer = _ask(page, QUESTION)  # the scope sent with it holds both: their passages are the related ones
         assert "qa-notfound" in answer.get_attribute("class")
         assert set(page.locator("#qa-turn-1 .qa-file").all_inner_texts()) == {"ferry.txt", "owls.md"}
-    finally:
-        _stop(proc)
 
 
 @pytest.mark.slow
 def test_ask_only_right_after_the_ticks_asks_them_all(tmp_path: Path, page: Any) -> None:  # noqa: F811
     """The buttons acted on the ticks recorded so far: pressed while a tick's event still ran (two ticks, then
     "Ask only these" at once, as a keyboard does it with Space, Tab, Enter), they left the last tick out."""
-    _, index = _three_documents(tmp_path)
-    proc, url = _start(index, tmp_path / "serve.log")
-    try:
-        _open(page, url)
-        page.wait_for_function("document.querySelectorAll('#qa-doc-list label').length === 3")
-        page.wait_for_timeout(500)
-        page.evaluate("""() => { const box = (name) => [...document.querySelectorAll('#qa-doc-list label')]
-                                   .find((l) => l.innerText.includes(name)).querySelector('input');
-                                 box('ferry.txt').click();
-                                 setTimeout(() => { box('owls.md').click();
-                                                    document.getElementById('qa-doc-only').click(); }, 0); }""")
+    with _three_listed(tmp_path, page):
+        _tick_quickly(page, "ferry.txt", "owls.md", ask_only=True)
         page.wait_for_function("document.querySelectorAll('#qa-scope .token').length > 0")
         page.wait_for_timeout(500)
         assert sorted(t.strip() for t in page.locator("#qa-scope .token").all_inner_texts()) == ["ferry.txt", "owls.md"]
@@ -228,5 +237,3 @@ def test_ask_only_right_after_the_ticks_asks_them_all(tmp_path: Path, page: Any)
                                  document.getElementById('qa-doc-remove').click(); }""")
         page.locator("#qa-doc-question").filter(has_text="putin.txt").wait_for()
         assert "3 documents" in page.locator("#qa-doc-question").inner_text()
-    finally:
-        _stop(proc)
