@@ -495,9 +495,9 @@ class Assistant:
     def _storage_error(self, e: BaseException) -> BaseException:
         """A Chroma/SQLite error as the one-line IndexDamagedError (TooManyOpenFilesError, DiskFullError... when it
         is not damage); anything else unchanged."""
-        from . import integrity, openfiles
+        from . import integrity
 
-        if not (isinstance(e, Exception) and integrity.is_storage_error(e) or openfiles.says_so(e)):
+        if not integrity.from_store(e):
             return e
         s = self.settings
         return integrity.explain(None if s.chroma_url else Path(s.index_dir), e)

@@ -347,13 +347,19 @@ def is_storage_error(e: BaseException) -> bool:
     return module.startswith(("chromadb", "hnswlib")) or module == "builtins" and "hnsw" in str(e).lower()
 
 
+def from_store(e: BaseException) -> bool:
+    """Whether a failure is the store's to explain: a storage error (not an interrupt), or running out of files,
+    where Chroma panics (pyo3: a BaseException) as often as it raises."""
+    return isinstance(e, Exception) and is_storage_error(e) or openfiles.says_so(e)
+
+
 def run_all(index_dir: Path, embedded: bool, open_store: Callable[[], Any], cache_dir: Path,
             uploads: Path) -> list[Check]:
     """Every check, in order; a check that cannot run because an earlier one failed is reported as such."""
     try:
         results = _run_all(index_dir, embedded, open_store, cache_dir, uploads)
     except BaseException as e:  # a Chroma error (or panic) between the checks, while the process is out of files
-        if not (isinstance(e, Exception) and is_storage_error(e) or openfiles.says_so(e)) or not openfiles.reached(e):
+        if not from_store(e) or not openfiles.reached(e):
             raise
         why = str(openfiles.too_many(index_dir))
         return [Check("open files", False, why, fix=why)]
