@@ -3,6 +3,8 @@ key, from another site's page) and the check of an API key or a UI login (`admit
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import re
 from functools import partial
@@ -184,22 +186,27 @@ UNAUTHORIZED = ("Missing or wrong API key: send the header 'Authorization: Beare
 BAD_LOGIN = "Wrong user or password (HTTP Basic auth with one of the UI's logins)."
 
 
-def login(authorization: str, users: dict[str, str]) -> str | None:
-    """The UI login an `Authorization: Basic ...` header names with its right password; None if the header is
-    not Basic auth; "" if it is, but not a login of this server."""
-    import base64
-    import binascii
-
-    from .users import check
-
+def _basic(authorization: str) -> tuple[str, str] | None:
+    """(user, password) of an `Authorization: Basic ...` header; None if it is not Basic auth or cannot be read."""
     scheme, _, given = authorization.partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
         user, _, password = base64.b64decode(given.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return ""
-    return user if users and check(users, user, password) else ""
+        return None
+    return user, password
+
+
+def login(authorization: str, users: dict[str, str]) -> str | None:
+    """The UI login an `Authorization: Basic ...` header names with its right password; None if the header is
+    not Basic auth; "" if it is, but not a login of this server."""
+    from .users import check
+
+    if authorization.partition(" ")[0].lower() != "basic":
+        return None
+    given = _basic(authorization)
+    return given[0] if given and users and check(users, *given) else ""
 
 
 def key_ok(authorization: str, key: bytes) -> bool:
@@ -210,16 +217,8 @@ def key_ok(authorization: str, key: bytes) -> bool:
 
 def basic_user(authorization: str) -> str | None:
     """The user name an `Authorization: Basic ...` header gives, right password or not; None if it gives none."""
-    import base64
-    import binascii
-
-    scheme, _, given = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        return base64.b64decode(given.strip(), validate=True).decode("utf-8").partition(":")[0]
-    except (binascii.Error, UnicodeDecodeError):
-        return None
+    given = _basic(authorization)
+    return given[0] if given else None
 
 
 def admit(authorization: str, address: str, state: Any) -> None:
