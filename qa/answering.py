@@ -46,8 +46,10 @@ def _opening() -> str:
 
 
 _OPENS = _opening()
-# A document's own reference marks may follow the stop ("France.[3] The city"): they stay with its sentence.
-_MARKS_AFTER = r"(?:\[\d{1,3}(?:\s*[,\u2013-]\s*\d{1,3})*\])*"
+# A document's own reference mark ("[3]", "[4, 5]", "[6–8]"; see without_reference_marks). Such marks may follow
+# a stop ("France.[3] The city"): they stay with its sentence.
+_MARK = r"\[\d{1,3}(?:\s*[,\u2013-]\s*\d{1,3})*\]"
+_MARKS_AFTER = "(?:" + _MARK + ")*"
 # A full stop, ! or ? (also Arabic ؟ and Devanagari ।) then space and a capital; or a Chinese/Japanese 。！？,
 # which needs no space after it.
 _SENTENCE_END = (r"(?<=[.!?؟।])[\"'”’)\]»]*" + _MARKS_AFTER + r"\s+(?=[\"'“‘(\[«¿¡]?[" + _OPENS + r"])"
@@ -432,7 +434,7 @@ class ExtractiveComposer:
 # A document's own reference marks ("by mass [1].", "in Paris[2] and", "1844.[3]", "Count Orlov [1] in 1821"):
 # quoted in an answer they would read as its citations. Code ("x[1] = 2") keeps its brackets, and so do
 # numbered things a sentence names ("Items [1] and [2] are shown", "as shown in [3] the").
-_REF = r"(?:\[\d{1,3}(?:\s*[,\u2013-]\s*\d{1,3})*\])+"
+_REF = "(?:" + _MARK + ")+"
 _END = r"(?=[.,;:!?\"'”’)]|$)"
 # "et al. [2] found", "by mass [1].", "Orlov [1] in 1821" (a mark before a word: see _reference)
 _SPACED_REF = re.compile(r"\s+" + _REF + r"(?:" + _END + r"|(?=\s+[^\W\d_]))")
