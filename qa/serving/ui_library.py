@@ -98,9 +98,10 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
         found = matching(docs, query)
         shown = found[:MAX_SHOWN]
         visible = [d.source for d in shown]
+        shown_set = set(visible)
         same = twins(docs) if same is None else same
         return (gr.update(choices=[(label(d, same, zone), d.source) for d in shown],
-                          value=[s for s in selected if s in set(visible)]),
+                          value=[s for s in selected if s in shown_set]),
                 summary(len(found), len(docs), query), visible)
 
     # Each handler that lists documents takes the request: its browser's time zone dates them.
@@ -124,7 +125,8 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
 
     def picked(value: list[str], visible: list[str], selected: list[str]) -> list[str]:
         # Selections hidden by the filter stay selected; the visible part is what the list shows.
-        hidden = [s for s in selected if s not in set(visible)]
+        on_list = set(visible)
+        hidden = [s for s in selected if s not in on_list]
         return list(dict.fromkeys(hidden + list(value or [])))
 
     # The buttons act on the ticks the list shows (`value`), not only on those recorded: a tick's event may still be
