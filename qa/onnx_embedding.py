@@ -79,6 +79,10 @@ class OnnxEmbedding(BaseEmbedding):
         """Word pieces of a text, without special tokens or truncation (for chunk sizing)."""
         return self._encoder.count_tokens(text)
 
+    def token_starts(self, text: str) -> list[int]:
+        """Where each word piece of a text starts (see OnnxEncoder.token_starts)."""
+        return self._encoder.token_starts(text)
+
     def encode(self, texts: list[str], batch_size: int | None = None) -> Any:
         """Normalized float32 vectors of texts, in order (see OnnxEncoder.encode)."""
         return self._encoder.encode(texts, batch_size or self.embed_batch_size)

@@ -66,6 +66,10 @@ class OnnxEncoder:
         """Word pieces of a text, without special tokens or truncation (for chunk sizing)."""
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
+    def token_starts(self, text: str) -> list[int]:
+        """Where each word piece of a text starts (its count is count_tokens'): see qa.embedding.TokenCounter."""
+        return [a for a, _ in self._counter.encode(text, add_special_tokens=False).offsets]
+
     def _session(self, threads: int) -> Any:
         with self._lock:
             if threads not in self._sessions:

@@ -88,6 +88,10 @@ class RemoteEmbedding(OpenAILikeEmbedding):
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of the bundled model's tokenizer (chunk sizing)."""
+        return len(self.token_starts(text))
+
+    def token_starts(self, text: str) -> list[int]:
+        """Where each word piece of the bundled model's tokenizer starts (see qa.embedding.TokenCounter)."""
         if self._counter is None:
             from tokenizers import Tokenizer
 
@@ -97,7 +101,7 @@ class RemoteEmbedding(OpenAILikeEmbedding):
             tok.no_truncation()
             tok.no_padding()
             self._counter = tok
-        return len(self._counter.encode(text, add_special_tokens=False).ids)
+        return [a for a, _ in self._counter.encode(text, add_special_tokens=False).offsets]
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:

@@ -11,6 +11,7 @@ import pytest
 
 from qa import Assistant, IndexBusyError, QAError
 from qa.library import select
+from qa.store import ABOUT, record
 
 from .conftest import SEED_FILE
 
@@ -46,8 +47,9 @@ def test_documents_lists_every_document_with_its_record(tmp_path: Path) -> None:
     # An edit keeps "added" and moves "updated"; the size and digest follow the file.
     store = a.store()
     meta = store.files.get(ids=[owls.source], include=["metadatas"])["metadatas"][0]
-    store.files.update(ids=[owls.source], metadatas=[{**meta, "added": meta["added"] - 3600,
-                                                      "updated": meta["updated"] - 3600}])
+    about = json.loads(meta[ABOUT])  # the fields only shown, packed in one string (Store.commit)
+    about.update(added=about["added"] - 3600, updated=about["updated"] - 3600)
+    store.files.update(ids=[owls.source], metadatas=[{**meta, ABOUT: json.dumps(about)}])
     (docs / "owls.md").write_text(f"# Arctic birds\n\n{OWLS} Barn owls hunt mice.\n")
     a.ingest(docs)
     again = {Path(d.source).name: d for d in a.documents()}["owls.md"]
@@ -72,13 +74,17 @@ def test_pdf_pages_and_records_of_older_indexes(tmp_path: Path) -> None:
 
     # A record written before the catalogue kept titles, sizes and times still lists, with defaults.
     store = a.store()
-    meta = store.files.get(ids=[pdf.source], include=["metadatas"])["metadatas"][0]
+    meta = record(store.files.get(ids=[pdf.source], include=["metadatas"])["metadatas"][0])
     store.files.delete(ids=[pdf.source])
     store.files.add(ids=[pdf.source], documents=[""], embeddings=[[0.0]],
                     metadatas=[{k: meta[k] for k in ("digest", "chunks", "pages")}])
     (legacy,) = Assistant().documents()
     assert legacy.source == pdf.source and legacy.chunks == pdf.chunks and legacy.pages == 2
     assert (legacy.title, legacy.type, legacy.bytes, legacy.added) == ("report.pdf", "pdf", None, None)
+    # One written before those fields were packed into one string: each its own key.
+    store.files.update(ids=[pdf.source], metadatas=[meta])
+    (flat,) = Assistant().documents()
+    assert flat == pdf and Assistant().document_text(pdf.source).startswith("The lighthouse at Hvit")
 
 
 def test_remove_takes_a_document_out_of_both_retrieval_sides(tmp_path: Path) -> None:

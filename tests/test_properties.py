@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from qa import Answer, Assistant, QAError
 from qa.reading.formats import SUPPORTED_SUFFIXES
-from qa.store import chunk_text
 
 from .conftest import ROOT
 
@@ -193,11 +192,10 @@ def test_any_file_is_indexed_exactly_or_reported_failed(doc_assistant: Assistant
             assert not store.chunks.get(where={"source": f.path}, include=[])["ids"]
             continue
         text = doc_assistant.document_text(f.path)
-        got = store.chunks.get(where={"source": f.path}, include=["documents", "metadatas"])
-        rows = sorted(zip(got["metadatas"], got["documents"]), key=lambda r: r[0]["index"])
+        rows = sorted(((m, t) for _, t, m in store.all_chunks() if m["source"] == f.path), key=lambda r: r[0]["index"])
         assert [m["index"] for m, _ in rows] == list(range(len(rows)))
         for m, t in rows:
-            assert text[m["start"]:m["end"]] == chunk_text(t, m)
+            assert text[m["start"]:m["end"]] == t
 
 
 # --- settings ----------------------------------------------------------------------------------------------------

@@ -327,8 +327,12 @@ def make_splitter(chunk_size: int, chunk_overlap: int, tokenizer: Callable[[str]
 
     from ..answering import sentence_cuts
 
+    pieces = getattr(tokenizer, "pieces", None)  # qa.embedding.TokenCounter: counts them all at once
+
     def sentences(text: str) -> list[str]:
         cuts = sentence_cuts(text)
+        if pieces is not None:
+            pieces(text, cuts)
         return [text[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
 
     return SentenceSplitter(
