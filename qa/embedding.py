@@ -146,6 +146,12 @@ def token_counter(embedder: Any) -> Any:
     if starts is not None:  # ONNX and remote embedders count with the tokenizers library
         return TokenCounter(starts)
     tokenizer = embedder._model.tokenizer
+    if getattr(tokenizer, "is_fast", False):  # torch: transformers' tokenizer over the same tokenizers library
+        def starts(text: str) -> list[int]:
+            pieces = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            return [a for a, _ in pieces]
+
+        return TokenCounter(starts)
 
     # The splitter measures every sentence, often more than once, and boilerplate (page headers,
     # repeated lines) recurs: remembering recent counts makes splitting such files several times faster.

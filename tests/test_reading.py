@@ -249,14 +249,20 @@ def test_chunks_end_at_the_sentences_answers_quote_without_importing_nltk() -> N
     assert len(zh_chunks) > 1 and all(c.endswith("。") for c in zh_chunks)
 
 
-def test_sentence_sizes_taken_from_one_tokenization_are_each_sentences_own() -> None:
-    """The ONNX counter measures a paragraph's sentences from where the paragraph's word pieces start
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_sentence_sizes_taken_from_one_tokenization_are_each_sentences_own(backend: str) -> None:
+    """The counter measures a paragraph's sentences from where the paragraph's word pieces start
     (qa.embedding.TokenCounter): the chunks must be those of counting each sentence alone."""
     from qa.answering import sentence_cuts
     from qa.embedding import load_embedder, token_counter
     from qa.reading.formats import SourceText, make_splitter
 
-    model = load_embedder("all-MiniLM-L6-v2", backend="onnx", precision="int8")
+    model = load_embedder("all-MiniLM-L6-v2", backend=backend, precision="int8")
+    if backend == "onnx":
+        count = model.count_tokens
+    else:  # the same word pieces, counted by transformers' tokenizer
+        def count(t: str) -> int:
+            return len(model._model.tokenizer.encode(t, add_special_tokens=False))
     text = SEED_FILE.read_text(encoding="utf-8") + (
         "\n\nDr. Müller-Lüdenscheidt (b. 1921) met Mr. O'Neil at 9:30 a.m. in São Paulo; cf. [1], [2-4].\n"
         "東京は日本の首都です。人口は約1400万人です。Ça coûte 3,50 € — naïve café résumé!\n"
@@ -267,10 +273,10 @@ def test_sentence_sizes_taken_from_one_tokenization_are_each_sentences_own() -> 
     cuts = sentence_cuts(text)
     counter.pieces(text, cuts)
     for a, b in zip(cuts, cuts[1:]):
-        assert len(counter(text[a:b])) == model.count_tokens(text[a:b]), text[a:b]
+        assert len(counter(text[a:b])) == count(text[a:b]), text[a:b]
 
     def each_alone(t: str) -> range:
-        return range(model.count_tokens(t))
+        return range(count(t))
 
     doc = SourceText("mixed.txt", text, "digest")
     for size, overlap in ((30, 6), (80, 16), (160, 30)):
