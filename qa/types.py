@@ -66,7 +66,7 @@ class Citation:
                 f"text={_short(self.text, 80)!r}, score={self.score:.2f}{extra})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Passage:
     """A retrieved chunk: what the answer composer and the UI work from."""
 
@@ -76,6 +76,12 @@ class Passage:
     text: str
     score: float
     location: str = ""
+
+    def __repr__(self) -> str:
+        # Short, for notebooks and logs: a chunk is up to a thousand characters.
+        where = f", location={self.location!r}" if self.location else ""
+        return (f"Passage(source={self.source!r}, start={self.start}, end={self.end}, "
+                f"text={_short(self.text, 80)!r}, score={self.score:.2f}{where})")
 
 
 @dataclass(frozen=True, repr=False)

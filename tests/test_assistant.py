@@ -187,6 +187,9 @@ def test_an_answer_shows_short_in_a_notebook_and_stays_plain_data(seeded) -> Non
     assert f"citations={len(ans.citations)} from {Path(ans.citations[0].source).name}" in shown
     c = ans.citations[0]
     assert len(repr(c)) < 300 and c.passage not in repr(c) and repr(c.text) in repr(c)
+    p = ans.related[0]
+    assert len(p.text) > 100 and len(repr(p)) < 300 and p.text not in repr(p) and "\n" not in repr(p)
+    assert repr(p).startswith(f"Passage(source={p.source!r}, start={p.start}, end={p.end}, text=")
     # Still plain data: fields, asdict, equality and the JSON are those of the dataclass.
     as_dict = dataclasses.asdict(ans)
     assert as_dict["citations"][0]["passage"] == c.passage and len(as_dict["related"]) == len(ans.related)
