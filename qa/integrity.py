@@ -21,8 +21,10 @@ from .reading.formats import file_digest
 from .types import Check
 
 # 1: indexes written before the layout was recorded (same format: read as they are, stamped on the
-# next ingest); 2: qa version and layout kept in the state record.
-LAYOUT = 2
+# next ingest); 2: qa version and layout kept in the state record; 3: a catalogue record packs the fields
+# it only shows into one string (qa.store.record), which a qa reading layout 2 would show without pages
+# or titles. This qa reads all three; records of before stay as they are.
+LAYOUT = 3
 REBUILD = "Run: qa ingest --rebuild (it moves the damaged index aside, never deletes it)"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 HNSW_FILES = ("header.bin", "data_level0.bin", "length.bin", "link_lists.bin")

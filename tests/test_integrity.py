@@ -15,6 +15,7 @@ import pytest
 
 from qa import Assistant
 from qa.errors import IndexDamagedError, IndexVersionError
+from qa.integrity import LAYOUT
 
 from .conftest import ROOT, SEEDS
 
@@ -339,7 +340,7 @@ def test_older_layout_is_read_and_stamped_at_the_next_ingest(seeded: Assistant, 
     extra.write_text("The lighthouse keeper of Orvik is named Tomas Brell.")
     old.ingest(extra)
     version = next(c for c in reopen(index, seeded).check() if c.name == "version")
-    assert version.ok and version.detail.startswith("layout 2, written by qa ")
+    assert version.ok and version.detail.startswith(f"layout {LAYOUT}, written by qa ")
 
 
 def test_truncated_vector_file_is_caught_although_chroma_would_answer_from_it(tmp_path: Path) -> None:
