@@ -135,12 +135,12 @@ def render_sources(ans: Answer, turn: int, page_url: Callable[..., str] | None =
     if ans.answered:
         cards = "".join(_card(c.id, c, highlight(c), source_id(turn, c.id), figure=page_view(c, page_url)
                               if page_url and c.page and c.boxes else "") for c in ans.citations)
-        return f'<section class="qa-turn" id="qa-turn-{turn}"><h3>Sources</h3>{q}{cards}</section>'
+        return f'<section class="qa-turn" id="qa-turn-{turn}"><h2>Sources</h2>{q}{cards}</section>'
     cards = "".join(_card(None, p, esc(p.text), f"qa-rel-{turn}-{i}", " qa-related")
                     for i, p in enumerate(ans.related, 1))
     none = "" if cards else '<p class="qa-empty">No passages were retrieved.</p>'
     return (f'<section class="qa-turn qa-turn-notfound" id="qa-turn-{turn}">'
-            f"<h3>Related, not cited</h3>{q}{none}{cards}</section>")
+            f"<h2>Related, not cited</h2>{q}{none}{cards}</section>")
 
 
 def render_panel(sections: Sequence[str], busy: bool = False) -> str:

@@ -33,7 +33,7 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
 .qa-sources .qa-turn:last-child { display: block; }
 .qa-sources.qa-pinned .qa-turn { display: none; }
 .qa-sources.qa-pinned .qa-turn.qa-active { display: block; }
-.qa-turn h3 { font-size: .95rem; margin: 0 0 .15rem 0; }
+.qa-turn h2 { font-size: .95rem; margin: 0 0 .15rem 0; }
 .qa-turn .qa-q { font-size: .8rem; color: var(--qa-subdued); margin: 0 0 .6rem 0; }
 .qa-empty { color: var(--qa-subdued); font-size: .9rem; padding: .5rem 0; }
 .qa-src { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .55rem .7rem;
@@ -54,8 +54,8 @@ a.qa-cite.qa-unverified { color: var(--body-text-color-subdued) !important; text
 .qa-page img { display: block; max-width: 100%; height: auto; background: #fff; border-radius: 4px;
   border: 1px solid var(--border-color-primary); margin-bottom: .25rem; }
 .qa-related { border-style: dashed; opacity: .9; }
-.qa-turn-notfound h3 { color: #92400e; }
-.dark .qa-turn-notfound h3 { color: #fbbf24; }
+.qa-turn-notfound h2 { color: #92400e; }
+.dark .qa-turn-notfound h2 { color: #fbbf24; }
 .qa-src.qa-hover { border-color: var(--color-accent); }
 .qa-src.qa-target { border-color: var(--color-accent); box-shadow: 0 0 0 3px var(--color-accent-soft); }
 .qa-src:focus { outline: none; }

@@ -62,7 +62,7 @@ def stored_sources(turn: Turn, page_url: Any = None) -> str:
     shows them (`page_url`); a stale citation shows its note and the text as it was, and no page."""
     answer = turn.answer
     if turn.state == ANSWERING or (turn.state == INTERRUPTED and not answer.answer):
-        return (f'<section class="qa-turn" id="qa-turn-{turn.n}"><h3>Sources</h3>'
+        return (f'<section class="qa-turn" id="qa-turn-{turn.n}"><h2>Sources</h2>'
                 f'<p class="qa-q">for “<bdi>{esc(answer.question)}</bdi>”</p>'
                 f'<p class="qa-empty">{esc(STATE_NOTE[turn.state])}</p></section>')
     if turn.stale:
