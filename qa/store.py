@@ -489,9 +489,9 @@ class Store:
 
 
 def record(meta: dict[str, Any]) -> dict[str, Any]:
-    """A catalogue record's fields. Those only shown (pages, bytes, type, title, added, updated) are one JSON
-    string, ABOUT: Chroma writes each metadata key as a row of its own,
-    and 1,000 records took 0.44 s with them as keys, 0.25 s packed. Records written before have them as keys."""
+    """A catalogue record's fields. Those it only shows (pages, bytes, type, title, added, updated) are one JSON
+    string, ABOUT, since index layout 3: Chroma writes each metadata key as a row of its own, and 1,000 records
+    took 0.44 s with them as keys, 0.25 s packed. Records written before have them as keys."""
     if ABOUT not in meta:
         return meta
     return {**json.loads(meta[ABOUT]), **{k: v for k, v in meta.items() if k != ABOUT}}
