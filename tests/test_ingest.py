@@ -428,3 +428,24 @@ def test_the_size_limit_message_names_a_small_limit_as_set(tmp_path: Path) -> No
     report = Assistant(index_dir=tmp_path / "index", max_file_mb=0.01).ingest(tmp_path / "big.txt")
     assert report.files[0].status == "failed"
     assert report.files[0].reason.startswith("0.03 MB is over the 0.01 MB limit"), report.files[0].reason
+
+
+def test_dense_search_is_wide_in_new_indexes_and_older_ones_after_their_next_ingest(tmp_path: Path) -> None:
+    """Chroma's default breadth of HNSW search (10) missed 2% of the exact top 10 on 15k chunks (SEARCH_EF)."""
+    from qa.store import SEARCH_EF
+
+    def ef() -> int:
+        return Assistant(index_dir=tmp_path / "index").store().chunks.configuration["hnsw"]["ef_search"]
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SEED_FILE, docs / SEED_FILE.name)
+    a = Assistant(index_dir=tmp_path / "index")
+    a.ingest(docs)
+    assert ef() == SEARCH_EF
+    a.store().chunks.modify(configuration={"hnsw": {"ef_search": 10}})  # as an index made before
+    reader = Assistant(index_dir=tmp_path / "index")
+    assert reader.ask("Who is Matthew Miller?").answered and ef() == 10  # a reader never writes to the index
+    (docs / "note.txt").write_text("The lighthouse keeper of Orvik is named Tomas Brell.\n")
+    Assistant(index_dir=tmp_path / "index").ingest(docs)
+    assert ef() == SEARCH_EF
