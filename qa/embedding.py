@@ -8,7 +8,6 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +100,9 @@ class TokenCounter:
     3,490 tokenizations out of an ingest (python -m benchmarks ingest).
     """
 
-    def __init__(self, starts: Callable[[str], list[int]]) -> None:
-        self._starts = starts
+    def __init__(self, starts: Callable[[str], list[int]] | None, count: Callable[[str], int] | None = None) -> None:
+        self._starts = starts  # None: a tokenizer without offsets, which only counts (`count`)
+        self._count = count
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._last: tuple[str, list[int]] = ("", [])
 
@@ -114,6 +114,8 @@ class TokenCounter:
             except KeyError:  # another thread's ingest just let it go
                 pass
             return range(n)
+        if self._starts is None:
+            return range(self._remember(text, self._count(text)))
         starts = self._starts(text)
         self._last = (text, starts)
         return range(self._remember(text, len(starts)))
@@ -152,15 +154,7 @@ def token_counter(embedder: Any) -> Any:
             return [a for a, _ in pieces]
 
         return TokenCounter(starts)
-
-    # The splitter measures every sentence, often more than once, and boilerplate (page headers,
-    # repeated lines) recurs: remembering recent counts makes splitting such files several times faster.
-    # The splitter only takes len() of the result, so a range of that length stands in for the ids.
-    @lru_cache(maxsize=1 << 14)
-    def encode(text: str) -> range:
-        return range(len(tokenizer.encode(text, add_special_tokens=False)))
-
-    return encode
+    return TokenCounter(None, lambda text: len(tokenizer.encode(text, add_special_tokens=False)))
 
 
 @contextmanager

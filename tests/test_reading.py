@@ -282,3 +282,20 @@ def test_sentence_sizes_taken_from_one_tokenization_are_each_sentences_own(backe
     for size, overlap in ((30, 6), (80, 16), (160, 30)):
         fast = [(c.start, c.end) for c in split(doc, make_splitter(size, overlap, token_counter(model)))]
         assert len(fast) > 2 and fast == [(c.start, c.end) for c in split(doc, make_splitter(size, overlap, each_alone))]
+
+
+def test_a_tokenizer_without_offsets_still_sizes_chunks_like_the_model() -> None:
+    """A tokenizer that gives no offsets (transformers' pure-Python ones; none ships with transformers 5, so one
+    stands in here): the counter then counts each text itself, and the chunks are the same."""
+    from types import SimpleNamespace
+
+    from qa.embedding import load_embedder, token_counter
+    from qa.reading.formats import SourceText, make_splitter
+
+    onnx = load_embedder("all-MiniLM-L6-v2", backend="onnx", precision="int8")
+    slow = SimpleNamespace(is_fast=False, encode=lambda text, add_special_tokens: onnx._encoder._counter.encode(
+        text, add_special_tokens=add_special_tokens).ids)
+    doc = SourceText("seed.txt", SEED_FILE.read_text(encoding="utf-8"), "digest")
+    chunks = [[(c.start, c.end) for c in split(doc, make_splitter(80, 16, token_counter(model)))]
+              for model in (SimpleNamespace(_model=SimpleNamespace(tokenizer=slow)), onnx)]
+    assert len(chunks[0]) > 3 and chunks[0] == chunks[1]
