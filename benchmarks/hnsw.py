@@ -31,7 +31,6 @@ def build(dataset: str, index: Path) -> None:
     """Index the dataset and save the chunk ids, the question vectors and the exact top K of each."""
     from qa import Assistant
     from qa.evaluation import load_benchmark
-    from qa.store import SEARCH_EF
 
     from .common import DATA
 
@@ -42,7 +41,7 @@ def build(dataset: str, index: Path) -> None:
     questions = [t for _, t, _ in load_benchmark(DATA / dataset).queries]
     q = np.asarray(a.embedder.encode(questions), dtype=np.float32)
     exact = np.argsort(-(q @ vectors.T), axis=1)[:, :K]
-    (index / "exact.pickle").write_bytes(pickle.dumps((ids, q, exact, a.settings.collection, SEARCH_EF)))
+    (index / "exact.pickle").write_bytes(pickle.dumps((ids, q, exact, a.settings.collection)))
 
 
 def measure(index: Path, ef: int) -> dict[str, float]:
@@ -50,7 +49,7 @@ def measure(index: Path, ef: int) -> dict[str, float]:
     import chromadb
     from chromadb.config import Settings
 
-    ids, q, exact, name, _ = pickle.loads((index / "exact.pickle").read_bytes())
+    ids, q, exact, name = pickle.loads((index / "exact.pickle").read_bytes())
     client = chromadb.PersistentClient(str(index), settings=Settings(anonymized_telemetry=False))
     client.get_collection(name).modify(configuration={"hnsw": {"ef_search": ef}})
     collection = client.get_collection(name)
