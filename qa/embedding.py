@@ -100,11 +100,28 @@ class TokenCounter:
     3,490 tokenizations out of an ingest (python -m benchmarks ingest).
     """
 
-    def __init__(self, starts: Callable[[str], list[int]] | None, count: Callable[[str], int] | None = None) -> None:
+    def __init__(self, starts: Callable[[str], list[int]] | None, count: Callable[[str], int] | None = None,
+                 tokens: Callable[[str], Any] | None = None) -> None:
         self._starts = starts  # None: a tokenizer without offsets, which only counts (`count`)
         self._count = count
+        self._tokens = tokens  # the ONNX model's: word pieces a chunk can take from its document (`keep`)
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._last: tuple[str, list[int]] = ("", [])
+        self._keep: str | None = None
+        self._kept: tuple[str, Any] | None = None  # (text, its Tokens)
+
+    def keep(self, text: str | None) -> None:
+        """Keep the word pieces of `text` (the splitter tokenizes the whole text first) until the next `keep`,
+        so that its chunks' own (`span`) go to the model instead of being tokenized again: that was 0.4 of
+        the ~21 CPU-s of an ingest of 1,000 squad-dev paragraphs. Only the ONNX model takes them."""
+        self._keep, self._kept = text, None
+
+    def span(self, text: str, a: int, b: int) -> list[int] | None:
+        """The word pieces of text[a:b] if `text` is the kept one and the cuts fall between words, else None."""
+        kept = self._kept
+        if kept is None or kept[0] is not text:  # (another thread's ingest may keep another text)
+            return None
+        return kept[1].span(a, b)
 
     def __call__(self, text: str) -> range:
         n = self._counts.get(text)
@@ -116,7 +133,10 @@ class TokenCounter:
             return range(n)
         if self._starts is None:
             return range(self._remember(text, self._count(text)))
-        starts = self._starts(text)
+        kept = self._tokens(text) if self._tokens is not None and text is self._keep else None
+        if kept is not None:
+            self._kept = (text, kept)
+        starts = kept.starts if kept is not None else self._starts(text)
         self._last = (text, starts)
         return range(self._remember(text, len(starts)))
 
@@ -146,7 +166,7 @@ def token_counter(embedder: Any) -> Any:
     """Tokenize with the embedding model's own tokenizer, so chunk sizes match what it sees."""
     starts = getattr(embedder, "token_starts", None)
     if starts is not None:  # ONNX and remote embedders count with the tokenizers library
-        return TokenCounter(starts)
+        return TokenCounter(starts, tokens=getattr(embedder, "tokens", None))
     tokenizer = embedder._model.tokenizer
     if getattr(tokenizer, "is_fast", False):  # torch: transformers' tokenizer over the same tokenizers library
         def starts(text: str) -> list[int]:
@@ -189,12 +209,15 @@ def busy() -> bool:
         return False
 
 
-def encode(embedder: Any, texts: list[str]) -> Any:
-    """Normalized embeddings of many texts as a numpy array, batched by the model."""
+def encode(embedder: Any, texts: list[str], pieces: list[Any] | None = None) -> Any:
+    """Normalized embeddings of many texts as a numpy array, batched by the model (`pieces`: see
+    qa.onnx_encoder.OnnxEncoder.encode)."""
     # One text never gains from a second thread. A few dozen gain 1.6x on an idle machine but lose
     # 2-4x on a busy one; full batches (ingest) lose only ~30% there, so they keep torch's threads.
     small = len(texts) == 1 or (len(texts) < SMALL_INPUT and busy())
     with one_thread() if small else nullcontext():
+        if pieces is not None and hasattr(embedder, "tokens"):  # ONNX: word pieces taken from the splitter's
+            return embedder.encode(texts, pieces=pieces)
         if hasattr(embedder, "encode"):  # ONNX and remote: normalized float32 rows
             return embedder.encode(texts)
         return embedder._model.encode(

@@ -83,9 +83,13 @@ class OnnxEmbedding(BaseEmbedding):
         """Where each word piece of a text starts (see OnnxEncoder.token_starts)."""
         return self._encoder.token_starts(text)
 
-    def encode(self, texts: list[str], batch_size: int | None = None) -> Any:
+    def tokens(self, text: str) -> Any:
+        """A text's word pieces with their offsets, or None (see OnnxEncoder.tokens)."""
+        return self._encoder.tokens(text)
+
+    def encode(self, texts: list[str], batch_size: int | None = None, pieces: list[Any] | None = None) -> Any:
         """Normalized float32 vectors of texts, in order (see OnnxEncoder.encode)."""
-        return self._encoder.encode(texts, batch_size or self.embed_batch_size)
+        return self._encoder.encode(texts, batch_size or self.embed_batch_size, pieces)
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self.encode([query])[0].tolist()

@@ -61,6 +61,25 @@ class OnnxEncoder:
         self._tokenizer.enable_truncation(self.max_length)
         self._tokenizer.no_padding()  # each batch is padded to its own longest text in encode()
         self._pad_id = self._tokenizer.token_to_id(meta.get("pad_token", "[PAD]")) or 0
+        self._wrap = self._special_tokens()
+
+    def _special_tokens(self) -> tuple[list[int], list[int], int] | None:
+        """(ids before, ids after, most word pieces kept) that the tokenizer puts around a text's word pieces,
+        if it does just that (BERT's [CLS] ... [SEP], truncated on the right): then the word pieces of a
+        chunk already tokenized for splitting need not be tokenized again (see `encode`). None otherwise."""
+        trunc = self._tokenizer.truncation or {}
+        if trunc.get("direction", "right") != "right" or trunc.get("stride", 0):
+            return None
+        probe = "qa probe, two words"
+        inner = self._counter.encode(probe, add_special_tokens=False).ids
+        full = self._tokenizer.encode(probe).ids
+        for at in range(len(full) - len(inner) + 1):
+            if full[at:at + len(inner)] == inner:
+                before, after = full[:at], full[at + len(inner):]
+                if self._tokenizer.encode("").ids != before + after:
+                    return None
+                return before, after, self.max_length - len(before) - len(after)
+        return None
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of a text, without special tokens or truncation (for chunk sizing)."""
@@ -69,6 +88,14 @@ class OnnxEncoder:
     def token_starts(self, text: str) -> list[int]:
         """Where each word piece of a text starts (its count is count_tokens'): see qa.embedding.TokenCounter."""
         return [a for a, _ in self._counter.encode(text, add_special_tokens=False).offsets]
+
+    def tokens(self, text: str) -> Tokens | None:
+        """A text's word pieces with where each starts and ends and the word it belongs to, for taking a
+        chunk's word pieces from its document's (`Tokens.span`); None if `encode` could not use them."""
+        if self._wrap is None:
+            return None
+        enc = self._counter.encode(text, add_special_tokens=False)
+        return Tokens(enc.ids, [a for a, _ in enc.offsets], [b for _, b in enc.offsets], enc.word_ids)
 
     def _session(self, threads: int) -> Any:
         with self._lock:
@@ -89,8 +116,10 @@ class OnnxEncoder:
                 self._sessions[threads] = s
             return self._sessions[threads]
 
-    def encode(self, texts: list[str], batch_size: int | None = None) -> Any:
-        """Normalized float32 vectors of texts, in order. Batches hold texts of similar length (no padding
+    def encode(self, texts: list[str], batch_size: int | None = None, pieces: list[Any] | None = None) -> Any:
+        """Normalized float32 vectors of texts, in order. `pieces`, if given, holds for each text its word pieces
+        (`Tokens.span` of the document it was cut from) or None: those texts are not tokenized again.
+        Batches hold texts of similar length (no padding
         wasted) and at most TOKENS_PER_BATCH word pieces: attention's memory grows with batch x length^2,
         and 64 chunks of 256 pieces took 1.3 GB while encoding half as fast as 2 at a time.
 
@@ -103,24 +132,24 @@ class OnnxEncoder:
 
         single = len(texts) == 1 or getattr(_local, "single", False)
         size = batch_size or self.batch_size
-        enc = self._tokenizer.encode_batch(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(enc[i].ids))
+        rows = self._rows(texts, pieces)
+        order = sorted(range(len(texts)), key=lambda i: -len(rows[i]))
         batches: list[list[int]] = []
         start = 0
         while start < len(order):
-            longest = max(len(enc[order[start]].ids), 1)  # the first of a batch is its longest
+            longest = max(len(rows[order[start]]), 1)  # the first of a batch is its longest
             n = max(1, min(size, TOKENS_PER_BATCH // longest))
             batches.append(order[start:start + n])
             start += n
         out: list[Any] = [None]
 
         def run(session: Any, idx: list[int]) -> None:
-            longest = max(len(enc[idx[0]].ids), 1)
+            longest = max(len(rows[idx[0]]), 1)
             ids = np.full((len(idx), longest), self._pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), longest), dtype=np.int64)
             for row, i in enumerate(idx):
-                ids[row, :len(enc[i].ids)] = enc[i].ids
-                mask[row, :len(enc[i].ids)] = 1
+                ids[row, :len(rows[i])] = rows[i]
+                mask[row, :len(rows[i])] = 1
             feed = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self._inputs:
                 feed["token_type_ids"] = np.zeros_like(ids)
@@ -164,6 +193,47 @@ class OnnxEncoder:
         return out[0] if out[0] is not None else np.zeros((0, 0), dtype=np.float32)
 
 
+    def _rows(self, texts: list[str], pieces: list[Any] | None) -> list[Any]:
+        """Each text's model input ids: its given word pieces wrapped in the special tokens, else tokenized."""
+        rows: list[Any] = [None] * len(texts)
+        if pieces is not None and self._wrap is not None:
+            before, after, keep = self._wrap
+            for i, p in enumerate(pieces):
+                if p is not None:
+                    rows[i] = [*before, *p[:keep], *after]
+        todo = [i for i, r in enumerate(rows) if r is None]
+        if todo:
+            for i, enc in zip(todo, self._tokenizer.encode_batch([texts[i] for i in todo])):
+                rows[i] = enc.ids
+        return rows
+
+
+class Tokens:
+    """A text's word pieces (ids), the offsets where each starts and ends, and the index of the word (as the
+    tokenizer's pre-tokenizer splits at spaces and punctuation) each belongs to."""
+
+    __slots__ = ("ids", "starts", "ends", "words")
+
+    def __init__(self, ids: list[int], starts: list[int], ends: list[int], words: list[int | None]) -> None:
+        self.ids, self.starts, self.ends, self.words = ids, starts, ends, words
+
+    def span(self, a: int, b: int) -> list[int] | None:
+        """The word pieces of text[a:b], the same as tokenizing it alone, if a and b fall between words;
+        else None. The tokenizer's normalizing is character by character and its word pieces never cross a
+        word, so a span cut between words is tokenized as it is inside the text; a cut inside a word (a
+        character split of a giant word) could be tokenized otherwise."""
+        from bisect import bisect_left
+
+        starts, ends, words = self.starts, self.ends, self.words
+        i, j = bisect_left(starts, a), bisect_left(starts, b)
+        n = len(starts)
+        if i > 0 and ends[i - 1] > a or j > 0 and ends[j - 1] > b:
+            return None  # a word piece crosses a cut
+        if 0 < i < n and words[i] == words[i - 1] or 0 < j < n and words[j] == words[j - 1]:
+            return None  # a cut falls inside a word
+        return self.ids[i:j]
+
+
 # --- the encoder process of a big ingest ----------------------------------------------------------------
 # While the model encodes one round of chunks in a child process, the ingest splits the next round and
 # writes the one before. Threads cannot do this: splitting and Chroma's writes hold the interpreter lock,
@@ -205,25 +275,29 @@ class EncoderProcess:
 
         here = str(Path(__file__).resolve().parent.parent)  # this qa, whatever the parent's path or folder
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+        # numpy's OpenBLAS starts a thread per core at import (0.05-0.1 CPU-s of the child's 0.4 s start-up,
+        # taken from the encoding on a busy machine); the child's numpy only pools and normalizes, no BLAS.
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
         self._child = subprocess.Popen(
             [sys.executable, "-m", "qa.onnx_encoder", str(folder), str(batch_size)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         # Requests go out on a thread of their own: a round larger than the pipe's buffer must not block
         # this one while the child, busy with the round before, is not reading.
-        self._outbox: queue.Queue[list[str] | None] = queue.Queue()
+        self._outbox: queue.Queue[tuple[list[str], list[Any] | None] | None] = queue.Queue()
         self._sender = threading.Thread(target=self._send_all, name="qa-encoder-requests", daemon=True)
         self._sender.start()
 
     def _send_all(self) -> None:
         try:
-            while (texts := self._outbox.get()) is not None:
-                _send(self._child.stdin, texts)
+            while (request := self._outbox.get()) is not None:
+                _send(self._child.stdin, request)
         except (BrokenPipeError, OSError, ValueError):
             pass  # the child is gone: `result` says so
 
-    def submit(self, texts: list[str]) -> None:
-        """Queue texts to encode; their vectors come from the matching `result` call."""
-        self._outbox.put(texts)
+    def submit(self, texts: list[str], pieces: list[Any] | None = None) -> None:
+        """Queue texts to encode (with their word pieces where known, see OnnxEncoder.encode); their vectors
+        come from the matching `result` call."""
+        self._outbox.put((texts, pieces))
 
     def result(self) -> Any:
         """The vectors of the oldest submitted texts not yet returned (raises EOFError if the child died)."""
@@ -253,11 +327,11 @@ def _serve(folder: str, batch_size: int) -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         try:
-            texts = _receive(stdin)
+            texts, pieces = _receive(stdin)
         except EOFError:
             return
         try:
-            answer = encoder.encode(texts)
+            answer = encoder.encode(texts, pieces=pieces)
         except Exception as e:  # noqa: BLE001 - reported to the parent, which encodes the round itself
             answer = f"{type(e).__name__}: {e}"
         _send(stdout, answer)

@@ -370,10 +370,20 @@ def test_a_big_ingest_encodes_in_a_child_process_with_the_same_vectors(
         started.append(self)
 
     monkeypatch.setattr(qa.onnx_encoder.EncoderProcess, "__init__", spy)
+    requests = []
+    real_submit = qa.onnx_encoder.EncoderProcess.submit
+
+    def submit(self, texts, pieces=None) -> None:  # noqa: ANN001
+        requests.append((texts, pieces))
+        real_submit(self, texts, pieces)
+
+    monkeypatch.setattr(qa.onnx_encoder.EncoderProcess, "submit", submit)
     docs = _many_documents(150)
     a = Assistant(index_dir=tmp_path / "a")
     report = a.ingest_texts(docs)
     assert len(started) == 1 and started[0]._child.poll() is not None  # one child, ended with the ingest
+    # The chunks go with the word pieces the splitter found, which the child does not tokenize again.
+    assert requests and all(p is not None and len(p) == len(t) and all(x is not None for x in p) for t, p in requests)
     assert report.count("added") == 150 and report.chunks_embedded > qa.ingest.FIRST_ROUND + 64
 
     monkeypatch.setattr(qa.ingest, "_encoder_folder", lambda embedder: None)  # everything encoded here
@@ -403,12 +413,12 @@ def test_an_encoder_process_that_dies_costs_nothing(tmp_path: Path, monkeypatch:
     real_submit = qa.onnx_encoder.EncoderProcess.submit
     sent = []
 
-    def submit(self, texts) -> None:  # noqa: ANN001
+    def submit(self, texts, pieces=None) -> None:  # noqa: ANN001
         sent.append(len(texts))
         if len(sent) == 2:
             os.kill(self._child.pid, signal.SIGKILL)
             self._child.wait()
-        real_submit(self, texts)
+        real_submit(self, texts, pieces)
 
     monkeypatch.setattr(qa.onnx_encoder.EncoderProcess, "submit", submit)
     docs = _many_documents(300)
@@ -449,3 +459,20 @@ def test_dense_search_is_wide_in_new_indexes_and_older_ones_after_their_next_ing
     (docs / "note.txt").write_text("The lighthouse keeper of Orvik is named Tomas Brell.\n")
     Assistant(index_dir=tmp_path / "index").ingest(docs)
     assert ef() == SEARCH_EF
+
+
+def test_the_last_round_is_cut_so_its_end_alone_is_written_after_the_encoding() -> None:
+    """The last round's final chunks go as a round of their own (qa.ingest._cut): every chunk once, in order,
+    a document's chunks split between the two where the cut falls."""
+    from qa.ingest import _cut
+    from qa.reading.formats import Chunk, SourceText
+
+    docs = [SourceText(f"d{i}", "x", "digest") for i in range(3)]
+    queue = [(d, [Chunk(d.path, j, j, j + 1, "x") for j in range(n)]) for d, n in zip(docs, (3, 5, 2))]
+    flat = [(d.path, c.index) for d, cs in queue for c in cs]
+    for n in (1, 2, 4, 7, 10):
+        head, tail = _cut(queue, n)
+        assert sum(len(cs) for _, cs in tail) == n and all(cs for _, cs in head + tail)
+        assert [(d.path, c.index) for d, cs in head + tail for c in cs] == flat
+    assert _cut(queue, 10) == ([], queue)
+    assert [len(cs) for _, cs in queue] == [3, 5, 2]  # the queue itself is left as it was

@@ -284,6 +284,36 @@ def test_sentence_sizes_taken_from_one_tokenization_are_each_sentences_own(backe
         assert len(fast) > 2 and fast == [(c.start, c.end) for c in split(doc, make_splitter(size, overlap, each_alone))]
 
 
+def test_a_chunks_word_pieces_taken_from_its_document_are_those_of_tokenizing_it_alone() -> None:
+    """The splitter's tokenization of a document gives each chunk its word pieces (Chunk.token_ids), which the
+    model then takes instead of tokenizing the chunk again: they must be what tokenizing it alone gives, in
+    every script, and a chunk cut inside a word (a word too long for a chunk) is tokenized again."""
+    import numpy as np
+
+    from qa.embedding import load_embedder, token_counter
+    from qa.reading.formats import SourceText, make_splitter
+
+    model = load_embedder("all-MiniLM-L6-v2", backend="onnx", precision="int8")
+    encoder = model._encoder
+    text = SEED_FILE.read_text(encoding="utf-8") + (
+        "\n\nDr. Müller-Lüdenscheidt (b. 1921) met Mr. O'Neil at 9:30 a.m. in São Paulo; cf. [1], [2-4].\n"
+        "東京は日本の首都です。人口は約1400万人です。Ça coûte 3,50 € — naïve café résumé e\u0301t\u00e9!\n"
+        "Straße über Ölfeld. Καλημέρα κόσμε. Привет, мир! مرحبا بالعالم. नमस्ते दुनिया।\n"
+        + " ".join(["qxzjkvqxzjkvzzqxjkvqzxjvkqzjxvkqzxjv" * 2] * 6) + ".") * 2
+    doc = SourceText("mixed.txt", text, "digest")
+    for size, overlap in ((16, 4), (80, 16), (160, 30)):
+        chunks = split(doc, make_splitter(size, overlap, token_counter(model)))
+        given = [c for c in chunks if c.token_ids is not None]
+        for c in given:
+            assert encoder._rows([c.text], [c.token_ids])[0] == encoder._tokenizer.encode(c.text).ids, c.text
+        cut_in_words = [c for c in chunks if c.token_ids is None]
+        assert all(c.text[0].isalnum() and text[c.start - 1].isalnum() or c.text[-1].isalnum()
+                   and text[c.end:c.end + 1].isalnum() for c in cut_in_words)
+        assert (len(cut_in_words) > 0) == (size == 16), (size, len(cut_in_words))
+        texts = [c.text for c in given]
+        np.testing.assert_array_equal(model.encode(texts, pieces=[c.token_ids for c in given]), model.encode(texts))
+
+
 def test_a_tokenizer_without_offsets_still_sizes_chunks_like_the_model() -> None:
     """A tokenizer that gives no offsets (transformers' pure-Python ones; none ships with transformers 5, so one
     stands in here): the counter then counts each text itself, and the chunks are the same."""

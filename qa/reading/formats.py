@@ -8,7 +8,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ class Chunk:
     start: int
     end: int
     text: str
+    # Its word pieces as the embedding model tokenizes it, when taken from the splitter's tokenization of the
+    # document (qa.embedding.TokenCounter.keep), else None.
+    token_ids: list[int] | None = field(default=None, compare=False, repr=False)
 
 
 class UnreadableFile(Exception):
@@ -364,9 +367,13 @@ def _window_end(text: str, start: int, size: int) -> int:
 def iter_chunks(source: SourceText, splitter: Any, window: int = WINDOW_CHARS) -> Iterator[Chunk]:
     """Chunks of a document, split a window at a time; offsets index its text exactly."""
     text, index, pos = source.text, 0, 0
+    counter = getattr(splitter, "_tokenizer", None)  # qa.embedding.TokenCounter, in qa's splitter
+    keep = getattr(counter, "keep", None)
     while pos < len(text):
         end = _window_end(text, pos, window)
         part, search_from = text[pos:end], 0
+        if keep is not None:
+            keep(part)
         # The splitter's own texts, placed the way its get_nodes_from_documents places them (each found
         # after the start of the one before), without building a Document and nodes around them: that
         # cost 20% of splitting.
@@ -374,10 +381,13 @@ def iter_chunks(source: SourceText, splitter: Any, window: int = WINDOW_CHARS) -
             start = part.find(piece, search_from)
             if start < 0:
                 continue  # never store a chunk we cannot point back into the document with
-            yield Chunk(source.path, index, pos + start, pos + start + len(piece), piece)
+            ids = counter.span(part, start, start + len(piece)) if keep is not None else None
+            yield Chunk(source.path, index, pos + start, pos + start + len(piece), piece, ids)
             index += 1
             search_from = start + 1
         pos = end
+    if keep is not None:
+        keep(None)
 
 
 def split(source: SourceText, splitter: Any) -> list[Chunk]:
