@@ -90,6 +90,10 @@ def test_axe_finds_no_serious_violation_of_qas_own(library: str, browser: Any, w
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"a11y-{width}-{scheme}.png"), full_page=True)
         assert violations(page) == []
+        # Gradio wrote a Group's elem_id on two nested elements: each confirmation's id was there twice.
+        assert page.evaluate("""() => { const seen = new Set(), twice = [];
+            document.querySelectorAll('[id]').forEach(e => { if (e.id && seen.has(e.id)) twice.push(e.id); seen.add(e.id); });
+            return twice; }""") == []
     finally:
         ctx.close()
 

@@ -321,7 +321,8 @@ def build_panel(chats: Chats) -> dict[str, Any]:
             c["export"] = gr.DownloadButton("Export", value=None, size="sm", scale=1, min_width=60,
                                             elem_id="qa-chat-export")
         # Deleting cannot be undone: asked in the page first (no browser dialog), as the library's Remove is.
-        with gr.Group(visible=False, elem_id="qa-chat-confirm") as c["confirm"]:
+        # A Column holds the id: Gradio writes a Group's elem_id on two nested elements (a duplicate id).
+        with gr.Column(visible=False, elem_id="qa-chat-confirm") as c["confirm"], gr.Group():
             c["question"] = gr.HTML("", elem_id="qa-chat-question")
             with gr.Row():
                 c["yes"] = gr.Button("Delete", size="sm", variant="stop", elem_id="qa-chat-yes")

@@ -196,7 +196,8 @@ def library_panel(assistant: Assistant, writer: Writer, status: Any, status_html
             only = gr.Button("Ask only these", size="sm", elem_id="qa-doc-only")
             again = gr.Button("Re-index", size="sm", elem_id="qa-doc-reindex")
             drop = gr.Button("Remove…", size="sm", variant="stop", elem_id="qa-doc-remove")
-        with gr.Group(visible=False, elem_id="qa-doc-confirm") as confirmation:
+        # A Column holds the id: Gradio writes a Group's elem_id on two nested elements (a duplicate id).
+        with gr.Column(visible=False, elem_id="qa-doc-confirm") as confirmation, gr.Group():
             question = gr.HTML("", elem_id="qa-doc-question")
             with gr.Row():
                 yes = gr.Button("Remove", size="sm", variant="stop", elem_id="qa-doc-yes")
