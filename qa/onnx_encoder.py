@@ -192,7 +192,6 @@ class OnnxEncoder:
                 raise failed[0]
         return out[0] if out[0] is not None else np.zeros((0, 0), dtype=np.float32)
 
-
     def _rows(self, texts: list[str], pieces: list[Any] | None) -> list[Any]:
         """Each text's model input ids: its given word pieces wrapped in the special tokens, else tokenized."""
         rows: list[Any] = [None] * len(texts)
