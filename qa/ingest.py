@@ -192,13 +192,13 @@ class Ingestor:
             queued = 0
             for chunks, files in rounds:
                 job = self._submit([c for _, cs in chunks for c in cs], more=not last)
-                # After the first round: short rounds while an encoder process takes them, full ones otherwise
-                # (it could not start, or died).
-                self.flush_chunks = self.batch_size if self._process is not None else self.batch_size * 4
                 job.chunks, job.files = chunks, files
                 if in_flight is not None:
                     write(in_flight)
                 in_flight = job
+            # After the first round: short rounds while an encoder process takes them, full ones otherwise
+            # (it could not start, or died).
+            self.flush_chunks = self.batch_size if self._process is not None else self.batch_size * 4
             if last and in_flight is not None:
                 job, in_flight = in_flight, None
                 write(job)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -221,8 +222,6 @@ class Tokens:
         else None. The tokenizer's normalizing is character by character and its word pieces never cross a
         word, so a span cut between words is tokenized as it is inside the text; a cut inside a word (a
         character split of a giant word) could be tokenized otherwise."""
-        from bisect import bisect_left
-
         starts, ends, words = self.starts, self.ends, self.words
         i, j = bisect_left(starts, a), bisect_left(starts, b)
         n = len(starts)
