@@ -377,15 +377,26 @@ def test_tab_from_the_question_reaches_the_conversations_before_the_documents(se
     assert not later or seen.index("qa-chats") < later[0], seen
 
 
+def _saved_settings(page: Any) -> str | None:
+    """What the page keeps in the browser's storage for its settings (encrypted by Gradio)."""
+    return page.evaluate("() => localStorage.getItem('qa-settings')")
+
+
+def _wait_saved(page: Any, before: str | None) -> None:
+    """Wait until the browser has stored the changed settings: a fixed pause was too short on a loaded machine."""
+    page.wait_for_function("(b) => localStorage.getItem('qa-settings') !== b", arg=before)
+
+
 @pytest.mark.slow
 def test_settings_survive_a_reload(server: tuple[str, Path], page: Any) -> None:
     """Top-k went back to 5 (and the answer mode to the default) at every reload."""
     _open(page, server[0])
     page.locator("#qa-settings").get_by_text("Settings").click()
+    before = _saved_settings(page)
     number = page.locator("#qa-topk input[type=number]")
     number.fill("9")
     number.press("Enter")
-    page.wait_for_timeout(1_000)
+    _wait_saved(page, before)
     page.reload()
     page.wait_for_selector("#qa-question textarea")
     page.locator("#qa-settings").get_by_text("Settings").click()
@@ -403,10 +414,11 @@ def test_settings_survive_a_restart_of_the_server(seeded_index: Path, tmp_path: 
     try:
         _open(page, url + "/")
         page.locator("#qa-settings").get_by_text("Settings").click()
+        before = _saved_settings(page)
         number = page.locator("#qa-topk input[type=number]")
         number.fill("8")
         number.press("Enter")
-        page.wait_for_timeout(1_000)
+        _wait_saved(page, before)
     finally:
         stop_serve(proc)
     assert (index / "ui-secret").stat().st_mode & 0o077 == 0  # only qa's user may read the key
