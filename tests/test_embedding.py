@@ -155,3 +155,23 @@ def test_export_is_made_once_into_the_named_cache(tmp_path: Path) -> None:
     assert (folder / "model.onnx").stat().st_mtime == made
     assert np.allclose(emb.encode(["a question"]), again.encode(["a question"]))
     assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [folder.name]
+
+
+def test_batches_pad_little_and_keep_to_the_word_piece_limit() -> None:
+    """Texts of mixed lengths (an ingest's round of chunks) go to the model in batches that pad them by
+    under 1% (filling every batch to the limit padded such a round 1-3%), each within TOKENS_PER_BATCH
+    word pieces and the batch size, every text once, the first of each batch its longest."""
+    import random
+
+    from qa.onnx_encoder import TOKENS_PER_BATCH, _batches
+
+    rng = random.Random(7)
+    for n, size in ((256, 64), (64, 64), (300, 4), (5, 64), (1, 64), (0, 64)):
+        lengths = [rng.choice((rng.randint(8, 60), rng.randint(60, 258), 700)) for _ in range(n)]
+        batches = _batches(lengths, size)
+        assert sorted(i for b in batches for i in b) == list(range(n))
+        for b in batches:
+            assert len(b) <= size and lengths[b[0]] == max(lengths[i] for i in b)
+            assert len(b) == 1 or len(b) * lengths[b[0]] <= TOKENS_PER_BATCH
+        padded = sum(len(b) * lengths[b[0]] for b in batches)
+        assert padded <= 1.01 * sum(lengths) or size < 64, (n, padded / max(sum(lengths), 1))
