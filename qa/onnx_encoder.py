@@ -213,7 +213,7 @@ def _batches(lengths: list[int], size: int) -> list[list[int]]:
 
     Texts are sorted by length and cut where the padding saved is worth a model run more (each costs
     about RUN_COST word pieces' time): filling each batch to the limit padded squad-dev's chunks 1.2%
-    (rounds of 256, as an ingest sends them) or 3.4% (rounds of 64), this 0.3% and 0.5%. A batch costs
+    (rounds of 256, as an ingest sends them) or 3.4% (rounds of 64), this 0.3% and 0.6%. A batch costs
     its padded word pieces, each a little more in a longer text (attention, `LENGTH_COST`).
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
