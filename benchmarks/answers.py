@@ -3,7 +3,8 @@
     python -m benchmarks.answers ../shared/data/squad-dev [--cache DIR]
 
 The answer depends only on the retrieved passages, so they (and the sentence embeddings) are kept in
-`--cache` after the first run; later runs only re-run the composer. Scores as `qa eval --answers`
+`--cache` after the first run; later runs only re-run the composer. As `Assistant.ask`, it retrieves
+RARITY_PASSAGES passages and quotes only the first top_k. Scores as `qa eval --answers`
 does (answer holds a gold answer; a citation holds one or is from a relevant document), per
 question type, for the even and the odd questions separately (tune on one half, check on the other).
 """
@@ -19,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from qa import Assistant
+from qa.answering import RARITY_PASSAGES
 from qa.evaluation import evaluate, load_benchmark
 from qa.question import TYPES, question_type
+from qa.settings import Settings
 
 from .common import machine
 
@@ -41,6 +44,15 @@ class _CachedEmbedder:
         return np.stack([self.memo[t] for t in texts])
 
 
+def cache_file(cache: Path, dataset: str) -> tuple[Path, int, int]:
+    """Where a dataset's retrieved passages and sentence embeddings are cached, how many of each question's
+    passages are quoted (top_k) and how many are retrieved: as Assistant.ask, RARITY_PASSAGES, the ones after
+    the first top_k counting only in how rare the question's words are."""
+    k = Settings().top_k
+    wide = max(k, RARITY_PASSAGES)
+    return cache / f"{dataset}-{wide}.pickle", k, wide
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dir", type=Path)
@@ -51,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     bench = load_benchmark(args.dir)
     args.cache.mkdir(parents=True, exist_ok=True)
-    cached = args.cache / f"{args.dir.name}.pickle"
+    cached, k, wide = cache_file(args.cache, args.dir.name)
     if cached.exists():
         passages, memo = pickle.loads(cached.read_bytes())
     else:
@@ -59,16 +71,16 @@ def main() -> None:
         index = max((p for p in Path(".eval-cache").iterdir() if p.name.startswith(args.dir.name)),
                     key=lambda p: p.stat().st_mtime)
         a = Assistant(index_dir=index)
-        passages = {qid: a.retriever().retrieve(text, a.settings.top_k) for qid, text, _ in bench.queries}
+        passages = {qid: a.retriever().retrieve(text, wide) for qid, text, _ in bench.queries}
         memo = {}
     a = Assistant(index_dir=args.cache / "unused")
     comp = a.composer()
     if args.timed:  # what an answer costs after retrieval: sentence embeddings and the composer
         timed = bench.queries[: args.timed]
-        comp.compose(timed[0][1], list(passages[timed[0][0]]))  # warm-up
+        comp.compose(timed[0][1], passages[timed[0][0]][:k], passages[timed[0][0]][k:])  # warm-up
         wall, cpu = time.perf_counter(), time.process_time()
         for qid, text, _ in timed:
-            comp.compose(text, list(passages[qid]))
+            comp.compose(text, passages[qid][:k], passages[qid][k:])
         print(f"{len(timed)} questions, composer with sentence embeddings "
               f"{(time.perf_counter() - wall) * 1000 / len(timed):.0f} ms/question wall, "
               f"{(time.process_time() - cpu) * 1000 / len(timed):.0f} ms CPU, {machine()}")
@@ -78,7 +90,7 @@ def main() -> None:
     answered = 0
     started = time.perf_counter()
     for n, (qid, text, gold) in enumerate(bench.queries):
-        answer, cites = comp.compose(text, list(passages[qid]))
+        answer, cites = comp.compose(text, passages[qid][:k], passages[qid][k:])
         rel = bench.qrels[qid]
         acc = float(bool(cites) and any(g.lower() in answer.lower() for g in gold))
         prec = [float(any(g.lower() in c.text.lower() for g in gold) or c.source in rel) for c in cites]

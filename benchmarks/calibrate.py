@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from qa import Assistant
+from qa.answering import RARITY_PASSAGES
 from qa.evaluation import evaluate, load_benchmark
 
 
@@ -33,12 +34,13 @@ def main() -> None:
     for qid, text, gold in bench.queries[: args.limit]:
         article = next(iter(bench.qrels[qid])).split("_")[0]
         passages = a.retriever().retrieve(text, 40)
-        own = passages[: a.settings.top_k]
-        other = [p for p in passages if not p.source.startswith(article + "_")][: a.settings.top_k]
+        k, wide = a.settings.top_k, max(a.settings.top_k, RARITY_PASSAGES)  # as Assistant.ask
+        own = passages[:wide]
+        other = [p for p in passages if not p.source.startswith(article + "_")][:wide]
         # The composer answers with its preferred sentence among those whose support reaches the threshold.
         pos.append([(r.support, any(g.lower() in r.sentence.text.lower() for g in gold))
-                    for r in comp.rank(text, own)])
-        neg.append(max((r.support for r in comp.rank(text, other)), default=0.0))
+                    for r in comp.rank(text, own[:k], own[k:])])
+        neg.append(max((r.support for r in comp.rank(text, other[:k], other[k:])), default=0.0))
     print(f"{len(pos)} answerable, {len(neg)} unanswerable (own article removed)")
     print("| min_support | answerable answered | answered and correct | unanswerable refused | balanced |")
     print("|---|---|---|---|---|")

@@ -23,8 +23,9 @@ import numpy as np
 
 from qa import Assistant, answering
 from qa.evaluation import load_benchmark
+from qa.settings import Settings
 
-from .answers import _CachedEmbedder
+from .answers import _CachedEmbedder, cache_file
 
 
 def _rows(comp: Any, bench: Any, passages: dict, floor: float | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
@@ -39,9 +40,10 @@ def _rows(comp: Any, bench: Any, passages: dict, floor: float | None = None) -> 
 
     answering.ExtractiveComposer._features = staticmethod(capture)
     out = []
+    k = Settings().top_k
     try:
         for n, (qid, text, gold) in enumerate(bench.queries):
-            ranked = comp.rank(text, list(passages[qid]))
+            ranked = comp.rank(text, passages[qid][:k], passages[qid][k:])
             if not ranked:
                 continue
             row = {(s.passage.source, s.start): i for i, s in enumerate(captured["sentences"])}
@@ -122,7 +124,7 @@ def main() -> None:
     ap.add_argument("--policy", action="store_true", help="also score second-sentence thresholds (frozen weights)")
     args = ap.parse_args()
     bench = load_benchmark(args.dir)
-    passages, memo = pickle.loads((args.cache / f"{args.dir.name}.pickle").read_bytes())
+    passages, memo = pickle.loads(cache_file(args.cache, args.dir.name)[0].read_bytes())
     a = Assistant(index_dir=args.cache / "unused")
     comp = a.composer()
     comp.embedder = _CachedEmbedder(a.embedder, memo)

@@ -1,9 +1,12 @@
 """Try fusion modes and dense weights on one indexed BEIR set, reusing one dense and one BM25 run.
 
-    python -m benchmarks.tune_fusion ../shared/data/scifact-train [--limit N]
+    python -m benchmarks.tune_fusion ../shared/data/scifact-train [--limit N] [--wide N]
+    python -m benchmarks.tune_fusion ../shared/data/squad-dev --depths 20,40,50,80
 
 The fused rankings come from LlamaIndex's own QueryFusionRetriever fusion functions, applied to
 the two candidate lists, so the figures are those `qa eval` reports for the same settings.
+`--depths` instead scores qa's own fusion (the settings' mode and dense weight) with each side's list
+cut to each depth: the fused order depends on that depth (see qa.retrieval.MIN_CANDIDATES).
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import argparse
 import copy
 import sys
 from pathlib import Path
+from typing import Any
 
 from llama_index.core.llms import MockLLM
 from llama_index.core.retrievers import QueryFusionRetriever
 
 from qa import Assistant
 from qa.evaluation import evaluate, load_benchmark, ndcg
+
+from .common import machine
 
 WEIGHTS = [0.3, 0.4, 0.5, 0.6, 0.7]
 MODES = ["relative_score", "dist_based_score", "reciprocal_rerank"]
@@ -28,7 +34,11 @@ def main() -> None:
     ap.add_argument("dir", type=Path)
     ap.add_argument("--limit", type=int)
     ap.add_argument("--wide", type=int, default=40, help="candidates per side")
+    ap.add_argument("--depths", help="comma-separated candidate depths per side: score qa's fusion at each")
     args = ap.parse_args()
+    depths = sorted(int(d) for d in args.depths.split(",")) if args.depths else []
+    if depths:
+        args.wide = max(depths)
     # Make sure the cached eval index exists (and find it) by evaluating one query.
     evaluate(Assistant(), args.dir, limit=1)
     bench = load_benchmark(args.dir)
@@ -42,6 +52,9 @@ def main() -> None:
     queries = bench.queries[: args.limit] if args.limit else bench.queries
     runs = [(qid, dense_ret.retrieve(t), bm25_ret.retrieve(t)) for qid, t, _ in queries]
     print(f"{args.dir.name}: {len(runs)} queries, {args.wide} candidates per side", file=sys.stderr)
+    if depths:
+        by_depth(a, bench, queries, runs, depths)
+        return
     print("| mode | dense weight | ndcg@10 | recall@5 | recall@10 |")
     print("|---|---|---|---|---|")
 
@@ -78,6 +91,38 @@ def main() -> None:
                     out = f._relative_score_fusion(res, dist_based=mode == "dist_based_score")
                 fused.append(docs(out))
             score(fused, f"{mode} | {w}")
+
+
+def by_depth(a: Assistant, bench: Any, queries: list, runs: list, depths: list[int]) -> None:
+    """Per depth: document ndcg@10, recall@1 and @5, and how often a top-5 passage holds a gold answer."""
+    s = a.settings
+    f = QueryFusionRetriever([a.retriever().index.as_retriever(), a.retriever().bm25.get(1)], llm=MockLLM(),
+                             mode=s.fusion, num_queries=1, use_async=False,
+                             retriever_weights=[s.dense_weight, 1 - s.dense_weight])
+    print(f"{s.fusion}, dense weight {s.dense_weight}, {machine()}")
+    print("| candidates per side | ndcg@10 | recall@1 | recall@5 | a top-5 passage holds the answer |")
+    print("|---|---|---|---|---|")
+    for d in depths:
+        nd = r1 = r5 = held = 0.0
+        answerable = 0
+        for (qid, dense, keywords), (_, _, gold) in zip(runs, queries):
+            res = {("q", 0): copy.deepcopy(dense[:d]), ("q", 1): copy.deepcopy(keywords[:d])}
+            out = (f._reciprocal_rerank_fusion(res) if s.fusion == "reciprocal_rerank"
+                   else f._relative_score_fusion(res, dist_based=s.fusion == "dist_based_score"))
+            ranked: list[str] = []
+            for x in out:
+                if x.node.metadata["source"] not in ranked:
+                    ranked.append(x.node.metadata["source"])
+            rel = bench.qrels[qid]
+            nd += ndcg(ranked, rel, 10)
+            r1 += len(set(ranked[:1]) & set(rel)) / len(rel)
+            r5 += len(set(ranked[:5]) & set(rel)) / len(rel)
+            if gold:
+                answerable += 1
+                held += any(g.lower() in x.node.get_content().lower() for x in out[:5] for g in gold)
+        n = len(runs)
+        print(f"| {d} | {nd / n:.4f} | {r1 / n:.4f} | {r5 / n:.4f} | "
+              f"{f'{held / answerable:.4f}' if answerable else '-'} |", flush=True)
 
 
 if __name__ == "__main__":

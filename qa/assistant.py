@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .answering import RARITY_PASSAGES
 from .chat import answered_as, condense
 from .errors import (
     ConfigError,
@@ -389,8 +390,10 @@ class Assistant:
             yield Answer(question=question, answer=NO_DOCUMENT_MATCHES.format(patterns=", ".join(patterns)),
                          answered=False, backend=self.backend, seconds=time.perf_counter() - started)
             return
-        with self._explained():
-            passages = tuple(self.retriever().retrieve(query, top_k or self.settings.top_k, sources=scope))
+        k = top_k or self.settings.top_k
+        with self._explained():  # the passages after the first k only tell how rare the question's words are
+            found = self.retriever().retrieve(query, max(k, RARITY_PASSAGES), sources=scope)
+        passages, background = tuple(found[:k]), found[k:]
         composer = self.composer()
         not_found = NOT_FOUND if scope is None else _not_found_in(scope)
         if getattr(composer, "generative", False):
@@ -401,7 +404,7 @@ class Assistant:
             return
         text, citations = "", []
         # A short follow-up is answered as it was searched: "What did he reiterate? (Who is Matthew Miller?)".
-        for sentence, citation in composer.stream(answered_as(q, history), list(passages)):
+        for sentence, citation in composer.stream(answered_as(q, history), list(passages), background):
             text = f"{text} {sentence}" if text else sentence
             citations.append(self._place(citation))
             yield Answer(question=question, answer=text, answered=True, citations=tuple(citations),

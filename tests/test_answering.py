@@ -226,6 +226,33 @@ def test_choice_reads_sentences_just_below_the_threshold_once_the_documents_answ
     assert comp.choose([answered, other_close]) == [answered]
 
 
+def test_a_word_the_related_text_is_full_of_counts_less_in_the_choice(seeded) -> None:
+    """How rare a question's word is counts the passages retrieved after those quoted: "Murmansk", the subject
+    of the related text, then tells less than "carried" and "gold", and the sentence naming the ship is chosen."""
+    from qa.answering import RARITY_PASSAGES
+
+    def passage(source: str, text: str) -> Passage:
+        return Passage(source=source, start=0, end=len(text), text=text, score=1.0)
+
+    question = "Which ship carried the gold to Murmansk?"
+    quoted = [passage("convoy.txt", "The gold was carried overland to Murmansk in the spring of 1942. The cruiser "
+                                    "HMS Edinburgh carried the gold, and a U-boat sank her on the way.")]
+    related = [passage(f"murmansk-{i}.txt", t) for i, t in enumerate([
+        "Murmansk is a port city in the far north of Russia.", "Murmansk stays free of ice all year.",
+        "Convoys from Britain sailed to Murmansk.", "Murmansk grew quickly during the war.",
+        "The railway to Murmansk was built in 1916."])]
+    comp = seeded.composer()
+    assert comp.rank(question, quoted)[0].sentence.text.startswith("The gold was carried overland")
+    answer, citations = comp.compose(question, quoted, related)
+    assert "HMS Edinburgh" in citations[0].text and "HMS Edinburgh" in answer
+    assert {c.source for c in citations} == {"convoy.txt"}, "the related passages are never quoted"
+
+    # Assistant.ask retrieves RARITY_PASSAGES passages but quotes and offers only top_k of them.
+    ans = seeded.ask("Who is the Russian Defence Minister?", top_k=2)
+    assert RARITY_PASSAGES > 2 and len(ans.related) == 2
+    assert all(any((c.source, c.passage_start) == (p.source, p.start) for p in ans.related) for c in ans.citations)
+
+
 def _sentences(text: str, source: str = "notes.md") -> list[str]:
     return [s.text for s in split_sentences(Passage(source=source, start=0, end=len(text), text=text, score=1.0))]
 
