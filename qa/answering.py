@@ -145,6 +145,19 @@ _DANGLING = re.compile(r"^(?:(?:additionally|furthermore|moreover|also|however|m
                        r"in addition|in contrast|on the other hand|similarly|likewise|instead|besides|still)\b,?"
                        r"|(?:(?:although|though|but|and|yet|so|while|because|since)\s+)?"
                        r"(?:he|she|they|him|them|his|her|their)\b)", re.IGNORECASE)
+# A sentence that names what it is about only in the one before it. squad-dev, benchmarks.answers: 39 of 509
+# answers open with one whose previous sentence was retrieved; quoted after it, answer accuracy 0.864 -> 0.866,
+# citation precision 0.902 -> 0.900 (the sentence before is from the same, sometimes wrong, document).
+_LEANS_BACK = re.compile(r"^(?:it|he|she|they|this|these)\b", re.IGNORECASE)
+
+
+def _title_like(text: str) -> bool:
+    """Whether a sentence is a title or heading: a few words without a full stop ("Newcastle upon Tyne").
+    squad-dev, benchmarks.answers: 16 of 509 answers quoted one second; with the next sentence instead,
+    citation precision 0.902 -> 0.904, answer accuracy unchanged."""
+    return not _TERMINAL.search(text) and len(TERM.findall(text)) <= 8
+
+
 # Orders to an AI assistant planted in a document (prompt injection): such sentences are data, never an
 # answer. They are not quoted, not cited and not shown to a model. A heuristic for the common English forms.
 _INSTRUCTION = re.compile(
@@ -300,7 +313,7 @@ def content_words(text: str, stem: Any) -> set[str]:
 class ExtractiveComposer:
     """Chooses and cites sentences; `min_support` is the not-found threshold."""
 
-    def __init__(self, embedder: Any, max_sentences: int = 2, min_support: float = 0.52) -> None:
+    def __init__(self, embedder: Any, max_sentences: int = 2, min_support: float = 0.51) -> None:
         import Stemmer
 
         self.embedder = embedder
@@ -401,10 +414,11 @@ class ExtractiveComposer:
         return [(r.support, r.sentence) for r in self.rank(question, passages)]
 
     def choose(self, ranked: list[Ranked]) -> list[Ranked]:
-        """The answer's sentences: the best supported choice, plus close seconds, never overlapping."""
+        """The answer's sentences: the best supported choice, plus close seconds, never overlapping; the best
+        one after the sentence it leans on when it opens with a pronoun."""
         if not any(r.support >= self.min_support for r in ranked):
             return []
-        ranked = [r for r in ranked if r.in_context >= self.min_support - CHOICE_MARGIN]
+        everything, ranked = ranked, [r for r in ranked if r.in_context >= self.min_support - CHOICE_MARGIN]
         best = ranked[0].choice
         picked: list[Ranked] = []
         for r in ranked:
@@ -423,7 +437,16 @@ class ExtractiveComposer:
                 continue  # its "he" or "Additionally" would lean on the wrong sentence
             if any(p.sentence.text.split() == s.text.split() for p in picked):
                 continue  # the same sentence in another document (a copy): quoted once
+            if picked and _title_like(s.text):
+                continue  # a title or heading ("Newcastle upon Tyne") quoted second adds nothing to the answer
             picked.append(r)
+        if picked and _LEANS_BACK.match(picked[0].sentence.text):
+            # "It is a theoretical device that ..." says what "it" is only with the sentence before it: quoted
+            # first when retrieved, so the answer reads in the document's order.
+            lead = picked[0].sentence
+            before = next((r for r in everything if _follows(r.sentence, lead)), None)
+            if before is not None:
+                picked = [before] + [p for p in picked if p.sentence != before.sentence]
         return picked
 
     def compose(self, question: str, passages: list[Passage], background: Sequence[Passage] = ()) -> tuple[str, list[Citation]]:

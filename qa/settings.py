@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     )
     max_sentences: int = Field(2, ge=1, le=10, description="Sentences an extractive answer may use.")
     min_support: float = Field(
-        0.52,
+        0.51,
         description="Below this evidence score the answer is 'not found in the documents'.",
     )
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are skipped.")

@@ -205,7 +205,7 @@ def test_choice_reads_sentences_just_below_the_threshold_once_the_documents_answ
 
     def ranked(source: str, start: int, support: float, choice: float) -> Ranked:
         p = Passage(source=source, start=0, end=1000, text="x" * 1000, score=1.0)
-        return Ranked(support, choice, Sentence(p, start, start + 10, f"s{start:09d}", 0), None, support)
+        return Ranked(support, choice, Sentence(p, start, start + 10, f"s{start:08d}.", 0), None, support)
 
     comp = ExtractiveComposer(embedder=None, max_sentences=2, min_support=0.5)
     names_it = ranked("a.txt", 100, 0.5 - CHOICE_MARGIN / 2, 1.2)  # fewer words in common, names the fact
@@ -251,6 +251,33 @@ def test_a_word_the_related_text_is_full_of_counts_less_in_the_choice(seeded) ->
     ans = seeded.ask("Who is the Russian Defence Minister?", top_k=2)
     assert RARITY_PASSAGES > 2 and len(ans.related) == 2
     assert all(any((c.source, c.passage_start) == (p.source, p.start) for p in ans.related) for c in ans.citations)
+
+
+def test_a_sentence_opening_with_a_pronoun_is_quoted_after_the_one_it_leans_on(seeded) -> None:
+    """ "It was the first design ..." alone does not say what was: the sentence before it comes first."""
+    text = ("Charles Babbage designed the Analytical Engine in 1837. It was the first design for a general-purpose "
+            "computer, with a mill and a store. Ada Lovelace wrote programs for it.")
+    engine = Passage(source="engine.txt", start=0, end=len(text), text=text, score=1.0)
+    answer, citations = seeded.composer().compose("What was the first design for a general-purpose computer?", [engine])
+    assert answer.startswith("Charles Babbage designed the Analytical Engine in 1837 [1]. It was the first design")
+    assert [text[c.start:c.end][:8] for c in citations] == ["Charles ", "It was t"]
+
+
+def test_a_title_is_not_quoted_as_the_second_sentence() -> None:
+    from qa.answering import ExtractiveComposer, Ranked, Sentence
+
+    text = "Newcastle upon Tyne\nThe Tyneside Bar is on a roof. The city has many bars. The quay is old."
+    page = Passage(source="newcastle.txt", start=0, end=len(text), text=text, score=1.0)
+
+    def ranked(piece: str, choice: float) -> Ranked:
+        start = text.index(piece)
+        return Ranked(0.7, choice, Sentence(page, start, start + len(piece), piece, 0), None, 0.7)
+
+    best, title, second = ranked("The Tyneside Bar is on a roof.", 1.5), ranked("Newcastle upon Tyne", 1.4), \
+        ranked("The city has many bars.", 1.3)
+    comp = ExtractiveComposer(embedder=None, max_sentences=2, min_support=0.5)
+    assert comp.choose([best, title, second]) == [best, second]
+    assert comp.choose([title, best]) == [title, best], "a title that is the best answer is still quoted"
 
 
 def _sentences(text: str, source: str = "notes.md") -> list[str]:
