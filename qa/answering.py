@@ -414,8 +414,8 @@ class ExtractiveComposer:
         return [(r.support, r.sentence) for r in self.rank(question, passages)]
 
     def choose(self, ranked: list[Ranked]) -> list[Ranked]:
-        """The answer's sentences: the best supported choice, plus close seconds, never overlapping; the best
-        one after the sentence it leans on when it opens with a pronoun."""
+        """The answer's sentences: the best supported choice, plus close seconds, never overlapping. When the
+        best one opens with a pronoun, the sentence it leans on comes first, even beyond max_sentences."""
         if not any(r.support >= self.min_support for r in ranked):
             return []
         everything, ranked = ranked, [r for r in ranked if r.in_context >= self.min_support - CHOICE_MARGIN]
