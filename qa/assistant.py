@@ -65,6 +65,18 @@ def check_question(question: object) -> str:
                                f"(str){hint}.")
 
 
+def _path_args(args: tuple[object, ...], call: str) -> list[str | os.PathLike[str]]:
+    """Paths given one by one or in lists: ingest("a.txt", "b.txt") is ingest(["a.txt", "b.txt"])."""
+    out: list[str | os.PathLike[str]] = []
+    for arg in args:
+        for p in arg if isinstance(arg, (list, tuple, set, frozenset)) else (arg,):
+            if not isinstance(p, (str, os.PathLike)):
+                raise InvalidArgumentError(f"{call}({p!r}): give files, folders or globs as strings or Paths, "
+                                           f"e.g. {call}('docs/')")
+            out.append(p)
+    return out
+
+
 def _check_top_k(top_k: object) -> None:
     lo, hi = bounds("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not lo <= top_k <= hi):
@@ -310,7 +322,7 @@ class Assistant:
         A file that cannot be indexed (missing, unreadable, too big) is a `FileResult` with status "failed" and its
         reason in the report, not an exception; errors of the index itself (busy, damaged, disk full) are raised.
         """
-        targets = [Path(p) for p in paths] or [Path("seeds")]
+        targets = [Path(p) for p in _path_args(paths, "ingest")] or [Path("seeds")]
         guard = None
         if not self.settings.chroma_url:
             from .diskspace import SpaceGuard
@@ -732,7 +744,7 @@ class Assistant:
         """
         from .library import select
 
-        patterns = [str(p) for p in paths_or_globs]
+        patterns = [str(p) for p in _path_args(paths_or_globs, "remove")]
         if not patterns:
             raise QAError("Name the documents to remove: qa remove PATH|GLOB ... (qa docs lists them)")
 

@@ -75,6 +75,22 @@ def test_a_path_as_sources_and_none_as_history_are_taken(seeded: Assistant) -> N
     assert seeded.ask(question, history=None).citations == seeded.ask(question).citations  # type: ignore[arg-type]
 
 
+def test_paths_may_come_in_a_list_and_anything_else_is_one_clear_error(tmp_path: Path) -> None:
+    docs = [tmp_path / "a.txt", tmp_path / "b.md"]
+    docs[0].write_text("The lighthouse at Pharos stood in Alexandria.", encoding="utf-8")
+    docs[1].write_text("The library of Alexandria held many scrolls.", encoding="utf-8")
+    a = Assistant(index_dir=tmp_path / "index")
+    report = a.ingest([str(docs[0]), docs[1]])  # a list, as a caller holding several paths writes it
+    assert report.count("added") == 2
+    assert a.remove([docs[0]]).removed == (str(docs[0].resolve()),)
+    for wrong in (5, [str(docs[1]), None]):
+        with pytest.raises(InvalidArgumentError, match=r"^ingest\((5|None)\): give files"):
+            a.ingest(wrong)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"^remove\(3\.5\)"):
+        a.remove(3.5)  # type: ignore[arg-type]
+    assert [d.source for d in a.documents()] == [str(docs[1].resolve())], "nothing else changed"
+
+
 def test_an_empty_setting_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QA_INDEX_DIR", "")  # not the current folder
     monkeypatch.setenv("QA_CHROMA_URL", "")
