@@ -137,8 +137,8 @@ class _Counted:
         self.running = self.peak = 0
         self.lock = threading.Lock()
 
-    def stream(self, question: str, passages: list[Any]) -> Iterator[Any]:
-        first = next(iter(self.inner.stream(question, passages)))
+    def stream(self, question: str, passages: list[Any], background: Any = ()) -> Iterator[Any]:
+        first = next(iter(self.inner.stream(question, passages, background)))
         for _ in range(self.steps):
             with self.lock:
                 self.running += 1
