@@ -4,7 +4,7 @@
 
 The answer depends only on the retrieved passages, so they (and the sentence embeddings) are kept in
 `--cache` after the first run; later runs only re-run the composer. As `Assistant.ask`, it retrieves
-RARITY_PASSAGES passages and quotes only the first top_k. Scores as `qa eval --answers`
+`passages_retrieved(top_k)` passages and quotes only the first top_k. Scores as `qa eval --answers`
 does (answer holds a gold answer; a citation holds one or is from a relevant document), per
 question type, for the even and the odd questions separately (tune on one half, check on the other).
 """
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from qa import Assistant
-from qa.answering import RARITY_PASSAGES
+from qa.answering import passages_retrieved
 from qa.evaluation import evaluate, load_benchmark
 from qa.question import TYPES, question_type
 from qa.settings import Settings
@@ -46,10 +46,9 @@ class _CachedEmbedder:
 
 def cache_file(cache: Path, dataset: str) -> tuple[Path, int, int]:
     """Where a dataset's retrieved passages and sentence embeddings are cached, how many of each question's
-    passages are quoted (top_k) and how many are retrieved: as Assistant.ask, RARITY_PASSAGES, the ones after
-    the first top_k counting only in how rare the question's words are."""
+    passages are quoted (top_k) and how many are retrieved, as Assistant.ask (qa.answering.passages_retrieved)."""
     k = Settings().top_k
-    wide = max(k, RARITY_PASSAGES)
+    wide = passages_retrieved(k)
     return cache / f"{dataset}-{wide}.pickle", k, wide
 
 

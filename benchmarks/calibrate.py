@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from qa import Assistant
-from qa.answering import RARITY_PASSAGES
+from qa.answering import passages_retrieved
 from qa.evaluation import evaluate, load_benchmark
 
 
@@ -31,10 +31,10 @@ def main() -> None:
     a = Assistant(index_dir=cache)
     comp = a.composer()
     pos, neg = [], []
+    k, wide = a.settings.top_k, passages_retrieved(a.settings.top_k)  # as Assistant.ask
     for qid, text, gold in bench.queries[: args.limit]:
         article = next(iter(bench.qrels[qid])).split("_")[0]
         passages = a.retriever().retrieve(text, 40)
-        k, wide = a.settings.top_k, max(a.settings.top_k, RARITY_PASSAGES)  # as Assistant.ask
         own = passages[:wide]
         other = [p for p in passages if not p.source.startswith(article + "_")][:wide]
         # The composer answers with its preferred sentence among those whose support reaches the threshold.

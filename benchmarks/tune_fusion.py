@@ -68,29 +68,31 @@ def main() -> None:
         n = len(runs)
         print(f"| {label} | {nd / n:.4f} | {r5 / n:.4f} | {r10 / n:.4f} |")
 
-    def docs(nodes: list) -> list[str]:
-        out: list[str] = []
-        for x in nodes:
-            s = x.node.metadata["source"]
-            if s not in out:
-                out.append(s)
-        return out
-
     score([docs(d) for _, d, _ in runs], "dense | 1.0")
     score([docs(b) for _, _, b in runs], "bm25 | 0.0")
     for mode in MODES:
         for w in WEIGHTS if mode != "reciprocal_rerank" else [0.5]:
             f = QueryFusionRetriever([dense_ret, bm25_ret], llm=MockLLM(), mode=mode, num_queries=1,
                                      use_async=False, retriever_weights=[w, 1 - w])
-            fused = []
-            for _, d, b in runs:
-                res = {("q", 0): copy.deepcopy(d), ("q", 1): copy.deepcopy(b)}
-                if mode == "reciprocal_rerank":
-                    out = f._reciprocal_rerank_fusion(res)
-                else:
-                    out = f._relative_score_fusion(res, dist_based=mode == "dist_based_score")
-                fused.append(docs(out))
-            score(fused, f"{mode} | {w}")
+            score([docs(fuse(f, mode, d, b)) for _, d, b in runs], f"{mode} | {w}")
+
+
+def docs(nodes: list) -> list[str]:
+    """The documents of ranked chunks, each once, where its best chunk ranks."""
+    out: list[str] = []
+    for x in nodes:
+        s = x.node.metadata["source"]
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def fuse(f: QueryFusionRetriever, mode: str, dense: list, keywords: list) -> list:
+    """Two candidate lists fused by LlamaIndex's own function for the mode (copies: fusion edits scores)."""
+    res = {("q", 0): copy.deepcopy(dense), ("q", 1): copy.deepcopy(keywords)}
+    if mode == "reciprocal_rerank":
+        return f._reciprocal_rerank_fusion(res)
+    return f._relative_score_fusion(res, dist_based=mode == "dist_based_score")
 
 
 def by_depth(a: Assistant, bench: Any, queries: list, runs: list, depths: list[int]) -> None:
@@ -106,13 +108,8 @@ def by_depth(a: Assistant, bench: Any, queries: list, runs: list, depths: list[i
         nd = r1 = r5 = held = 0.0
         answerable = 0
         for (qid, dense, keywords), (_, _, gold) in zip(runs, queries):
-            res = {("q", 0): copy.deepcopy(dense[:d]), ("q", 1): copy.deepcopy(keywords[:d])}
-            out = (f._reciprocal_rerank_fusion(res) if s.fusion == "reciprocal_rerank"
-                   else f._relative_score_fusion(res, dist_based=s.fusion == "dist_based_score"))
-            ranked: list[str] = []
-            for x in out:
-                if x.node.metadata["source"] not in ranked:
-                    ranked.append(x.node.metadata["source"])
+            out = fuse(f, s.fusion, dense[:d], keywords[:d])
+            ranked = docs(out)
             rel = bench.qrels[qid]
             nd += ndcg(ranked, rel, 10)
             r1 += len(set(ranked[:1]) & set(rel)) / len(rel)

@@ -135,6 +135,14 @@ CLOSE_SAME_DOCUMENT, CLOSE_OTHER_DOCUMENT = 1.5, 0.06
 # halves gaining; over every sentence of the corpus: 0.854, 0.892. The support (the not-found decision) has no
 # rarity in it. Ten passages keep retrieval's depth (qa.retrieval.MIN_CANDIDATES) and so the top 5 as they are.
 RARITY_PASSAGES = 10
+
+
+def passages_retrieved(top_k: int) -> int:
+    """How many passages an answer retrieves: the first top_k are quoted, the rest (up to RARITY_PASSAGES)
+    only count in how rare the question's words are."""
+    return max(top_k, RARITY_PASSAGES)
+
+
 W_CONTEXT = 0.9  # share of the question's words found only in the sentence a follow-on sentence refers back to
 _REFERS_BACK = re.compile(r"^(?:it|he|she|they|this|these|that|those|his|her|its|their|there|then|the\s+(\w+))\b",
                           re.IGNORECASE)

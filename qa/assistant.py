@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .answering import RARITY_PASSAGES
+from .answering import passages_retrieved
 from .chat import answered_as, condense
 from .errors import (
     ConfigError,
@@ -404,7 +404,7 @@ class Assistant:
             return
         k = top_k or self.settings.top_k
         with self._explained():  # the passages after the first k only tell how rare the question's words are
-            found = self.retriever().retrieve(query, max(k, RARITY_PASSAGES), sources=scope)
+            found = self.retriever().retrieve(query, passages_retrieved(k), sources=scope)
         passages, background = tuple(found[:k]), found[k:]
         composer = self.composer()
         not_found = NOT_FOUND if scope is None else _not_found_in(scope)
