@@ -242,3 +242,23 @@ def test_an_error_shows_a_python_user_the_call_for_the_command_it_names(seeded, 
     r = subprocess.run([sys.executable, "-m", "qa", "--index-dir", str(index), "ask", QUESTION], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "In Python" not in r.stderr, r.stderr
+
+
+def test_hybrid_retrieval_fuses_at_least_min_candidates_a_side(seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fused order depends on each side's depth, and fusion was tuned at 40-50 a side: the default
+    top_k of 5 fuses 50 (was 20), and asking for 10 passages fuses the same lists, so the first 5 are the same."""
+    from qa.retrieval import CANDIDATES_PER_SIDE, MIN_CANDIDATES
+
+    r = seeded.retriever()
+    depths: list[tuple[str, int]] = []
+    as_retriever, get = r.index.as_retriever, r.bm25.get
+    monkeypatch.setattr(r.index, "as_retriever",
+                        lambda **kw: depths.append(("dense", kw["similarity_top_k"])) or as_retriever(**kw))
+    monkeypatch.setattr(r.bm25, "get", lambda k, *a: depths.append(("bm25", k)) or get(k, *a))
+    question = "Who denied the arms transfers?"
+    five, ten = r.retrieve(question, 5), r.retrieve(question, 10)
+    assert MIN_CANDIDATES > 5 * CANDIDATES_PER_SIDE
+    assert depths == [("dense", MIN_CANDIDATES), ("bm25", MIN_CANDIDATES)] * 2
+    assert five == ten[:5]
+    r.retrieve(question, 20)
+    assert depths[-2:] == [("dense", 20 * CANDIDATES_PER_SIDE), ("bm25", 20 * CANDIDATES_PER_SIDE)]
