@@ -120,6 +120,18 @@ def vector_segments(index_dir: Path) -> list[tuple[str, str, int]]:
         con.close()
 
 
+def _persisted_segments(index_dir: Path) -> set[str] | None:
+    """Segments Chroma has recorded as written to files (a row in `max_seq_id`); None if it cannot be read."""
+    try:
+        con = _connect(index_dir / "chroma.sqlite3")
+        try:
+            return {row[0] for row in con.execute("SELECT segment_id FROM max_seq_id")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return None  # then every folder is checked, as before
+
+
 def check_segment_files(index_dir: Path) -> Check:
     """Each persisted HNSW segment folder has its four files, each as long as its header says."""
     try:
@@ -128,11 +140,14 @@ def check_segment_files(index_dir: Path) -> Check:
         if _interrupted_write(e):
             return Check("vector files", True, f"not checked: {INTERRUPTED_WRITE}")
         return Check("vector files", False, f"cannot list the vector segments: {e}")
+    persisted = _persisted_segments(index_dir)
     problems, seen = [], 0
     for seg, name, _ in segments:
         folder = index_dir / seg
-        if not folder.is_dir():
-            continue  # not persisted yet: Chroma keeps a small collection's vectors in its log
+        if not folder.is_dir() or (persisted is not None and seg not in persisted):
+            # Not persisted yet: Chroma keeps a small collection's vectors in its log and ignores the files in
+            # this folder (empty ones, or half-written ones when a kill landed in its first persist).
+            continue
         seen += 1
         problem = _hnsw_problem(folder)
         if problem:

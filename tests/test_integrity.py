@@ -74,10 +74,44 @@ DAMAGE = {"sqlite header": (damage_sqlite_header, "does not start with an SQLite
           "catalogue record": (damage_catalogue_record, "the catalogue of 1 documents vouches for")}
 
 
+NOTES_CHUNK = 32  # tokens: the notes make well over Chroma's sync threshold of 1,000 chunks
+
+
+def write_notes(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    words = "harbour lantern orchard meadow river stone copper violet ember falcon willow tundra".split()
+    r = random.Random(3)
+    (folder / "notes.txt").write_text("".join(
+        f"Note {i}. " + " ".join(r.choice(words) for _ in range(30)) + ".\n\n" for i in range(1100)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def persisted_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed article and 1,100 short notes: over the sync threshold, so Chroma writes its vector files."""
+    index = tmp_path_factory.mktemp("persisted") / "index"
+    notes = write_notes(tmp_path_factory.mktemp("notes"))
+    Assistant(index_dir=index, chunk_size=NOTES_CHUNK).ingest(SEEDS, notes)
+    return index
+
+
+@pytest.fixture
+def persisted(persisted_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Assistant:
+    index = tmp_path / "persisted-index"
+    shutil.copytree(persisted_index, index)
+    monkeypatch.setenv("QA_CHUNK_SIZE", str(NOTES_CHUNK))  # a rebuild chunks as the index was built
+    return Assistant(index_dir=index)
+
+
 @pytest.mark.parametrize("part", list(DAMAGE))
-def test_damage_is_one_line_nothing_is_written_and_rebuild_answers_like_clean(seeded: Assistant, part: str) -> None:
+def test_damage_is_one_line_nothing_is_written_and_rebuild_answers_like_clean(
+        request: pytest.FixtureRequest, part: str) -> None:
+    # Chroma reads vector files only once it has persisted them (a row in max_seq_id); the 8-chunk seed index
+    # keeps its vectors in the log, so damage to its files would change nothing.
+    seeded = request.getfixturevalue("persisted" if part == "vector files" else "seeded")
     index = Path(seeded.settings.index_dir)
     clean = seeded.ask(QUESTION).to_dict()
+    documents = len(seeded.documents())
     kept = seeded.conversation()  # a saved conversation: the readers' own, not derived from the documents
     kept.ask(QUESTION)
     damage, what = DAMAGE[part]
@@ -104,7 +138,7 @@ def test_damage_is_one_line_nothing_is_written_and_rebuild_answers_like_clean(se
     report = reopen(index, seeded).rebuild(*paths)
     moved = Path(report.moved_to)
     assert moved.name.startswith(f"{index.name}.damaged-") and files(moved) == before  # kept as it was
-    assert report.report.count("added") == 1 and not report.missing
+    assert report.report.count("added") == documents and not report.missing
     rebuilt = reopen(index, seeded)
     assert rebuilt.ask(QUESTION).to_dict() == clean
     assert all(c.ok for c in rebuilt.check())
@@ -341,6 +375,18 @@ def test_older_layout_is_read_and_stamped_at_the_next_ingest(seeded: Assistant, 
     old.ingest(extra)
     version = next(c for c in reopen(index, seeded).check() if c.name == "version")
     assert version.ok and version.detail.startswith(f"layout {LAYOUT}, written by qa ")
+
+
+def test_vector_files_chroma_has_not_persisted_yet_are_not_called_damage(seeded: Assistant) -> None:
+    """A SIGKILL during Chroma's first write of a segment's files can leave a 0-byte header.bin. Chroma has not
+    recorded that segment as persisted (no max_seq_id row) and answers from its log: not damage."""
+    index = Path(seeded.settings.index_dir)
+    before = seeded.ask(QUESTION).to_dict()
+    (vector_folder(index) / "header.bin").write_bytes(b"")
+    again = reopen(index, seeded)
+    assert again.ask(QUESTION).to_dict() == before
+    assert all(c.ok for c in again.check())
+    assert again.ingest(SEEDS).count("unchanged") == 1
 
 
 def test_truncated_vector_file_is_caught_although_chroma_would_answer_from_it(tmp_path: Path) -> None:
