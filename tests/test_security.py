@@ -462,8 +462,8 @@ def test_a_ui_request_body_is_refused_over_its_limit_before_the_login_is_checked
 @pytest.mark.slow
 def test_wrong_guesses_at_logins_and_the_key_are_limited(seeded_index: Path, tmp_path: Path) -> None:
     """The UI login and the API key took unlimited wrong guesses. After 10 in a minute from one address (or at
-    one user name) the next is refused with 429 and Retry-After, unchecked; others sign in as before, and a
-    successful login clears the count."""
+    one user name) the next is refused with 429 and Retry-After, unchecked; others sign in as before (and so does
+    the user, from where she signed in before), and a successful login clears the count."""
     import base64
 
     import httpx
@@ -488,7 +488,9 @@ def test_wrong_guesses_at_logins_and_the_key_are_limited(seeded_index: Path, tmp
         return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
     try:
-        with client("127.0.0.2") as guesser, client("127.0.0.3") as other, client("127.0.0.4") as third:
+        with client("127.0.0.2") as guesser, client("127.0.0.3") as other, client("127.0.0.4") as third, \
+                client("127.0.0.5") as hers:
+            assert ui_login(hers, "alice", "pw-alice").status_code == 200  # alice signs in at her desk
             # The API key: ten wrong keys, then 429 even for the right one, from that address only.
             for i in range(MAX_FAILURES):
                 assert guesser.get("/v1/status", headers={"Authorization": f"Bearer wrong-{i}"}).status_code == 401
@@ -507,6 +509,8 @@ def test_wrong_guesses_at_logins_and_the_key_are_limited(seeded_index: Path, tmp
             r = ui_login(third, "alice", "pw-alice")
             assert r.status_code == 429 and "retry-after" in r.headers and "this user" in r.text
             assert third.get("/v1/status", headers=basic("alice", "pw-alice")).status_code == 429  # and over the API
+            # ... but not where she signed in before: the guesses at her name do not lock her out of her desk.
+            assert hers.get("/v1/status", headers=basic("alice", "pw-alice")).status_code == 200
             r = ui_login(third, "bob", "pw-bob")
             assert r.status_code == 200 and r.json() == {"success": True}
             assert third.get("/v1/status", headers=basic("bob", "pw-bob")).status_code == 200
@@ -534,3 +538,36 @@ def test_the_login_limit_forgets_failures_after_its_window() -> None:
     limiter.check(keys("10.0.0.9", "bob"))
     now[0] = 60.5  # the first failure has left the window: one more guess may be made
     limiter.check(keys("10.0.0.1", "ann"))
+
+
+def test_guessing_at_a_name_does_not_lock_its_user_out_where_she_signed_in_before() -> None:
+    """Ten wrong passwords at "ann" from anywhere locked ann out everywhere for a minute, again and again: anyone
+    could keep her out. Her own address, where she signed in before, stays open to her (its own count still
+    applies); a new address, or hers a month after her last sign-in, is refused while the name is blocked."""
+    from qa.serving.limits import KNOWN_SECONDS, LoginLimiter, TooManyAttempts, keys
+
+    now = [0.0]
+    limiter = LoginLimiter(max_failures=3, window=60, clock=lambda: now[0])
+    limiter.succeeded(keys("10.0.0.1", "ann"))  # ann signs in at her desk
+    limiter.succeeded(keys("", "ann"))  # an attempt without a known address vouches for nothing
+    for _ in range(3):
+        limiter.failed(keys("10.0.0.66", "ann"))  # someone else guesses
+    limiter.check(keys("10.0.0.1", "ann"))  # her desk: still let in to try
+    for address in ("10.0.0.2", "10.0.0.66", ""):
+        with pytest.raises(TooManyAttempts) as e:
+            limiter.check(keys(address, "ann"))
+        assert e.value.by_user == (address != "10.0.0.66")  # the guesser's own address is full too
+    for _ in range(3):
+        limiter.failed(keys("10.0.0.1", "ann"))  # her desk guessing wrong is still limited by its address
+    with pytest.raises(TooManyAttempts) as e:
+        limiter.check(keys("10.0.0.1", "ann"))
+    assert not e.value.by_user
+    now[0] = 30.0
+    limiter.succeeded(keys("10.0.0.5", "ann"))  # signed in elsewhere before the name was blocked (clears it)
+    for _ in range(3):
+        limiter.failed(keys("10.0.0.66", "ann"))
+    now[0] = 30.0 + KNOWN_SECONDS + 1  # a month on, the guessing again
+    for _ in range(3):
+        limiter.failed(keys("10.0.0.67", "ann"))
+    with pytest.raises(TooManyAttempts):
+        limiter.check(keys("10.0.0.5", "ann"))  # no longer hers

@@ -2,8 +2,9 @@
 
 Failures are counted per client address and, for a UI login (the login form, or HTTP Basic auth to /v1), per
 user name too, so that guessing one user's password from many addresses is limited as well. Only the guesser's
-address and the guessed name are refused meanwhile; a successful login clears both. The counts live in memory
-(a restart clears them), bounded in size.
+address and the guessed name are refused meanwhile; a successful login clears both. A name's count does not
+lock its user out of an address she signed in from before (within `KNOWN_SECONDS`): anyone could otherwise keep
+her out by guessing wrong at her name. The counts live in memory (a restart clears them), bounded in size.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = ["CLIENT", "LOGIN_MESSAGE", "LOGIN_PATHS", "MAX_FAILURES", "WINDOW_SEC
 
 MAX_FAILURES = 10  # wrong guesses a client address (or a user name) may make ...
 WINDOW_SECONDS = 60.0  # ... within this many seconds
+KNOWN_SECONDS = 30 * 24 * 3600.0  # an address a user signed in from is hers this long after her last sign-in
 MAX_KEYS = 50_000  # addresses and names remembered at once (an attacker may invent any number of names)
 LOGIN_PATHS = frozenset({"/login", "/login/"})  # Gradio's login form posts here
 # Gradio's login page says nothing when it is answered 429 (only "Incorrect credentials" for 400), so it says so first.
@@ -55,12 +57,17 @@ class LoginLimiter:
         self.max_failures, self.window, self.clock = max_failures, window, clock
         self._lock = threading.Lock()  # the API checks keys on worker threads, the UI login on the event loop
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._known: OrderedDict[tuple[str, str], float] = OrderedDict()  # (address, user): last sign-in
 
     def check(self, counters: tuple[str, ...]) -> None:
-        """Raise TooManyAttempts if any of these counters is full (the attempt is then not even checked)."""
+        """Raise TooManyAttempts if any of these counters is full (the attempt is then not even checked). A
+        user's count does not block her at an address she signed in from before."""
         now = self.clock()
         with self._lock:
+            known = self._known_pair(counters, now)
             for key in counters:
+                if known and key.startswith("user:"):
+                    continue
                 times = self._recent(key, now)
                 if times is not None and len(times) >= self.max_failures:
                     wait = max(1, math.ceil(times[0] + self.window - now))
@@ -82,6 +89,22 @@ class LoginLimiter:
         with self._lock:
             for key in counters:
                 self._failures.pop(key, None)
+            pair = _pair(counters)
+            if pair is not None:
+                self._known[pair] = self.clock()
+                self._known.move_to_end(pair)
+                while len(self._known) > MAX_KEYS:
+                    self._known.popitem(last=False)
+
+    def _known_pair(self, counters: tuple[str, ...], now: float) -> bool:
+        """Whether the user of these counters signed in from their address within KNOWN_SECONDS."""
+        pair = _pair(counters)
+        if pair is None or pair not in self._known:
+            return False
+        if self._known[pair] <= now - KNOWN_SECONDS:
+            del self._known[pair]
+            return False
+        return True
 
     @contextmanager
     def attempt(self, counters: tuple[str, ...]) -> Iterator[list[bool]]:
@@ -105,6 +128,12 @@ class LoginLimiter:
             del self._failures[key]
             return None
         return times
+
+
+def _pair(counters: tuple[str, ...]) -> tuple[str, str] | None:
+    """(address, user) of an attempt's counters (see `keys`), or None if it names no user."""
+    found = dict(k.split(":", 1) for k in counters)
+    return (found["addr"], found["user"]) if found.get("addr") and "user" in found else None
 
 
 def client_address(scope: dict[str, Any]) -> str:
