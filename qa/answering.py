@@ -321,12 +321,10 @@ def content_words(text: str, stem: Any) -> set[str]:
 class ExtractiveComposer:
     """Chooses and cites sentences; `min_support` is the not-found threshold."""
 
-    def __init__(self, embedder: Any, max_sentences: int = 2, min_support: float = 0.51,
-                 question_embedder: Any = None) -> None:
+    def __init__(self, embedder: Any, max_sentences: int = 2, min_support: float = 0.51) -> None:
         import Stemmer
 
         self.embedder = embedder
-        self.question_embedder = question_embedder  # None: the question goes to `embedder` with the sentences
         self.max_sentences = max_sentences
         self.min_support = min_support
         self._stem = Stemmer.Stemmer("english").stemWord
@@ -348,10 +346,7 @@ class ExtractiveComposer:
         back = [i for i, s in enumerate(sentences) if i and sentences[i - 1].passage is s.passage
                 and refers_back(s.text, words[i - 1], self._stem)]
         texts = [s.text for s in sentences] + [f"{sentences[i - 1].text} {sentences[i].text}" for i in back]
-        if self.question_embedder is None:
-            vecs = encode(self.embedder, [question, *texts])
-        else:  # every sentence is compared with this one vector: at full precision (qa.embedding.question_precision)
-            vecs = np.vstack([encode(self.question_embedder, [question]), encode(self.embedder, texts)])
+        vecs = encode(self.embedder, [question, *texts])
         dense = vecs[1:len(sentences) + 1] @ vecs[0]
         # A question word found in few of the retrieved sentences tells more than one found in most of them.
         seen = {(s.passage.source, s.start) for s in sentences}

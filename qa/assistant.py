@@ -125,9 +125,7 @@ class Assistant:
             secret = "key" in name or err["type"] == "extra_forbidden"
             value = "" if secret else f" = {err.get('input')!r}"
             raise ConfigError(f"Setting {name} (QA_{name.upper()}){value}: {err['msg']}") from None
-        self._precision_asked = self.settings.embed_precision  # before "auto" is made concrete for the index
         self._embedder: Any = None
-        self._question_embedder: Any = None
         self._store: Store | None = None
         self._retriever: Any = None
         self._composer: Any = None
@@ -172,21 +170,6 @@ class Assistant:
             return load_remote_embedder(s)
         return load_embedder(s.embed_model, s.embed_batch_size, s.embed_backend, s.embed_precision,
                              s.embed_cache)
-
-    @property
-    def question_embedder(self) -> Any:
-        """What the answer's sentence choice embeds the question with: the embedder, or the same model at fp32
-        (see qa.embedding.question_precision); loaded on first use."""
-        if self._question_embedder is None:
-            with self._parts_lock:
-                if self._question_embedder is None:
-                    from .embedding import load_embedder, question_precision
-
-                    embedder, s = self.embedder, self.settings  # loading it settles an "auto" precision
-                    precision = question_precision(self._precision_asked, s)
-                    self._question_embedder = embedder if precision is None else load_embedder(
-                        s.embed_model, s.embed_batch_size, s.embed_backend, precision, s.embed_cache)
-        return self._question_embedder
 
     def store(self, create: bool = False) -> Store:
         """The Chroma store; `create` makes a new index where none exists."""
@@ -251,7 +234,7 @@ class Assistant:
         with self._parts_lock, self._store_lock:
             store = self._store
             self._forget_index()
-            self._embedder = self._question_embedder = self._composer = self._conversations = None
+            self._embedder = self._composer = self._conversations = None
         if store is not None:
             store.close()
 
@@ -376,7 +359,7 @@ class Assistant:
 
             with self._parts_lock:
                 if self._composer is None:
-                    self._composer = make_composer(self.settings, self.embedder, self.question_embedder)
+                    self._composer = make_composer(self.settings, self.embedder)
         return self._composer
 
     def ask(self, question: str, top_k: int | None = None, history: Sequence[str] | str = (),

@@ -79,18 +79,6 @@ def embedder_id(settings: Any) -> str:
     return settings.embed_model
 
 
-def question_precision(asked: str, settings: Any) -> str | None:
-    """The precision the answer's sentence choice embeds the question at, when not the documents' (None).
-
-    fp32 when the precision was left to "auto" and the documents' vectors are int8 ONNX: int8 quantizes a
-    run's activations with one scale, and the question's vector is the one every sentence is compared with.
-    On squad-dev that was 3 answers right more and none less (benchmarks/README.md), for a few milliseconds a
-    question and the fp32 model in memory (about 110 MB). QA_EMBED_PRECISION=int8 keeps everything int8."""
-    if asked != "auto" or settings.embed_url or settings.embed_backend != "onnx" or settings.embed_precision != "int8":
-        return None
-    return "fp32"
-
-
 def settle_precision(settings: Any, recorded: str | None) -> Any:
     """The settings with `embed_precision="auto"` made concrete for an index whose vectors were made by
     `recorded` (None: a new index): an index built with fp32 ONNX or torch keeps fp32, so an index made

@@ -221,10 +221,9 @@ def replaced_note(answer: Any) -> str:
     return REPLACED.format(total=answer.total_sentences) if answer.total_sentences else REPLACED_NOTHING
 
 
-def make_composer(settings: Settings, embedder: Any, question_embedder: Any = None) -> Any:
+def make_composer(settings: Settings, embedder: Any) -> Any:
     """The composer the settings choose: extractive, or a chat model whose sentences are verified."""
-    fallback = ExtractiveComposer(embedder, settings.max_sentences, settings.min_support,
-                                  None if question_embedder is embedder else question_embedder)
+    fallback = ExtractiveComposer(embedder, settings.max_sentences, settings.min_support)
     if settings.llm == "extractive":
         return fallback
     context = None

@@ -41,9 +41,6 @@ def ensure_export(model_path: Path, cache: Path, precision: str) -> Path:
     out = export_dir(model_path, cache, precision)
     if (out / "model.onnx").exists():
         return out
-    # int8 is made from the fp32 export, which is kept: questions are embedded with it (see
-    # qa.embedding.question_precision), and torch then runs once, not twice.
-    source = ensure_export(model_path, cache, "fp32") if precision == "int8" else None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -52,8 +49,7 @@ def ensure_export(model_path: Path, cache: Path, precision: str) -> Path:
     with FileLock(str(out) + ".lock"):
         if not (out / "model.onnx").exists():
             # A child process: the export needs torch, which this process should never load.
-            cmd = [sys.executable, "-m", "qa.onnx_export", str(model_path), str(out), "--precision", precision,
-                   *(["--from-onnx", str(source)] if source else [])]
+            cmd = [sys.executable, "-m", "qa.onnx_export", str(model_path), str(out), "--precision", precision]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0 or not (out / "model.onnx").exists():
                 tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -1,11 +1,10 @@
 """Export a sentence-transformers model folder to ONNX (and int8), once; run as a child process.
 
-    python -m qa.onnx_export MODEL_DIR OUT_DIR [--precision fp32|int8] [--from-onnx FP32_DIR]
+    python -m qa.onnx_export MODEL_DIR OUT_DIR [--precision fp32|int8]
 
 torch's own exporter (`torch.onnx.export`) writes the transformer (token ids in, last hidden state
 out); ONNX Runtime's `quantize_dynamic` makes the int8 variant (weights int8 per channel,
-activations quantized on the fly), from an fp32 export folder when one is given (`--from-onnx`: no
-torch then; qa keeps both, the fp32 one for questions, see qa.embedding.question_precision). Pooling and normalization stay in qa.onnx_embedding, as the
+activations quantized on the fly). Pooling and normalization stay in qa.onnx_embedding, as the
 model's own config (1_Pooling, 2_Normalize) says. The folder is written under a temporary name
 and renamed when complete, so a crash never leaves a half export in the cache.
 """
@@ -36,28 +35,6 @@ def _check_config(model: Path) -> int:
             raise SystemExit(f"only mean pooling is supported, not {cfg}")
     st = model / "sentence_bert_config.json"
     return int(json.loads(st.read_text()).get("max_seq_length", 256)) if st.exists() else 256
-
-
-def quantized(fp32: Path, out: Path) -> None:
-    """Write OUT as the int8 variant of the fp32 export folder FP32 (its model quantized, its files copied)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
-        quantize_dynamic(str(fp32 / "model.onnx"), str(tmp / "model.onnx"), weight_type=QuantType.QInt8,
-                         per_channel=True)
-        for name in COPIED:
-            if (fp32 / name).exists():
-                shutil.copy2(fp32 / name, tmp / name)
-        meta = json.loads((fp32 / "qa-export.json").read_text()) | {"precision": "int8"}
-        (tmp / "qa-export.json").write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export(model: Path, out: Path, precision: str) -> None:
@@ -116,13 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("model", type=Path, help="sentence-transformers model folder")
     ap.add_argument("out", type=Path, help="folder to write")
     ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
-    ap.add_argument("--from-onnx", type=Path, help="an fp32 export folder to quantize (int8), instead of torch")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.from_onnx and args.precision == "int8":
-        quantized(args.from_onnx, args.out)
-    else:
-        export(args.model, args.out, args.precision)
+    export(args.model, args.out, args.precision)
 
 
 if __name__ == "__main__":

@@ -92,8 +92,7 @@ class Settings(BaseSettings):
     embed_precision: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="Weights of the ONNX export: 'int8' (dynamically quantized: 2.5x faster, retrieval "
         "within 0.002 of fp32), 'fp32' (the same vectors as torch), or 'auto': int8 for a new index, and "
-        "for an existing one the precision it was built with; with int8, the answer's sentence choice embeds "
-        "the question at fp32 (about 110 MB more memory; 'int8' keeps everything int8).",
+        "for an existing one the precision it was built with.",
     )
     embed_cache: Path = Field(
         Path("~/.cache/qa/onnx"), description="Folder of the ONNX exports of local embedding models.",

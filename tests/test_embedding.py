@@ -155,42 +155,6 @@ def test_export_is_made_once_into_the_named_cache(tmp_path: Path) -> None:
     assert (folder / "model.onnx").stat().st_mtime == made
     assert np.allclose(emb.encode(["a question"]), again.encode(["a question"]))
     assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [folder.name]
-    # int8 is quantized from that fp32 export (no second torch export; the fp32 one stays for questions)
-    int8 = load_embedder("all-MiniLM-L6-v2", backend="onnx", precision="int8", cache=cache)
-    assert (folder / "model.onnx").stat().st_mtime == made
-    assert sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == [
-        folder.name, folder.name.replace("-fp32", "-int8")]
-    assert json.loads((Path(int8.folder) / "qa-export.json").read_text())["precision"] == "int8"
-    assert 0.98 < float(int8.encode(["a question"])[0] @ emb.encode(["a question"])[0]) < 0.9999
-
-
-def test_answers_compare_the_sentences_with_an_fp32_question_unless_int8_is_asked(
-        seeded: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
-    """int8 quantizes a model run's activations with one scale; the question's vector is the one every sentence
-    is compared with. By default ("auto") an int8 index's answers embed the question with the fp32 model, and
-    the sentences with int8; QA_EMBED_PRECISION=int8 keeps one int8 model (less memory)."""
-    import qa.embedding
-
-    question = "In which newspaper was Putin's letter published?"
-    calls: list[tuple[str, list[str]]] = []
-    real = qa.embedding.encode
-
-    def spy(embedder, texts, pieces=None):  # type: ignore[no-untyped-def]
-        calls.append((json.loads((Path(embedder.folder) / "qa-export.json").read_text())["precision"], texts))
-        return real(embedder, texts, pieces)
-
-    seeded.retriever()  # the retriever's own question vector is the index's precision, as before
-    monkeypatch.setattr(qa.embedding, "encode", spy)
-    answer = seeded.ask(question)
-    assert "Rodong Sinmun" in answer.answer
-    assert calls[0] == ("fp32", [question]) and calls[1][0] == "int8" and question not in calls[1][1]
-    assert any("Rodong Sinmun" in t for t in calls[1][1])
-
-    calls.clear()
-    lean = Assistant(index_dir=seeded.settings.index_dir, embed_precision="int8")
-    assert lean.question_embedder is lean.embedder
-    assert lean.ask(question).answer.count("Rodong Sinmun") == answer.answer.count("Rodong Sinmun")
-    assert {p for p, _ in calls} == {"int8"} and calls[0][1][0] == question  # with the sentences, as before
 
 
 def test_batches_pad_little_and_keep_to_the_word_piece_limit() -> None:
