@@ -1,7 +1,7 @@
 """`python -m benchmarks [NAME ...] [options]`: run the named benchmarks (default all), print a table.
 
 Names: ingest, recipe, startup, latency, memory, load, bigfile, upload, chats, integrity, pdf, library,
-backends, languages, hnsw. Options after a single name go to that benchmark,
+backends, languages, hnsw, crash. Options after a single name go to that benchmark,
 e.g. `python -m benchmarks ingest --limit 1000`; `python -m benchmarks NAME --help` lists them.
 """
 
@@ -13,7 +13,7 @@ import sys
 from .common import HEADER
 
 NAMES = ["ingest", "recipe", "startup", "latency", "memory", "load", "bigfile", "upload", "chats", "integrity",
-         "pdf", "library", "backends", "languages", "hnsw"]
+         "pdf", "library", "backends", "languages", "hnsw", "crash"]
 
 
 def main(argv: list[str]) -> int:
