@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import signal
 import time
 
 from .common import row, scratch
@@ -21,7 +20,7 @@ from .common import row, scratch
 
 def main(argv: list[str]) -> list[str]:
     from qa import Assistant
-    from tests.test_crash import corpus_as_files, ingest, snapshot
+    from tests.test_crash import corpus_as_files, ingest, kill_at_random_points, snapshot
 
     p = argparse.ArgumentParser(prog="python -m benchmarks crash")
     p.add_argument("--docs", type=int, default=2067)
@@ -42,13 +41,7 @@ def main(argv: list[str]) -> list[str]:
         failures: list[str] = []
         for trial in range(args.trials):
             index = d / f"crashed-{trial}"
-            for _ in range(args.kills):
-                run = ingest(index, docs)
-                time.sleep(rng.uniform(0.15, 0.7) * took)  # a run after a kill has less left to do
-                if run.poll() is None:
-                    run.send_signal(signal.SIGKILL)
-                    kills += 1
-                run.wait()
+            kills += kill_at_random_points(index, docs, rng, took, args.kills, 0.7)
             last = ingest(index, docs)
             if last.wait() != 0:
                 failures.append(f"trial {trial}: {last.stderr.read().strip()[-200:]}")

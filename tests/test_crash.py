@@ -44,6 +44,21 @@ def snapshot(index: Path) -> tuple[list[tuple], set[str]]:
     return rows, bm25_ids
 
 
+def kill_at_random_points(index: Path, docs: Path, rng: random.Random, took: float, runs: int,
+                          latest: float) -> int:
+    """Start `qa ingest` `runs` times, each SIGKILLed at a random point between 15% and `latest` of a clean
+    run's time `took` unless it has finished by then; the number of kills."""
+    kills = 0
+    for _ in range(runs):
+        p = ingest(index, docs)
+        time.sleep(rng.uniform(0.15, latest) * took)  # a run after a kill has less left to do
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.wait()
+    return kills
+
+
 def test_kills_at_random_points_leave_a_repairable_index(tmp_path: Path, say) -> None:
     docs = corpus_as_files(tmp_path / "squad-docs", 800)
     clean = tmp_path / "clean"
@@ -54,15 +69,7 @@ def test_kills_at_random_points_leave_a_repairable_index(tmp_path: Path, say) ->
     clean_rows, _ = snapshot(clean)
 
     crashed = tmp_path / "crashed"
-    rng = random.Random(1234)
-    kills = 0
-    for _ in range(4):
-        p = ingest(crashed, docs)
-        time.sleep(rng.uniform(0.15, 0.6) * took)  # a run after a kill has less left to do
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            kills += 1
-        p.wait()
+    kills = kill_at_random_points(crashed, docs, random.Random(1234), took, 4, 0.6)
     p = ingest(crashed, docs)
     assert p.wait(timeout=1800) == 0, p.stderr.read()
     rows, bm25_ids = snapshot(crashed)
