@@ -101,35 +101,23 @@ def check_sqlite_pages(index_dir: Path) -> Check:
     return Check("sqlite pages", True, f"{db.name}: PRAGMA quick_check ok")
 
 
-def vector_segments(index_dir: Path) -> list[tuple[str, str, int]]:
-    """(segment id, collection name, vectors it holds by SQLite's count) of every vector segment."""
+def vector_segments(index_dir: Path) -> list[tuple[str, str, bool]]:
+    """(segment id, collection name, whether Chroma has recorded its files as written) of every vector segment.
+
+    A segment is written once it has a row in `max_seq_id`; if that table cannot be read, every segment counts
+    as written (its files are checked)."""
     con = _connect(index_dir / "chroma.sqlite3")
     try:
         segs = con.execute(
             "SELECT s.id, c.name FROM segments s JOIN collections c ON s.collection = c.id "
             "WHERE s.scope = 'VECTOR'").fetchall()
-        out = []
-        for seg, name in segs:
-            n = con.execute(
-                "SELECT count(*) FROM embeddings e JOIN segments m ON e.segment_id = m.id "
-                "JOIN collections c ON m.collection = c.id WHERE c.name = ? AND m.scope = 'METADATA'",
-                (name,)).fetchone()[0]
-            out.append((seg, name, int(n)))
-        return out
+        try:
+            written = {row[0] for row in con.execute("SELECT segment_id FROM max_seq_id")}
+        except sqlite3.DatabaseError:
+            return [(seg, name, True) for seg, name in segs]
+        return [(seg, name, seg in written) for seg, name in segs]
     finally:
         con.close()
-
-
-def _persisted_segments(index_dir: Path) -> set[str] | None:
-    """Segments Chroma has recorded as written to files (a row in `max_seq_id`); None if it cannot be read."""
-    try:
-        con = _connect(index_dir / "chroma.sqlite3")
-        try:
-            return {row[0] for row in con.execute("SELECT segment_id FROM max_seq_id")}
-        finally:
-            con.close()
-    except sqlite3.DatabaseError:
-        return None  # then every folder is checked, as before
 
 
 def check_segment_files(index_dir: Path) -> Check:
@@ -140,11 +128,10 @@ def check_segment_files(index_dir: Path) -> Check:
         if _interrupted_write(e):
             return Check("vector files", True, f"not checked: {INTERRUPTED_WRITE}")
         return Check("vector files", False, f"cannot list the vector segments: {e}")
-    persisted = _persisted_segments(index_dir)
     problems, seen = [], 0
-    for seg, name, _ in segments:
+    for seg, name, written in segments:
         folder = index_dir / seg
-        if not folder.is_dir() or (persisted is not None and seg not in persisted):
+        if not written or not folder.is_dir():
             # Not persisted yet: Chroma keeps a small collection's vectors in its log and ignores the files in
             # this folder (empty ones, or half-written ones when a kill landed in its first persist).
             continue
