@@ -563,7 +563,7 @@ def test_guessing_at_a_name_does_not_lock_its_user_out_where_she_signed_in_befor
         limiter.check(keys("10.0.0.1", "ann"))
     assert not e.value.by_user
     now[0] = 30.0
-    limiter.succeeded(keys("10.0.0.5", "ann"))  # signed in elsewhere before the name was blocked (clears it)
+    limiter.succeeded(keys("10.0.0.5", "ann"))  # ann signs in at another desk (which clears the name's count)
     for _ in range(3):
         limiter.failed(keys("10.0.0.66", "ann"))
     now[0] = 30.0 + KNOWN_SECONDS + 1  # a month on, the guessing again
