@@ -1,4 +1,5 @@
-"""Embedding backends side by side: torch, ONNX fp32, ONNX int8 — encode speed and agreement with torch.
+"""Embedding backends side by side: torch, ONNX fp32, ONNX int8 (smoothed), ONNX int8-v1 (plain) — encode speed
+and agreement with torch.
 
     python -m benchmarks backends [--dataset squad-dev] [--limit 600] [--rounds 2]
 
@@ -20,7 +21,8 @@ from qa.settings import Settings
 
 from .common import row, texts
 
-VARIANTS = (("torch", "torch", "fp32"), ("ONNX fp32", "onnx", "fp32"), ("ONNX int8", "onnx", "int8"))
+VARIANTS = (("torch", "torch", "fp32"), ("ONNX fp32", "onnx", "fp32"), ("ONNX int8", "onnx", "int8"),
+            ("ONNX int8-v1", "onnx", "int8-v1"))
 
 
 def encode_all(embedder: Any, chunks: list[str]) -> tuple[float, Any]:

@@ -65,28 +65,39 @@ def load_embedder(name: str, batch_size: int = 64, backend: str = "torch", preci
     )
 
 
+INT8 = "int8-v2"  # how an index of smoothed int8 vectors records them (see embedder_id)
+
+
 def embedder_id(settings: Any) -> str:
     """What produced an index's vectors, as recorded in its collection: vectors of different ids never mix.
 
     torch and fp32 ONNX share an id: their vectors agree to cosine 0.9999999 (benchmarks/README.md);
     int8 ONNX (cosine 0.989-0.999 to them) and a server's model (remote, so not known to be the
-    same weights even under the same name) get ids of their own.
+    same weights even under the same name) get ids of their own; so do the smoothed int8 export (`int8`)
+    and the plain one of indexes built before it (`int8-v1`, cosine 0.994 to each other).
     """
     if settings.embed_url:
         return f"remote {settings.embed_model}"  # the model makes the vectors, whichever server runs it
     if settings.embed_backend == "onnx" and settings.embed_precision in ("int8", "auto"):
-        return f"{settings.embed_model} int8"  # "auto" makes a new index with int8
+        return f"{settings.embed_model} {INT8}"  # "auto" makes a new index with int8
+    if settings.embed_backend == "onnx" and settings.embed_precision == "int8-v1":
+        return f"{settings.embed_model} int8"  # the id indexes built before smoothing recorded
     return settings.embed_model
 
 
 def settle_precision(settings: Any, recorded: str | None) -> Any:
     """The settings with `embed_precision="auto"` made concrete for an index whose vectors were made by
     `recorded` (None: a new index): an index built with fp32 ONNX or torch keeps fp32, so an index made
-    before int8 became the default answers as before; anything else gets int8."""
+    before int8 became the default answers as before, and one built with the plain int8 export before
+    smoothing keeps that export (int8-v1); anything else gets int8."""
     if settings.embed_precision != "auto":
         return settings
-    fp32 = recorded == settings.embed_model and not settings.embed_url  # the id of fp32 and torch vectors
-    return settings.model_copy(update={"embed_precision": "fp32" if fp32 else "int8"})
+    local = not settings.embed_url
+    if local and recorded == settings.embed_model:  # the id of fp32 and torch vectors
+        return settings.model_copy(update={"embed_precision": "fp32"})
+    if local and recorded == f"{settings.embed_model} int8":
+        return settings.model_copy(update={"embed_precision": "int8-v1"})
+    return settings.model_copy(update={"embed_precision": "int8"})
 
 
 class TokenCounter:

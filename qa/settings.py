@@ -89,10 +89,11 @@ class Settings(BaseSettings):
         "onnx", description="How the local embedding model runs: 'onnx' (ONNX Runtime, exported once from the "
         "model into embed_cache; no torch at question time) or 'torch' (sentence-transformers).",
     )
-    embed_precision: Literal["auto", "fp32", "int8"] = Field(
-        "auto", description="Weights of the ONNX export: 'int8' (dynamically quantized: 2.5x faster, retrieval "
-        "within 0.002 of fp32), 'fp32' (the same vectors as torch), or 'auto': int8 for a new index, and "
-        "for an existing one the precision it was built with.",
+    embed_precision: Literal["auto", "fp32", "int8", "int8-v1"] = Field(
+        "auto", description="Weights of the ONNX export: 'int8' (smoothed, then dynamically quantized: 2.5x "
+        "faster, retrieval within 0.002 of fp32), 'fp32' (the same vectors as torch), 'int8-v1' (quantized "
+        "without smoothing: indexes built before it), or 'auto': int8 for a new index, and for an existing "
+        "one the precision it was built with.",
     )
     embed_cache: Path = Field(
         Path("~/.cache/qa/onnx"), description="Folder of the ONNX exports of local embedding models.",

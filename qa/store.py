@@ -532,8 +532,10 @@ def _settings_for(built_with: str) -> str:
     """The settings that produce embeddings recorded as `built_with` (see qa.embedding.embedder_id)."""
     if built_with.startswith("remote "):
         return f"QA_EMBED_URL=<a server of it> QA_EMBED_MODEL={built_with.removeprefix('remote ')}"
-    if built_with.endswith(" int8"):
-        return f"QA_EMBED_MODEL={built_with.removesuffix(' int8')} QA_EMBED_BACKEND=onnx QA_EMBED_PRECISION=int8"
+    for recorded, precision in ((" int8-v2", "int8"), (" int8", "int8-v1")):
+        if built_with.endswith(recorded):
+            return (f"QA_EMBED_MODEL={built_with.removesuffix(recorded)} QA_EMBED_BACKEND=onnx "
+                    f"QA_EMBED_PRECISION={precision}")
     return f"QA_EMBED_MODEL={built_with}, QA_EMBED_URL unset, QA_EMBED_PRECISION=fp32 or QA_EMBED_BACKEND=torch"
 
 

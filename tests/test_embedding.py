@@ -112,6 +112,36 @@ def test_torch_and_onnx_fp32_share_an_index_but_int8_does_not(torch_index: Path)
     assert "QA_EMBED_PRECISION=fp32" in str(err.value) and "re-ingest" in str(err.value)
 
 
+@pytest.mark.slow  # makes the plain int8 export on first run
+def test_an_index_of_plain_int8_vectors_keeps_them_and_smoothed_int8_is_closer_to_fp32(seeded, tmp_path: Path) -> None:
+    """Indexes built before int8 was smoothed recorded "<model> int8": "auto" answers them with the plain
+    export they were built with, asking for the smoothed one says how to go back or rebuild, and a rebuild
+    with it upgrades the index. The smoothed export is the closer of the two to fp32."""
+    from qa.embedding import encode, load_embedder
+
+    index = tmp_path / "plain"
+    Assistant(index_dir=index, embed_precision="int8-v1").ingest(SEEDS)
+    old = Assistant(index_dir=index)
+    assert "Moscow and Pyongyang" in old.ask("Who denied the arms transfers?").answer
+    assert old.status().embed_model == "all-MiniLM-L6-v2 (ONNX int8-v1)"
+    with pytest.raises(EmbeddingMismatchError) as err:
+        Assistant(index_dir=index, embed_precision="int8").ask("Who denied the arms transfers?")
+    assert "QA_EMBED_PRECISION=int8-v1" in str(err.value) and "qa ingest --rebuild" in str(err.value)
+    upgraded = Assistant(index_dir=index, embed_precision="int8")
+    upgraded.rebuild()
+    again = Assistant(index_dir=index)
+    assert again.status().embed_model == "all-MiniLM-L6-v2 (ONNX int8)"
+    assert "Moscow and Pyongyang" in again.ask("Who denied the arms transfers?").answer
+
+    seed = " ".join(SEEDS.joinpath(p).read_text() for p in sorted(os.listdir(SEEDS)))
+    texts = [q for q, _ in SEED_QUESTIONS] + [seed[i:i + 600] for i in range(0, len(seed), 300)]
+    fp32 = encode(load_embedder("all-MiniLM-L6-v2", backend="onnx", precision="fp32"), texts)
+    plain = (encode(old.embedder, texts) * fp32).sum(1)
+    smoothed = (encode(seeded.embedder, texts) * fp32).sum(1)
+    assert float(smoothed.mean()) > float(plain.mean()) + 0.001, (smoothed.mean(), plain.mean())
+    assert float((smoothed - plain).min()) > -0.003  # no text much further from fp32 than before
+
+
 @pytest.mark.slow  # makes the int8 export on first run
 def test_int8_index_refuses_fp32_questions_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "QA_INDEX_DIR": str(tmp_path / "i8"), "QA_EMBED_PRECISION": "int8"}
