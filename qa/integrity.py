@@ -141,7 +141,9 @@ def check_segment_files(index_dir: Path) -> Check:
             problems.append(f"collection {name!r} ({seg[:8]}…): {problem}")
     if problems:
         return Check("vector files", False, "; ".join(problems))
-    return Check("vector files", True, f"{seen} vector segment folder(s) complete")
+    waiting = sum(not written for _, _, written in segments)
+    return Check("vector files", True, f"{seen} vector segment folder(s) complete" + (
+        f"; {waiting} not written yet (Chroma keeps a small collection's vectors in its log)" if waiting else ""))
 
 
 def _hnsw_problem(folder: Path) -> str | None:
