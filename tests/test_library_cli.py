@@ -59,12 +59,19 @@ def test_docs_remove_and_scoped_ask(tmp_path: Path) -> None:
     assert [Path(d["source"]).name for d in json.loads(qa("docs", "--json").stdout)] == ["putin.txt"]
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT as a terminal delivers it. A test run started in the background by a shell without job control
+    (`make test &` in a script) hands its children SIGINT ignored, and Python then leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ingest_watch_follows_the_folder_until_interrupted(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "orca.txt").write_text("Orcas were seen in the Lyngen fjord on the fourteenth of November.")
     proc = subprocess.Popen([sys.executable, "-m", "qa", "ingest", "--watch", str(docs)], cwd=ROOT,
-                            env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 120
         seen: list[str] = []
