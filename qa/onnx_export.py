@@ -29,7 +29,7 @@ from typing import Any
 
 # SmoothQuant's migration strength: the share of an input channel's range moved into the weights. all-MiniLM-L6-v2,
 # mean cosine to fp32 of 800 paragraphs / the questions, squad-dev and scifact-train (benchmarks/README.md,
-# "Smoothed int8"): plain int8 0.9944 / 0.9943 and 0.9945 / 0.9935; alpha 0.7: 0.9972 / 0.9980 and 0.9971 / 0.9977;
+# "Issue 16, seventeenth session"): plain int8 0.9944 / 0.9943 and 0.9945 / 0.9935; alpha 0.7: 0.9972 / 0.9980 and 0.9971 / 0.9977;
 # 0.8: 0.9963 / 0.9980 and 0.9965 / 0.9978; 0.9: 0.9945 / 0.9983.
 ALPHA = 0.7
 CALIBRATION = Path(__file__).with_name("calibration.txt")
