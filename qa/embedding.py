@@ -65,7 +65,9 @@ def load_embedder(name: str, batch_size: int = 64, backend: str = "torch", preci
     )
 
 
-INT8 = "int8-v2"  # how an index of smoothed int8 vectors records them (see embedder_id)
+# What an index records after the model's name for the vectors of each int8 export: the plain export's indexes
+# (now int8-v1) recorded "int8" before the smoothed one existed.
+INT8_IDS = {"int8": "int8-v2", "int8-v1": "int8"}
 
 
 def embedder_id(settings: Any) -> str:
@@ -78,10 +80,9 @@ def embedder_id(settings: Any) -> str:
     """
     if settings.embed_url:
         return f"remote {settings.embed_model}"  # the model makes the vectors, whichever server runs it
-    if settings.embed_backend == "onnx" and settings.embed_precision in ("int8", "auto"):
-        return f"{settings.embed_model} {INT8}"  # "auto" makes a new index with int8
-    if settings.embed_backend == "onnx" and settings.embed_precision == "int8-v1":
-        return f"{settings.embed_model} int8"  # the id indexes built before smoothing recorded
+    precision = "int8" if settings.embed_precision == "auto" else settings.embed_precision  # a new index: int8
+    if settings.embed_backend == "onnx" and precision in INT8_IDS:
+        return f"{settings.embed_model} {INT8_IDS[precision]}"
     return settings.embed_model
 
 
@@ -92,12 +93,10 @@ def settle_precision(settings: Any, recorded: str | None) -> Any:
     smoothing keeps that export (int8-v1); anything else gets int8."""
     if settings.embed_precision != "auto":
         return settings
+    # The model's name alone is the id of fp32 and torch vectors.
+    kept = {settings.embed_model: "fp32"} | {f"{settings.embed_model} {tag}": p for p, tag in INT8_IDS.items()}
     local = not settings.embed_url
-    if local and recorded == settings.embed_model:  # the id of fp32 and torch vectors
-        return settings.model_copy(update={"embed_precision": "fp32"})
-    if local and recorded == f"{settings.embed_model} int8":
-        return settings.model_copy(update={"embed_precision": "int8-v1"})
-    return settings.model_copy(update={"embed_precision": "int8"})
+    return settings.model_copy(update={"embed_precision": kept.get(recorded or "", "int8") if local else "int8"})
 
 
 class TokenCounter:

@@ -532,9 +532,11 @@ def _settings_for(built_with: str) -> str:
     """The settings that produce embeddings recorded as `built_with` (see qa.embedding.embedder_id)."""
     if built_with.startswith("remote "):
         return f"QA_EMBED_URL=<a server of it> QA_EMBED_MODEL={built_with.removeprefix('remote ')}"
-    for recorded, precision in ((" int8-v2", "int8"), (" int8", "int8-v1")):
-        if built_with.endswith(recorded):
-            return (f"QA_EMBED_MODEL={built_with.removesuffix(recorded)} QA_EMBED_BACKEND=onnx "
+    from .embedding import INT8_IDS
+
+    for precision, tag in INT8_IDS.items():
+        if built_with.endswith(f" {tag}"):
+            return (f"QA_EMBED_MODEL={built_with.removesuffix(f' {tag}')} QA_EMBED_BACKEND=onnx "
                     f"QA_EMBED_PRECISION={precision}")
     return f"QA_EMBED_MODEL={built_with}, QA_EMBED_URL unset, QA_EMBED_PRECISION=fp32 or QA_EMBED_BACKEND=torch"
 
